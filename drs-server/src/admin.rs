@@ -1,0 +1,238 @@
+//! `add`: encrypt a plain file for the server's key and register it in the catalog.
+//!
+//! Writes `ID.c4gh-header` and `ID.c4gh-body` through `.part` files renamed into place, then
+//! `ID.json` the same way, so an interrupted `add` leaves no record and the catalog never lists
+//! a half-written object. Object IDs are immutable: `add` refuses an existing ID. Two SHA-256 checksums are computed while streaming (memory use does
+//! not grow with the file): `plaintext.sha256` of the input file and `body.sha256` of the
+//! encrypted body as served (the DRS `sha-256` checksum and the body's ETag).
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use c4gh::DataKey;
+use c4gh::body::Encryptor;
+use c4gh::keys::{PublicKey, SecretKey};
+use sha2::{Digest as _, Sha256};
+
+use crate::catalog::{self, CatalogError, Digest, ObjectPaths, ObjectRecord};
+
+/// What to register besides the data.
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    /// The object ID.
+    pub id: String,
+    /// File name reported in the DRS object (default: the input's file name).
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Media type of the plaintext.
+    pub mime_type: Option<String>,
+    /// Reader patterns (see [`ObjectRecord::readers`]).
+    pub readers: Vec<String>,
+}
+
+/// Why `add` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddError {
+    /// The ID is not acceptable.
+    #[error(transparent)]
+    Id(#[from] CatalogError),
+    /// An object with this ID exists (object IDs are immutable: add changed data under a new ID).
+    #[error(
+        "object {id:?} already exists in {dir}; object IDs are immutable, add the data under a new ID"
+    )]
+    Exists {
+        /// The ID.
+        id: String,
+        /// The catalog directory.
+        dir: PathBuf,
+    },
+    /// No reader patterns were given.
+    #[error(
+        "object {0:?} would have no readers; give at least one --reader (`*` = any authenticated caller)"
+    )]
+    NoReaders(String),
+    /// Reading the input or writing the catalog failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Encryption failed.
+    #[error("encrypting {path}: {source}")]
+    Crypt4gh {
+        /// The input file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: c4gh::Error,
+    },
+}
+
+struct Hashing<T> {
+    inner: T,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn digest(self) -> (T, Digest) {
+        let digest = Digest {
+            size: self.len,
+            sha256: hex::encode(self.hash.finalize()),
+        };
+        (self.inner, digest)
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn part(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to `path` via `path.part`, fsync and rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AddError> {
+    let tmp = part(path);
+    let io = |what| {
+        let path = path.to_owned();
+        move |source| AddError::Io { what, path, source }
+    };
+    let mut file = File::create(&tmp).map_err(io("creating"))?;
+    file.write_all(bytes).map_err(io("writing"))?;
+    file.sync_all().map_err(io("syncing"))?;
+    std::fs::rename(&tmp, path).map_err(io("renaming into place"))
+}
+
+/// Encrypts `input` for `server_key` and registers it in the catalog at `dir`.
+pub fn add_file(
+    dir: &Path,
+    server_key: &PublicKey,
+    input: &Path,
+    options: &AddOptions,
+) -> Result<ObjectRecord, AddError> {
+    catalog::validate_id(&options.id)?;
+    if options.readers.is_empty() {
+        return Err(AddError::NoReaders(options.id.clone()));
+    }
+    let paths = ObjectPaths::new(dir, &options.id);
+    if paths.record.exists() {
+        return Err(AddError::Exists {
+            id: options.id.clone(),
+            dir: dir.to_owned(),
+        });
+    }
+    let crypt = |source| AddError::Crypt4gh {
+        path: input.to_owned(),
+        source,
+    };
+    let data_key = DataKey::generate();
+    let writer = SecretKey::generate();
+    let header = c4gh::header::build(&writer, &[*server_key], &[&data_key], None).map_err(crypt)?;
+
+    let plain = File::open(input).map_err(|source| AddError::Io {
+        what: "opening",
+        path: input.to_owned(),
+        source,
+    })?;
+    let body_tmp = part(&paths.body);
+    let body_file = File::create(&body_tmp).map_err(|source| AddError::Io {
+        what: "creating",
+        path: body_tmp.clone(),
+        source,
+    })?;
+    let mut reader = Hashing::new(BufReader::with_capacity(1 << 20, plain));
+    let mut encryptor = Encryptor::new(
+        Hashing::new(BufWriter::with_capacity(1 << 20, body_file)),
+        &data_key,
+    );
+    let copied = encryptor
+        .copy_from(&mut reader)
+        .and_then(|_| encryptor.finish());
+    let written = match copied {
+        Ok(written) => written,
+        Err(source) => {
+            let _ = std::fs::remove_file(&body_tmp);
+            return Err(crypt(source));
+        }
+    };
+    let (_, plaintext) = reader.digest();
+    let (buffered, body) = written.digest();
+    let finish = buffered
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)
+        .and_then(|file| file.sync_all());
+    if let Err(source) = finish {
+        let _ = std::fs::remove_file(&body_tmp);
+        return Err(AddError::Io {
+            what: "writing",
+            path: body_tmp,
+            source,
+        });
+    }
+    write_atomically(&paths.header, &header)?;
+    std::fs::rename(&body_tmp, &paths.body).map_err(|source| AddError::Io {
+        what: "renaming into place",
+        path: paths.body.clone(),
+        source,
+    })?;
+    let record = ObjectRecord {
+        id: options.id.clone(),
+        name: options
+            .name
+            .clone()
+            .or_else(|| input.file_name().map(|n| n.to_string_lossy().into_owned())),
+        description: options.description.clone(),
+        mime_type: options.mime_type.clone(),
+        created_time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        plaintext,
+        body,
+        readers: options.readers.clone(),
+    };
+    let mut json = serde_json::to_vec_pretty(&record).map_err(|e| AddError::Io {
+        what: "encoding",
+        path: paths.record.clone(),
+        source: io::Error::other(e),
+    })?;
+    json.push(b'\n');
+    write_atomically(&paths.record, &json)?;
+    Ok(record)
+}

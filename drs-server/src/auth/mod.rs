@@ -1,0 +1,137 @@
+//! Who is asking: bearer tokens (static or JWT) to a subject; objects' readers decide access.
+
+pub mod jwt;
+pub mod tokens;
+
+use axum::http::{HeaderMap, header};
+
+use crate::problem::Problem;
+use jwt::{JwtError, JwtVerifier};
+use tokens::StaticTokens;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The subject that reader rules match: a static token's subject or a JWT's `sub`.
+    pub subject: String,
+    /// How the caller authenticated.
+    pub method: AuthMethod,
+}
+
+/// How a caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A static bearer token from the token file.
+    StaticToken,
+    /// A JWT verified against the issuer's keys.
+    Jwt,
+}
+
+/// Turns `Authorization` headers into principals.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    tokens: StaticTokens,
+    jwt: Option<JwtVerifier>,
+}
+
+impl Authenticator {
+    /// Accepts the `tokens` and, when given, JWTs checked by `jwt`.
+    pub fn new(tokens: StaticTokens, jwt: Option<JwtVerifier>) -> Self {
+        Authenticator { tokens, jwt }
+    }
+
+    /// The JWT issuer, when JWTs are accepted.
+    pub fn jwt_issuer(&self) -> Option<&str> {
+        self.jwt.as_ref().map(JwtVerifier::issuer)
+    }
+
+    /// Authenticates the request's bearer token.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(AuthError::new(
+                "missing",
+                "this endpoint needs an Authorization: Bearer token",
+                false,
+            ));
+        };
+        let value = value.to_str().map_err(|_| {
+            AuthError::new("malformed", "the Authorization header is not ASCII", true)
+        })?;
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                return Err(AuthError::new(
+                    "malformed",
+                    "the Authorization header must be `Bearer <token>`",
+                    true,
+                ));
+            }
+        };
+        if let Some(subject) = self.tokens.subject(token) {
+            return Ok(Principal {
+                subject: subject.to_owned(),
+                method: AuthMethod::StaticToken,
+            });
+        }
+        let Some(jwt) = &self.jwt else {
+            return Err(AuthError::new(
+                "unknown_token",
+                "the bearer token is not valid for this server",
+                true,
+            ));
+        };
+        if token.split('.').count() != 3 {
+            return Err(AuthError::new(
+                "unknown_token",
+                "the bearer token is neither one of this server's tokens nor a JWT",
+                true,
+            ));
+        }
+        match jwt.verify(token).await {
+            Ok(subject) => Ok(Principal {
+                subject,
+                method: AuthMethod::Jwt,
+            }),
+            Err(err @ JwtError::Fetch { .. }) => {
+                tracing::error!(error = %err, "cannot verify JWTs");
+                Err(AuthError {
+                    reason: "issuer_unavailable",
+                    problem: Problem::unavailable(
+                        "the server cannot fetch its token issuer's keys right now; retry later",
+                    ),
+                })
+            }
+            Err(err) => {
+                let reason = match err {
+                    JwtError::Expired => "expired",
+                    JwtError::NotYetValid => "not_yet_valid",
+                    JwtError::WrongAudience { .. } => "wrong_audience",
+                    JwtError::WrongIssuer { .. } => "wrong_issuer",
+                    JwtError::UnknownKey { .. } => "unknown_key",
+                    JwtError::BadSignature => "bad_signature",
+                    _ => "invalid_jwt",
+                };
+                Err(AuthError::new(reason, err.to_string(), true))
+            }
+        }
+    }
+}
+
+/// A rejected authentication: a short reason (a metrics label) and the response.
+#[derive(Debug)]
+pub struct AuthError {
+    /// `missing`, `malformed`, `unknown_token`, `expired`, `wrong_audience`, …
+    pub reason: &'static str,
+    /// The response to send.
+    pub problem: Problem,
+}
+
+impl AuthError {
+    fn new(reason: &'static str, detail: impl Into<String>, token_present: bool) -> Self {
+        AuthError {
+            reason,
+            problem: Problem::unauthenticated(detail, token_present),
+        }
+    }
+}

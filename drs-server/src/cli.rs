@@ -1,0 +1,305 @@
+//! The command line: `serve` and `add`, every flag also an environment variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use c4gh::keys::{PublicKey, SecretKey};
+use clap::{Args, Parser, Subcommand};
+use drs_server::admin::{AddOptions, add_file};
+use drs_server::auth::jwt::{JwksSource, JwtConfig};
+use drs_server::auth::tokens::StaticTokens;
+use drs_server::secret::SecretString;
+use drs_server::telemetry::LogFormat;
+use drs_server::tls::TlsConfig;
+use drs_server::{Config, Settings};
+use zeroize::Zeroizing;
+
+/// A GA4GH DRS 1.5 server for Crypt4GH objects that re-encrypts headers for each requester.
+#[derive(Parser)]
+#[command(name = "c4gh-drs-server", version, about)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(
+        long,
+        env = "C4GH_DRS_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax.
+    #[arg(long, env = "C4GH_DRS_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the catalog over HTTPS.
+    Serve(Box<ServeArgs>),
+    /// Encrypt a plain file for the server key and register it in the catalog.
+    Add(Box<AddArgs>),
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// The server's Crypt4GH secret key file (crypt4gh-keygen format).
+    #[arg(long, env = "C4GH_DRS_SECRET_KEY")]
+    secret_key: Option<PathBuf>,
+    /// File holding the secret key's passphrase (first line).
+    #[arg(long, env = "C4GH_DRS_PASSPHRASE_FILE", conflicts_with = "passphrase")]
+    passphrase_file: Option<PathBuf>,
+    /// The secret key's passphrase. Prefer the environment variable or --passphrase-file: a
+    /// flag is visible in the process list.
+    #[arg(long, env = "C4GH_DRS_PASSPHRASE", hide_env_values = true)]
+    passphrase: Option<String>,
+}
+
+impl KeyArgs {
+    fn load(&mut self) -> anyhow::Result<SecretKey> {
+        let Some(path) = &self.secret_key else {
+            bail!("give the server's Crypt4GH secret key with --secret-key (C4GH_DRS_SECRET_KEY)");
+        };
+        let passphrase = match (&self.passphrase_file, self.passphrase.take()) {
+            (Some(file), _) => Some(read_passphrase(file)?),
+            (None, Some(value)) => Some(Zeroizing::new(
+                SecretString::new(value).expose().as_bytes().to_vec(),
+            )),
+            (None, None) => None,
+        };
+        SecretKey::read_file(path, || passphrase).with_context(|| {
+            format!(
+                "loading the server's secret key {} (for an encrypted key set \
+                 C4GH_DRS_PASSPHRASE or --passphrase-file)",
+                path.display()
+            )
+        })
+    }
+}
+
+fn read_passphrase(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let bytes = Zeroizing::new(
+        std::fs::read(path)
+            .with_context(|| format!("reading the passphrase file {}", path.display()))?,
+    );
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Zeroizing::new(line.to_vec()))
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "C4GH_DRS_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// The catalog directory.
+    #[arg(long, env = "C4GH_DRS_CATALOG")]
+    catalog: PathBuf,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// TLS certificate chain (PEM).
+    #[arg(
+        long,
+        env = "C4GH_DRS_TLS_CERT",
+        required_unless_present = "insecure_plain_http"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(
+        long,
+        env = "C4GH_DRS_TLS_KEY",
+        required_unless_present = "insecure_plain_http"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Seconds between checks for changed TLS files (0: never reload).
+    #[arg(long, env = "C4GH_DRS_TLS_RELOAD_SECONDS", default_value_t = 60)]
+    tls_reload_seconds: u64,
+    /// Serve plain HTTP without TLS (development only).
+    #[arg(long, env = "C4GH_DRS_INSECURE_PLAIN_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
+    insecure_plain_http: bool,
+    /// Static bearer tokens: a JSON list of {"subject", "token"}.
+    #[arg(long, env = "C4GH_DRS_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Accept JWTs from this issuer (exact `iss`), e.g. a Kubernetes ServiceAccount issuer.
+    #[arg(long, env = "C4GH_DRS_OIDC_ISSUER", requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// Accepted JWT audiences (comma-separated); a token must name one.
+    #[arg(long, env = "C4GH_DRS_OIDC_AUDIENCE", value_delimiter = ',')]
+    oidc_audience: Vec<String>,
+    /// JWKS URL (default: the issuer's discovery document's jwks_uri).
+    #[arg(long, env = "C4GH_DRS_JWKS_URL", conflicts_with = "jwks_file")]
+    jwks_url: Option<String>,
+    /// JWKS file (e.g. `kubectl get --raw /openid/v1/jwks`), re-read on refresh.
+    #[arg(long, env = "C4GH_DRS_JWKS_FILE")]
+    jwks_file: Option<PathBuf>,
+    /// PEM CA bundle trusted (besides the web PKI roots) for discovery and JWKS fetches.
+    #[arg(long, env = "C4GH_DRS_OIDC_CA_FILE")]
+    oidc_ca_file: Option<PathBuf>,
+    /// Bearer token file sent with discovery and JWKS fetches (e.g. a ServiceAccount token when
+    /// the API server requires authentication for /openid/v1/jwks).
+    #[arg(long, env = "C4GH_DRS_OIDC_TOKEN_FILE")]
+    oidc_token_file: Option<PathBuf>,
+    /// Public base URL used in self_uri and access URLs (default: from the Host header).
+    #[arg(long, env = "C4GH_DRS_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Most items in one bulk request (more → 413).
+    #[arg(long, env = "C4GH_DRS_MAX_BULK", default_value_t = 100)]
+    max_bulk: usize,
+    /// Seconds to let in-flight requests finish on shutdown.
+    #[arg(long, env = "C4GH_DRS_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    shutdown_timeout_seconds: u64,
+    /// Most simultaneous connections.
+    #[arg(long, env = "C4GH_DRS_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// The catalog directory.
+    #[arg(long, env = "C4GH_DRS_CATALOG")]
+    catalog: PathBuf,
+    /// The plain file to encrypt and register.
+    #[arg(long)]
+    file: PathBuf,
+    /// The object ID (letters, digits, . _ ~ : -; at most 128).
+    #[arg(long)]
+    id: String,
+    /// Name reported in the DRS object (default: the file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Media type of the plaintext.
+    #[arg(long)]
+    mime_type: Option<String>,
+    /// Who may read it (repeatable): a subject, a prefix ending in `*`, or `*` for any
+    /// authenticated caller.
+    #[arg(long = "reader", default_value = "*")]
+    readers: Vec<String>,
+    /// The server's Crypt4GH public key file (alternatively --secret-key).
+    #[arg(long, env = "C4GH_DRS_PUBLIC_KEY")]
+    public_key: Option<PathBuf>,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+impl Cli {
+    /// Runs the subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => serve(*args),
+            Command::Add(args) => add(*args),
+        }
+    }
+}
+
+fn add(mut args: AddArgs) -> anyhow::Result<()> {
+    let public = match &args.public_key {
+        Some(path) => PublicKey::read_file(path)
+            .with_context(|| format!("reading the server's public key {}", path.display()))?,
+        None => args.key.load()?.public_key(),
+    };
+    let options = AddOptions {
+        id: args.id.clone(),
+        name: args.name.take(),
+        description: args.description.take(),
+        mime_type: args.mime_type.take(),
+        readers: args.readers.clone(),
+    };
+    let record = add_file(&args.catalog, &public, &args.file, &options)?;
+    println!("{}", serde_json::to_string_pretty(&record)?);
+    Ok(())
+}
+
+fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+    let server_key = args.key.load()?;
+    let tls = if args.insecure_plain_http {
+        tracing::warn!("serving plain HTTP (--insecure-plain-http): for development only");
+        None
+    } else {
+        let (Some(cert), Some(key)) = (args.tls_cert.take(), args.tls_key.take()) else {
+            bail!("give --tls-cert and --tls-key, or --insecure-plain-http for development");
+        };
+        Some(TlsConfig::Files {
+            cert,
+            key,
+            reload_interval: (args.tls_reload_seconds > 0)
+                .then(|| Duration::from_secs(args.tls_reload_seconds)),
+        })
+    };
+    let tokens = match &args.tokens_file {
+        Some(path) => StaticTokens::load(path)?,
+        None => StaticTokens::default(),
+    };
+    let jwt = match args.oidc_issuer.take() {
+        Some(issuer) => {
+            let mut jwt = JwtConfig::new(issuer, args.oidc_audience.clone());
+            if let Some(url) = args.jwks_url.take() {
+                jwt.jwks = JwksSource::Url(url);
+            } else if let Some(file) = args.jwks_file.take() {
+                jwt.jwks = JwksSource::File(file);
+            }
+            if let Some(ca) = &args.oidc_ca_file {
+                jwt.ca_pem =
+                    Some(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?);
+            }
+            if let Some(file) = &args.oidc_token_file {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                jwt.fetch_token = Some(SecretString::new(text.trim().to_owned()));
+            }
+            Some(jwt)
+        }
+        None => None,
+    };
+    if tokens.is_empty() && jwt.is_none() {
+        bail!(
+            "no way to authenticate callers: give --tokens-file and/or --oidc-issuer with \
+             --oidc-audience"
+        );
+    }
+    let mut config = Config::new(args.catalog.clone(), server_key, tls);
+    config.listen = args.listen;
+    config.tokens = tokens;
+    config.jwt = jwt;
+    config.settings = Settings {
+        public_url: args.public_url.take(),
+        max_bulk: args.max_bulk,
+        ..Settings::default()
+    };
+    config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_seconds);
+    config.max_connections = args.max_connections;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(drs_server::serve(config, shutdown_signal()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

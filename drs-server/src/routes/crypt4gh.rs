@@ -1,0 +1,70 @@
+//! The Crypt4GH endpoints: the header re-encrypted for the requester's key, and the unchanged
+//! encrypted body; each under this project's paths and the SDA v2-compatible ones.
+//!
+//! - `GET /c4gh/v1/objects/{id}/header` and `GET /files/{id}/header`: the stored header
+//!   re-encrypted, with a fresh writer key, for the key in `X-C4GH-Public-Key` or
+//!   `Htsget-Context-Public-Key` (exactly one). `X-C4GH-Content-ETag` and `SDA-Content-ETag`
+//!   carry the ETag of the body the header belongs to.
+//! - `GET|HEAD /c4gh/v1/objects/{id}/body` and `/files/{id}/content`: the body, with Range and
+//!   ETag (see [`crate::body`]).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE};
+
+use super::ObjectId;
+use crate::app::AppState;
+use crate::problem::Problem;
+use crate::{body, crypt};
+
+/// SDA v2's response header tying a header to its body.
+pub const SDA_CONTENT_ETAG_HEADER: &str = "SDA-Content-ETag";
+
+/// The routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/c4gh/v1/objects/{object_id}/header", get(header_handler))
+        .route("/c4gh/v1/objects/{object_id}/body", get(body_handler))
+        .route("/files/{object_id}/header", get(header_handler))
+        .route("/files/{object_id}/content", get(body_handler))
+}
+
+async fn header_handler(
+    State(state): State<Arc<AppState>>,
+    ObjectId(id): ObjectId,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let principal = state.authenticate(&headers).await?;
+    let object = state.readable(&id, &principal)?;
+    let recipient = crypt::requester_key(&headers)?;
+    let header_bytes = crypt::reencrypt(&id, &object.header, &state.server_key, &recipient)?;
+    state.metrics.reencryptions.inc();
+    tracing::debug!(object = %id, bytes = header_bytes.len(), "header re-encrypted");
+    let mut response = header_bytes.into_response();
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(HEADER_MEDIA_TYPE),
+    );
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(etag) = HeaderValue::try_from(object.etag.as_str()) {
+        out.insert(CONTENT_ETAG_HEADER, etag.clone());
+        out.insert(SDA_CONTENT_ETAG_HEADER, etag);
+    }
+    Ok(response)
+}
+
+async fn body_handler(
+    State(state): State<Arc<AppState>>,
+    ObjectId(id): ObjectId,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let principal = state.authenticate(&headers).await?;
+    let object = state.readable(&id, &principal)?;
+    body::serve(&object, &headers, Arc::clone(&state.metrics)).await
+}

@@ -1,0 +1,208 @@
+//! Test support (feature `test-support`): a throw-away CA and a running server over real TLS on
+//! an ephemeral loopback port, for this crate's and other crates' tests.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let server = drs_server::testing::TestServer::start().await.unwrap();
+//! server.add("HG00096", b"hello", &["*"]).unwrap();
+//! // A client trusts `server.ca_pem()` and sends `server.bearer()` to `server.drs_url()`.
+//! assert!(server.drs_url().starts_with("https://127.0.0.1:"));
+//! server.shutdown().await.unwrap();
+//! # }
+//! ```
+
+use std::path::Path;
+
+use c4gh::keys::{PublicKey, SecretKey};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tempfile::TempDir;
+use zeroize::Zeroizing;
+
+use crate::admin::{AddError, AddOptions, add_file};
+use crate::auth::tokens::StaticTokens;
+use crate::catalog::ObjectRecord;
+use crate::secret::SecretString;
+use crate::server::{Config, RunningServer, ServeError, start};
+use crate::tls::TlsConfig;
+
+/// Why a test server could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestSupportError {
+    /// Certificate generation failed.
+    #[error("generating a test certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// A temporary file could not be written.
+    #[error("test server files: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server did not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// A self-signed CA that issues server certificates.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    /// A new CA.
+    pub fn new() -> Result<Self, TestSupportError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "c4gh-drs-server test CA");
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        Ok(TestCa { issuer })
+    }
+
+    /// The CA certificate (PEM) that clients must trust.
+    pub fn ca_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A certificate (PEM chain) and key (PEM) for `names` (DNS names or IP addresses).
+    pub fn issue(&self, names: &[&str]) -> Result<(String, Zeroizing<String>), TestSupportError> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let params = CertificateParams::new(names)?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
+    }
+
+    /// TLS configuration for `localhost` and `127.0.0.1`.
+    pub fn server_tls(&self) -> Result<TlsConfig, TestSupportError> {
+        let (cert, key) = self.issue(&["localhost", "127.0.0.1"])?;
+        Ok(TlsConfig::Pem {
+            cert_chain: cert.into_bytes(),
+            key: Zeroizing::new(key.as_bytes().to_vec()),
+        })
+    }
+}
+
+/// A server with an empty catalog in a temporary directory, a fresh server key, one static
+/// token (subject `tester`), listening on `127.0.0.1:0` with TLS from a fresh [`TestCa`].
+#[derive(Debug)]
+pub struct TestServer {
+    server: RunningServer,
+    ca: TestCa,
+    catalog: TempDir,
+    server_public: PublicKey,
+    token: SecretString,
+}
+
+/// The subject of [`TestServer::bearer`]'s token.
+pub const TEST_SUBJECT: &str = "tester";
+
+impl TestServer {
+    /// Starts a server with default settings.
+    pub async fn start() -> Result<Self, TestSupportError> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `customize` adjusted its [`Config`] (add tokens, a JWT issuer, a
+    /// bulk limit…).
+    pub async fn start_with(customize: impl FnOnce(&mut Config)) -> Result<Self, TestSupportError> {
+        let ca = TestCa::new()?;
+        let catalog = tempfile::tempdir()?;
+        let key = SecretKey::generate();
+        let server_public = key.public_key();
+        let token = SecretString::new(format!("test-token-{:032x}", rand::random::<u128>()));
+        let mut tokens = StaticTokens::default();
+        tokens.insert(TEST_SUBJECT, &token);
+        let mut config = Config::new(catalog.path().to_owned(), key, Some(ca.server_tls()?));
+        config.tokens = tokens;
+        customize(&mut config);
+        let server = start(config).await?;
+        Ok(TestServer {
+            server,
+            ca,
+            catalog,
+            server_public,
+            token,
+        })
+    }
+
+    /// Encrypts `plaintext` for the server key and registers it as `id` with `readers`.
+    pub fn add(
+        &self,
+        id: &str,
+        plaintext: &[u8],
+        readers: &[&str],
+    ) -> Result<ObjectRecord, AddError> {
+        let input = self.catalog.path().join(format!(".input-{id}"));
+        std::fs::write(&input, plaintext).map_err(|source| AddError::Io {
+            what: "writing",
+            path: input.clone(),
+            source,
+        })?;
+        let options = AddOptions {
+            id: id.to_owned(),
+            name: Some(format!("{id}.bin")),
+            description: None,
+            mime_type: None,
+            readers: readers.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        let record = add_file(self.catalog.path(), &self.server_public, &input, &options);
+        let _ = std::fs::remove_file(&input);
+        record
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// `https://127.0.0.1:PORT/ga4gh/drs/v1`.
+    pub fn drs_url(&self) -> String {
+        self.server.drs_url()
+    }
+
+    /// `drs://127.0.0.1:PORT/{id}` (a URI with a port: clients need their allow-port option).
+    pub fn drs_uri(&self, id: &str) -> String {
+        format!("drs://{}/{id}", self.server.local_addr())
+    }
+
+    /// The CA certificate (PEM) to trust.
+    pub fn ca_pem(&self) -> String {
+        self.ca.ca_pem()
+    }
+
+    /// The static bearer token of subject [`TEST_SUBJECT`].
+    pub fn token(&self) -> &SecretString {
+        &self.token
+    }
+
+    /// `Bearer <token>`, the `Authorization` header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token.expose())
+    }
+
+    /// The catalog directory.
+    pub fn catalog_dir(&self) -> &Path {
+        self.catalog.path()
+    }
+
+    /// The server's Crypt4GH public key.
+    pub fn server_public_key(&self) -> PublicKey {
+        self.server_public
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &RunningServer {
+        &self.server
+    }
+
+    /// Shuts the server down (the catalog directory is removed when this is dropped).
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.server.shutdown().await
+    }
+}
