@@ -92,6 +92,36 @@ pub(crate) fn keep_ranges(edit_list: Option<&[u64]>) -> Vec<Range<u64>> {
     ranges
 }
 
+/// The edit list that keeps only the visible bytes `[start, start + len)` (to the end when `len`
+/// is `None`) of what `edit_list` keeps: how a byte range is applied to a file, with or without
+/// an edit list of its own, without decrypting the segments outside it.
+pub fn restrict_edit_list(edit_list: Option<&[u64]>, start: u64, len: Option<u64>) -> Vec<u64> {
+    let want_end = len.map_or(u64::MAX, |l| start.saturating_add(l));
+    let mut list = Vec::new();
+    let mut pos = 0u64;
+    let mut visible = 0u64;
+    for r in keep_ranges(edit_list) {
+        let v_start = visible;
+        let v_end = visible.saturating_add(r.end - r.start);
+        let (s, e) = (start.max(v_start), want_end.min(v_end));
+        if s < e {
+            let abs_start = r.start + (s - v_start);
+            list.push(abs_start - pos);
+            if e == u64::MAX {
+                return list;
+            }
+            let abs_end = r.start + (e - v_start);
+            list.push(abs_end - abs_start);
+            pos = abs_end;
+        }
+        visible = v_end;
+        if visible >= want_end {
+            break;
+        }
+    }
+    list
+}
+
 /// One step of the decoding state machine.
 pub(crate) enum Step {
     /// Plaintext is ready in [`BodyDecoder::pending`].
@@ -678,6 +708,25 @@ mod tests {
         assert_eq!(odd, want);
         assert_eq!(decrypt(&body, k(), Some(&[])).unwrap(), b"");
         assert_eq!(decrypt(&body, k(), Some(&[0, 1_000_000])).unwrap(), plain);
+        // A range over a file without and with an edit list.
+        let ranged = restrict_edit_list(None, 70_000, Some(100));
+        assert_eq!(
+            decrypt(&body, k(), Some(&ranged)).unwrap(),
+            &plain[70_000..70_100]
+        );
+        let ranged = restrict_edit_list(None, 199_990, None);
+        assert_eq!(
+            decrypt(&body, k(), Some(&ranged)).unwrap(),
+            &plain[199_990..]
+        );
+        let ranged = restrict_edit_list(Some(&[10, 5, 140_000]), 3, Some(4));
+        let mut want = plain[13..15].to_vec();
+        want.extend_from_slice(&plain[140_015..140_017]);
+        assert_eq!(decrypt(&body, k(), Some(&ranged)).unwrap(), want);
+        assert_eq!(
+            restrict_edit_list(Some(&[10, 5]), 5, None),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]

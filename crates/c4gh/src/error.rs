@@ -93,9 +93,12 @@ pub enum Error {
 
     /// A body segment failed authentication.
     #[error(
-        "segment {segment} (zero-based, {len} bytes) of the body failed authentication: the file \
-         is corrupted or was tampered with{}",
-        if *.is_last { ", or was truncated" } else { "" }
+        "segment {segment} (zero-based, {len} bytes) of the body failed authentication: {}",
+        if *.is_last {
+            "it is the last segment, so the file was truncated or tampered with"
+        } else {
+            "the file is corrupted or was tampered with"
+        }
     )]
     SegmentAuthentication {
         /// Zero-based segment index.
