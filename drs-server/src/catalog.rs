@@ -117,7 +117,7 @@ pub struct Object {
     pub header: Vec<u8>,
     /// Path of the encrypted body.
     pub body_path: PathBuf,
-    /// The strong ETag of the body (quoted).
+    /// The strong ETag of the body: `"sha256-<hex of the body's SHA-256>"`.
     pub etag: String,
 }
 
@@ -281,7 +281,7 @@ fn load_object(dir: &Path, id: &str) -> Result<Object, CatalogError> {
             paths.body.display()
         )));
     }
-    let etag = format!("\"{}\"", record.body.sha256.to_ascii_lowercase());
+    let etag = format!("\"sha256-{}\"", record.body.sha256.to_ascii_lowercase());
     Ok(Object {
         record,
         header,

@@ -72,6 +72,12 @@ pub fn requester_key(headers: &HeaderMap) -> Result<PublicKey, Problem> {
     Ok(key)
 }
 
+/// The key's fingerprint for logs: the first 8 hex digits of the SHA-256 of its raw bytes.
+pub fn fingerprint(key: &PublicKey) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(key.as_bytes())[..4])
+}
+
 /// Re-encrypts `stored` (the header encrypted for the server) for `recipient` with a fresh
 /// writer key, keeping only the packets the server key opens.
 pub fn reencrypt(

@@ -19,6 +19,7 @@ pub struct Problem {
     www_authenticate: Option<&'static str>,
     content_range: Option<String>,
     allow: Option<HeaderValue>,
+    retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -31,6 +32,7 @@ impl Problem {
             www_authenticate: None,
             content_range: None,
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -208,13 +210,15 @@ impl Problem {
         )
     }
 
-    /// 503: a dependency (the token issuer) is unreachable.
-    pub fn unavailable(detail: impl Into<String>) -> Self {
-        Problem::new(
+    /// 503 with `Retry-After: retry_after_s`: a dependency (the token issuer) is unreachable.
+    pub fn unavailable(detail: impl Into<String>, retry_after_s: u32) -> Self {
+        let mut problem = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::Unavailable,
             detail,
-        )
+        );
+        problem.retry_after = Some(retry_after_s);
+        problem
     }
 }
 
@@ -251,6 +255,9 @@ impl IntoResponse for Problem {
         }
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(ProblemMarker(self.code));
         response

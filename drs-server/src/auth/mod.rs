@@ -99,6 +99,7 @@ impl Authenticator {
                     reason: "issuer_unavailable",
                     problem: Problem::unavailable(
                         "the server cannot fetch its token issuer's keys right now; retry later",
+                        10,
                     ),
                 })
             }

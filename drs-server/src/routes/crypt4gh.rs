@@ -11,13 +11,15 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE};
+use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE, PostObjectBody};
 
-use super::ObjectId;
+use super::drs::reject_passports;
+use super::{ObjectId, json_body};
 use crate::app::AppState;
 use crate::problem::Problem;
 use crate::{body, crypt};
@@ -28,7 +30,10 @@ pub const SDA_CONTENT_ETAG_HEADER: &str = "SDA-Content-ETag";
 /// The routes.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/c4gh/v1/objects/{object_id}/header", get(header_handler))
+        .route(
+            "/c4gh/v1/objects/{object_id}/header",
+            get(header_handler).post(header_post),
+        )
         .route("/c4gh/v1/objects/{object_id}/body", get(body_handler))
         .route("/files/{object_id}/header", get(header_handler))
         .route("/files/{object_id}/content", get(body_handler))
@@ -39,12 +44,41 @@ async fn header_handler(
     ObjectId(id): ObjectId,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let principal = state.authenticate(&headers).await?;
-    let object = state.readable(&id, &principal)?;
-    let recipient = crypt::requester_key(&headers)?;
-    let header_bytes = crypt::reencrypt(&id, &object.header, &state.server_key, &recipient)?;
+    header_response(&state, &id, &headers).await
+}
+
+/// `POST` form of the header request (a JSON body with `passports`, which this server does not
+/// accept: it needs a bearer token).
+async fn header_post(
+    State(state): State<Arc<AppState>>,
+    ObjectId(id): ObjectId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let request: PostObjectBody = json_body(&headers, body, true).await?;
+    if !headers.contains_key(header::AUTHORIZATION) {
+        reject_passports(&request.passports)?;
+    }
+    header_response(&state, &id, &headers).await
+}
+
+async fn header_response(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    let principal = state.authenticate(headers).await?;
+    let object = state.readable(id, &principal)?;
+    let recipient = crypt::requester_key(headers)?;
+    let header_bytes = crypt::reencrypt(id, &object.header, &state.server_key, &recipient)?;
     state.metrics.reencryptions.inc();
-    tracing::debug!(object = %id, bytes = header_bytes.len(), "header re-encrypted");
+    tracing::info!(
+        object = %id,
+        subject = %principal.subject,
+        key = %crypt::fingerprint(&recipient),
+        bytes = header_bytes.len(),
+        "header re-encrypted"
+    );
     let mut response = header_bytes.into_response();
     let out = response.headers_mut();
     out.insert(

@@ -126,12 +126,20 @@ fn drs_object(state: &AppState, base: &str, object: &Object) -> DrsObject {
         }],
         access_methods: vec![method(HEADER_ACCESS_ID), method(BODY_ACCESS_ID)],
         contents: Vec::new(),
-        description: record.description.clone(),
+        description: Some(record.description.clone().unwrap_or_else(|| {
+            format!(
+                "Crypt4GH object: the header is re-encrypted per recipient (access_id \
+                 crypt4gh-header), the body is served unchanged (crypt4gh-body); size and \
+                 checksums describe the encrypted body. Plaintext: {} bytes, sha-256 {}.",
+                record.plaintext.size, record.plaintext.sha256
+            )
+        })),
         aliases: Vec::new(),
     }
 }
 
-fn reject_passports(passports: &[String]) -> Result<(), Problem> {
+/// Refuses a request that authenticates only with passports.
+pub(crate) fn reject_passports(passports: &[String]) -> Result<(), Problem> {
     if passports.is_empty() {
         Ok(())
     } else {
