@@ -2,6 +2,9 @@
 //! bulk (and its limit), service-info, the re-encrypted header (SDA v2 flavour too), bodies with
 //! Range / If-Range, malformed requests, metrics.
 
+// Helpers outside #[test] functions are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use c4gh::keys::SecretKey;

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: an HTTPS client that trusts the test CA, key
 //! encoding, and problem+json assertions.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
