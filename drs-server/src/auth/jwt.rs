@@ -127,7 +127,8 @@ pub enum JwtError {
 
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    #[serde(default)]
+    sub: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -233,10 +234,10 @@ impl JwtVerifier {
             | ErrorKind::InvalidKeyFormat => JwtError::BadSignature,
             _ => JwtError::Malformed,
         })?;
-        if data.claims.sub.is_empty() {
-            return Err(JwtError::MissingClaim("sub".into()));
+        match data.claims.sub {
+            Some(sub) if !sub.is_empty() => Ok(sub),
+            _ => Err(JwtError::MissingClaim("sub".into())),
         }
-        Ok(data.claims.sub)
     }
 
     async fn key(&self, kid: &Option<String>) -> Result<(DecodingKey, Algorithm), JwtError> {
