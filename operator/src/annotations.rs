@@ -1,0 +1,54 @@
+//! Every label and annotation key the operator reads or writes, each a documented constant.
+//!
+//! Keys under [`PREFIX`] that are not listed in [`KNOWN_POD_ANNOTATIONS`] are denied by the
+//! webhook (a typo such as `c4gh.dev/input` would otherwise silently disable an input).
+
+/// The prefix of every key this project owns.
+pub const PREFIX: &str = "c4gh.dev/";
+
+/// Label that opts a pod in: `c4gh.dev/inject: enabled`. The webhook's `objectSelector` matches
+/// it, so pods without it never reach the operator. Any other value is treated as "not opted in".
+pub const INJECT_LABEL: &str = "c4gh.dev/inject";
+
+/// The value of [`INJECT_LABEL`] that opts a pod in.
+pub const INJECT_ENABLED: &str = "enabled";
+
+/// Annotation with the pod's encrypted inputs: a JSON list of
+/// `{"url": "drs://…", "path": "/abs/path", "mode": "encrypted"|"plaintext"|"stream"}`.
+/// `mode` is optional; its default is the policy's `defaultMode` (else `encrypted`).
+/// Absent or `[]`: the pod still gets the sidecar and the key (it may fetch nothing itself).
+pub const INPUTS: &str = "c4gh.dev/inputs";
+
+/// Annotation naming the `Crypt4ghPolicy` (in the pod's namespace) that applies.
+/// Default: [`DEFAULT_POLICY_NAME`].
+pub const POLICY: &str = "c4gh.dev/policy";
+
+/// The policy used when a pod has no [`POLICY`] annotation.
+pub const DEFAULT_POLICY_NAME: &str = "default";
+
+/// Annotation written by the operator once the pod is injected: value [`STATUS_INJECTED`].
+/// The injection is idempotent with or without it; it tells humans and tools what happened.
+pub const STATUS: &str = "c4gh.dev/status";
+
+/// The value of [`STATUS`] after injection.
+pub const STATUS_INJECTED: &str = "injected";
+
+/// Annotation written by the operator: the name of the policy that was applied.
+pub const APPLIED_POLICY: &str = "c4gh.dev/applied-policy";
+
+/// Annotation on the pods a TESK-style adapter prepares: the TES task id the inputs came from.
+/// Informational only.
+pub const TES_TASK: &str = "c4gh.dev/tes-task";
+
+/// Pod annotation keys under [`PREFIX`] that the operator accepts.
+pub const KNOWN_POD_ANNOTATIONS: &[&str] = &[INPUTS, POLICY, STATUS, APPLIED_POLICY, TES_TASK];
+
+/// Annotation on the webhook certificate Secret: when the serving certificate expires (RFC 3339).
+pub const SERVING_NOT_AFTER: &str = "c4gh.dev/serving-not-after";
+
+/// Annotation on the webhook certificate Secret: when the CA certificate expires (RFC 3339).
+pub const CA_NOT_AFTER: &str = "c4gh.dev/ca-not-after";
+
+/// Annotation on the webhook certificate Secret: the names (DNS and IP) the serving certificate
+/// was issued for, comma-separated; a change re-issues it.
+pub const SERVING_NAMES: &str = "c4gh.dev/serving-names";

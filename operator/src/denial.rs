@@ -1,0 +1,167 @@
+//! Why a pod is denied. Every variant's message names the object and says what to fix; the
+//! webhook returns it verbatim to the user (`kubectl` prints it).
+
+/// A reason to deny a pod.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// No `Crypt4ghPolicy` with the requested name exists in the pod's namespace.
+    #[error(
+        "no Crypt4ghPolicy {name:?} in namespace {namespace:?}; create one (see manifests/samples/) or set annotation c4gh.dev/policy to an existing policy"
+    )]
+    NoPolicy {
+        /// The pod's namespace.
+        namespace: String,
+        /// The policy name looked up.
+        name: String,
+    },
+    /// The policy exists but is invalid (see its `status.conditions`).
+    #[error(
+        "Crypt4ghPolicy {name:?} in namespace {namespace:?} is invalid: {problems}; fix the policy (kubectl describe crypt4ghpolicy {name} -n {namespace})"
+    )]
+    InvalidPolicy {
+        /// The pod's namespace.
+        namespace: String,
+        /// The policy name.
+        name: String,
+        /// Everything wrong with it, `; `-separated.
+        problems: String,
+    },
+    /// An annotation under `c4gh.dev/` that the operator does not know.
+    #[error(
+        "unknown annotation {key:?}; the operator understands {known}; remove it or fix its spelling"
+    )]
+    UnknownAnnotation {
+        /// The key found.
+        key: String,
+        /// The keys understood.
+        known: String,
+    },
+    /// The inputs annotation is not the expected JSON.
+    #[error(
+        "annotation {key} is not valid: {error}; expected a JSON list like [{{\"url\": \"drs://host/id\", \"path\": \"/data/in.bam\", \"mode\": \"encrypted\"}}]"
+    )]
+    MalformedInputs {
+        /// The annotation key.
+        key: &'static str,
+        /// The JSON error.
+        error: String,
+    },
+    /// More inputs than allowed.
+    #[error("annotation c4gh.dev/inputs lists {count} inputs; at most {max} are allowed per pod")]
+    TooManyInputs {
+        /// Inputs listed.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A URI that does not parse.
+    #[error("input {index}: {error}")]
+    InvalidUrl {
+        /// Position in the annotation list (from 0).
+        index: usize,
+        /// The parser's message.
+        error: String,
+    },
+    /// A host the policy does not allow.
+    #[error(
+        "input {index} ({url}): host {host:?} is not allowed by Crypt4ghPolicy {policy:?} (allowed: {allowed}); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts"
+    )]
+    HostNotAllowed {
+        /// Position in the annotation list.
+        index: usize,
+        /// The URI.
+        url: String,
+        /// `host` or `host:port`.
+        host: String,
+        /// The policy name.
+        policy: String,
+        /// The allowed hosts, comma-separated.
+        allowed: String,
+    },
+    /// A compact identifier whose prefix the policy does not map.
+    #[error(
+        "input {index} ({url}): compact-identifier prefix {prefix:?} is not in spec.prefixMap of Crypt4ghPolicy {policy:?}; use a drs://host/id URI or ask the cluster operator to map the prefix"
+    )]
+    UnknownPrefix {
+        /// Position in the annotation list.
+        index: usize,
+        /// The URI.
+        url: String,
+        /// The prefix.
+        prefix: String,
+        /// The policy name.
+        policy: String,
+    },
+    /// A mode the policy does not allow.
+    #[error(
+        "input {index} ({url}): mode {mode:?} is not allowed by the policy (allowed: {allowed}); request an allowed mode"
+    )]
+    ModeNotAllowed {
+        /// Position in the annotation list.
+        index: usize,
+        /// The URI.
+        url: String,
+        /// The requested (or default) mode.
+        mode: &'static str,
+        /// The allowed modes.
+        allowed: String,
+    },
+    /// A path that is not absolute/normal, or is reserved.
+    #[error("input {index}: path {path:?} is not usable: {why}")]
+    InvalidPath {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path (shortened).
+        path: String,
+        /// What is wrong and what to do.
+        why: &'static str,
+    },
+    /// Two inputs with the same path.
+    #[error(
+        "input {index}: path {path:?} is used by an earlier input; give every input its own path"
+    )]
+    DuplicatePath {
+        /// Position of the second use.
+        index: usize,
+        /// The path.
+        path: String,
+    },
+    /// The path is under no task volume mount and the policy does not allow a new emptyDir.
+    #[error(
+        "input {index}: path {path:?} is outside every volume the task containers mount, and Crypt4ghPolicy {policy:?} sets unmountedPaths: Deny; put the input under a mounted volume (e.g. the task's PVC)"
+    )]
+    PathOutsideMounts {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path.
+        path: String,
+        /// The policy name.
+        policy: String,
+    },
+    /// A plaintext/stream input's directory would need a new memory-backed volume where one
+    /// cannot go.
+    #[error(
+        "input {index}: path {path:?} needs a memory-backed volume at {dir:?} ({mode} inputs never touch disk), but {conflict}; put {mode} inputs in a directory of their own"
+    )]
+    MountConflict {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path.
+        path: String,
+        /// The directory the volume would be mounted at.
+        dir: String,
+        /// The mode.
+        mode: &'static str,
+        /// What is already there.
+        conflict: String,
+    },
+    /// The pod has no containers that could use the inputs.
+    #[error(
+        "the pod has no task containers (all are excluded by spec.excludeContainers of the policy); nothing could read the inputs"
+    )]
+    NoTaskContainers,
+    /// The pod has no `spec`.
+    #[error("the pod has no spec")]
+    NoSpec,
+}

@@ -1,0 +1,573 @@
+//! The injection: a pure function from a pod and a policy to the injected pod.
+//!
+//! Pipeline (each step a function below): should-inject → check annotations → typed inputs
+//! (validated against the policy) → volume plan → mutate. Every step only *ensures* state (replace
+//! by name, insert if missing), so running [`mutate`] on its own output changes nothing; the
+//! webhook sends `json_patch::diff(before, after)`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, ExecAction,
+    KeyToPath, Pod, PodSecurityContext, PodSpec, Probe, ProjectedVolumeSource, SeccompProfile,
+    SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::annotations;
+use crate::denial::Denial;
+use crate::effective::{EffectivePolicy, TokenSource};
+use crate::inputs::{self, Input, Mode};
+use crate::policy::UnmountedPaths;
+
+/// Name of the native sidecar container (first init container).
+pub const SIDECAR_NAME: &str = "c4gh-sidecar";
+/// Name of the gate container (second init container).
+pub const GATE_NAME: &str = "c4gh-gate";
+/// Memory-backed volume holding the ephemeral key and `status.json`.
+pub const KEY_VOLUME: &str = "c4gh-key";
+/// Where the key volume is mounted (sidecar read-write, others read-only).
+pub const KEY_DIR: &str = "/c4gh/key";
+/// The key file given to task containers as `C4GH_SECRET_KEY`.
+pub const SECRET_KEY_FILE: &str = "/c4gh/key/ephemeral.sec";
+/// Size limit of the key volume.
+pub const KEY_VOLUME_SIZE: &str = "1Mi";
+/// Disk-backed emptyDir for encrypted inputs outside every task mount.
+pub const INPUTS_VOLUME: &str = "c4gh-inputs";
+/// Memory-backed emptyDir for plaintext and stream inputs.
+pub const PLAINTEXT_VOLUME: &str = "c4gh-plaintext";
+/// Volume with the DRS bearer token (Secret or projected ServiceAccount token).
+pub const AUTH_VOLUME: &str = "c4gh-auth";
+/// Where [`AUTH_VOLUME`] is mounted in the sidecar.
+pub const AUTH_DIR: &str = "/c4gh/auth";
+/// Volume with the passports.
+pub const PASSPORTS_VOLUME: &str = "c4gh-passports";
+/// Where [`PASSPORTS_VOLUME`] is mounted in the sidecar.
+pub const PASSPORTS_DIR: &str = "/c4gh/passports";
+/// Volume with the DRS CA bundle.
+pub const CA_VOLUME: &str = "c4gh-ca";
+/// Where [`CA_VOLUME`] is mounted in the sidecar.
+pub const CA_DIR: &str = "/c4gh/ca";
+/// UID (and the default fsGroup) of the sidecar and gate unless the pod sets a non-root UID.
+pub const SIDECAR_UID: i64 = 65532;
+/// Prefix of every volume the operator adds; such volumes never count as task mounts.
+pub const OWN_VOLUME_PREFIX: &str = "c4gh-";
+
+/// Whether the pod opted in (`c4gh.dev/inject: enabled`).
+pub fn should_inject(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(annotations::INJECT_LABEL))
+        .is_some_and(|v| v == annotations::INJECT_ENABLED)
+}
+
+/// Injects the sidecar into `pod` according to `policy`.
+///
+/// Returns the pod unchanged when it did not opt in. Idempotent: `mutate(mutate(p)) == mutate(p)`.
+///
+/// # Errors
+///
+/// A [`Denial`] when an annotation or input breaks the policy.
+pub fn mutate(pod: &Pod, policy: &EffectivePolicy) -> Result<Pod, Denial> {
+    if !should_inject(pod) {
+        return Ok(pod.clone());
+    }
+    check_annotations(pod)?;
+    let annotations_map = pod.metadata.annotations.clone().unwrap_or_default();
+    let inputs = inputs::parse(
+        annotations_map.get(annotations::INPUTS).map(String::as_str),
+        policy,
+    )?;
+    let mut out = pod.clone();
+    let spec = out.spec.as_mut().ok_or(Denial::NoSpec)?;
+    let tasks: Vec<usize> = spec
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !policy.exclude_containers.contains(&c.name))
+        .map(|(i, _)| i)
+        .collect();
+    if tasks.is_empty() {
+        return Err(Denial::NoTaskContainers);
+    }
+    let plan = plan_volumes(&inputs, spec, &tasks, policy)?;
+
+    for v in pod_volumes(&plan, policy) {
+        ensure_volume(spec, v);
+    }
+    let security = sidecar_security(spec.security_context.as_ref());
+    let sidecar = sidecar_container(&inputs, &plan, policy, security.clone());
+    let gate = gate_container(policy, security);
+    let init = spec.init_containers.get_or_insert_with(Vec::new);
+    init.retain(|c| c.name != SIDECAR_NAME && c.name != GATE_NAME);
+    init.insert(0, sidecar);
+    init.insert(1, gate);
+
+    for &i in &tasks {
+        let c = &mut spec.containers[i];
+        ensure_mount(
+            c,
+            VolumeMount {
+                name: KEY_VOLUME.to_owned(),
+                mount_path: KEY_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        );
+        for m in &plan.task_mounts {
+            ensure_mount(c, m.clone());
+        }
+        ensure_env(c, "C4GH_SECRET_KEY", SECRET_KEY_FILE);
+    }
+
+    let sc = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    if sc.fs_group.is_none() {
+        sc.fs_group = Some(SIDECAR_UID);
+        sc.fs_group_change_policy = Some("OnRootMismatch".to_owned());
+    }
+
+    let ann = out.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    ann.insert(
+        annotations::STATUS.to_owned(),
+        annotations::STATUS_INJECTED.to_owned(),
+    );
+    ann.insert(annotations::APPLIED_POLICY.to_owned(), policy.name.clone());
+    Ok(out)
+}
+
+/// Denies unknown keys under `c4gh.dev/` (labels other than the opt-in label, annotations other
+/// than [`annotations::KNOWN_POD_ANNOTATIONS`]).
+fn check_annotations(pod: &Pod) -> Result<(), Denial> {
+    let known = || {
+        annotations::KNOWN_POD_ANNOTATIONS
+            .iter()
+            .chain([&annotations::INJECT_LABEL])
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let keys = pod
+        .metadata
+        .annotations
+        .iter()
+        .flat_map(|a| a.keys())
+        .filter(|k| !annotations::KNOWN_POD_ANNOTATIONS.contains(&k.as_str()))
+        .chain(
+            pod.metadata
+                .labels
+                .iter()
+                .flat_map(|l| l.keys())
+                .filter(|k| k.as_str() != annotations::INJECT_LABEL),
+        );
+    for key in keys {
+        if key.starts_with(annotations::PREFIX) {
+            return Err(Denial::UnknownAnnotation {
+                key: key.clone(),
+                known: known(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where inputs land: mounts for the sidecar and mounts to add to task containers.
+#[derive(Debug, Default)]
+struct VolumePlan {
+    /// Mounts of the sidecar for inputs (task volumes reused, or new emptyDir subPaths), sorted by
+    /// mount path so parents come first.
+    sidecar_mounts: Vec<VolumeMount>,
+    /// New mounts to add to every task container.
+    task_mounts: Vec<VolumeMount>,
+    /// Whether [`INPUTS_VOLUME`] is needed.
+    inputs_volume: bool,
+    /// Size limit of [`PLAINTEXT_VOLUME`] when needed.
+    plaintext_size: Option<u64>,
+}
+
+/// Decides, for each input, which volume the sidecar writes it to.
+///
+/// - `encrypted` under a task container's mount (longest mount path wins; the operator's own
+///   volumes are ignored): the sidecar mounts the same volume and subPath at the same path.
+/// - `encrypted` elsewhere: a subPath of the [`INPUTS_VOLUME`] emptyDir at the input's directory,
+///   in the sidecar and every task container (unless the policy says `Deny`).
+/// - `plaintext`/`stream`: a subPath of the memory-backed [`PLAINTEXT_VOLUME`] at the input's
+///   directory, which must not already be a mount point or hold an `encrypted` input.
+fn plan_volumes(
+    inputs: &[Input],
+    spec: &PodSpec,
+    tasks: &[usize],
+    policy: &EffectivePolicy,
+) -> Result<VolumePlan, Denial> {
+    let task_mounts: Vec<&VolumeMount> = tasks
+        .iter()
+        .flat_map(|&i| spec.containers[i].volume_mounts.iter().flatten())
+        .filter(|m| !m.name.starts_with(OWN_VOLUME_PREFIX))
+        .collect();
+    let memory_dirs: BTreeMap<&str, (usize, Mode)> = inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.mode != Mode::Encrypted)
+        .map(|(n, i)| (inputs::parent_dir(&i.path), (n, i.mode)))
+        .collect();
+    let mut reused: BTreeMap<String, VolumeMount> = BTreeMap::new();
+    let mut disk_dirs = BTreeSet::new();
+    let mut plaintext_count = 0u64;
+    let mut stream = false;
+    for (index, input) in inputs.iter().enumerate() {
+        let dir = inputs::parent_dir(&input.path);
+        match input.mode {
+            Mode::Encrypted => {
+                if let Some(&(other, mode)) = memory_dirs.get(dir) {
+                    return Err(Denial::MountConflict {
+                        index: other,
+                        path: inputs[other].path.clone(),
+                        dir: dir.to_owned(),
+                        mode: mode.as_str(),
+                        conflict: format!("encrypted input {index} is in the same directory"),
+                    });
+                }
+                if let Some(m) = covering_mount(&task_mounts, &input.path) {
+                    reused.insert(
+                        m.mount_path.clone(),
+                        VolumeMount {
+                            name: m.name.clone(),
+                            mount_path: m.mount_path.clone(),
+                            sub_path: m.sub_path.clone(),
+                            sub_path_expr: m.sub_path_expr.clone(),
+                            ..VolumeMount::default()
+                        },
+                    );
+                } else if policy.unmounted_paths == UnmountedPaths::Deny {
+                    return Err(Denial::PathOutsideMounts {
+                        index,
+                        path: input.path.clone(),
+                        policy: policy.name.clone(),
+                    });
+                } else {
+                    disk_dirs.insert(dir.to_owned());
+                }
+            }
+            Mode::Plaintext | Mode::Stream => {
+                if let Some(m) = task_mounts.iter().find(|m| m.mount_path == dir) {
+                    return Err(Denial::MountConflict {
+                        index,
+                        path: input.path.clone(),
+                        dir: dir.to_owned(),
+                        mode: input.mode.as_str(),
+                        conflict: format!("volume {:?} is already mounted there", m.name),
+                    });
+                }
+                if input.mode == Mode::Plaintext {
+                    plaintext_count += 1;
+                } else {
+                    stream = true;
+                }
+            }
+        }
+    }
+    let mut plan = VolumePlan {
+        inputs_volume: !disk_dirs.is_empty(),
+        ..VolumePlan::default()
+    };
+    if plaintext_count > 0 || stream {
+        let per_input = policy.max_plaintext_bytes.unwrap_or(0);
+        plan.plaintext_size = Some(
+            per_input
+                .saturating_mul(plaintext_count)
+                .saturating_add(1 << 20),
+        );
+    }
+    let new_dirs = disk_dirs
+        .iter()
+        .map(|d| (d.as_str(), INPUTS_VOLUME))
+        .chain(memory_dirs.keys().map(|d| (*d, PLAINTEXT_VOLUME)));
+    let mut sidecar: BTreeMap<String, VolumeMount> = reused;
+    for (n, (dir, volume)) in new_dirs.enumerate() {
+        let mount = VolumeMount {
+            name: volume.to_owned(),
+            mount_path: dir.to_owned(),
+            sub_path: Some(format!("d{n}")),
+            ..VolumeMount::default()
+        };
+        plan.task_mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount.clone()
+        });
+        sidecar.insert(dir.to_owned(), mount);
+    }
+    plan.task_mounts
+        .sort_by(|a, b| a.mount_path.cmp(&b.mount_path));
+    plan.sidecar_mounts = sidecar.into_values().collect();
+    Ok(plan)
+}
+
+/// The task mount with the longest mount path that contains `path`.
+fn covering_mount<'a>(mounts: &[&'a VolumeMount], path: &str) -> Option<&'a VolumeMount> {
+    mounts
+        .iter()
+        .filter(|m| {
+            let mp = m.mount_path.trim_end_matches('/');
+            mp.is_empty() || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
+        })
+        .max_by_key(|m| m.mount_path.trim_end_matches('/').len())
+        .copied()
+}
+
+/// The volumes the operator adds to the pod.
+fn pod_volumes(plan: &VolumePlan, policy: &EffectivePolicy) -> Vec<Volume> {
+    let mut v = vec![Volume {
+        name: KEY_VOLUME.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_owned()),
+            size_limit: Some(Quantity(KEY_VOLUME_SIZE.to_owned())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    if plan.inputs_volume {
+        v.push(Volume {
+            name: INPUTS_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+    }
+    if let Some(size) = plan.plaintext_size {
+        v.push(Volume {
+            name: PLAINTEXT_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity(size.to_string())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    match &policy.token {
+        Some(TokenSource::Secret { name, key }) => {
+            v.push(secret_volume(AUTH_VOLUME, name, key, "token"))
+        }
+        Some(TokenSource::ServiceAccount {
+            audience,
+            expiration_seconds,
+        }) => v.push(Volume {
+            name: AUTH_VOLUME.to_owned(),
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(0o400),
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some(audience.clone()),
+                        expiration_seconds: Some(*expiration_seconds),
+                        path: "token".to_owned(),
+                        ..ServiceAccountTokenProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                }]),
+                ..ProjectedVolumeSource::default()
+            }),
+            ..Volume::default()
+        }),
+        None => {}
+    }
+    if let Some((name, key)) = &policy.passports {
+        v.push(secret_volume(PASSPORTS_VOLUME, name, key, "passports.json"));
+    }
+    if let Some((name, key)) = &policy.ca_bundle {
+        v.push(Volume {
+            name: CA_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: key.clone(),
+                    path: "ca.crt".to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    v
+}
+
+/// A Secret volume exposing one key as `path`, readable by the owner only (the sidecar's UID;
+/// with fsGroup the group bit is added by the kubelet, which is why the sidecar is the only
+/// container that mounts it).
+fn secret_volume(volume: &str, secret: &str, key: &str, path: &str) -> Volume {
+    Volume {
+        name: volume.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            default_mode: Some(0o400),
+            items: Some(vec![KeyToPath {
+                key: key.to_owned(),
+                path: path.to_owned(),
+                ..KeyToPath::default()
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// Pod Security "restricted" container security context; UID 65532 unless the pod sets a
+/// non-root UID, which the sidecar then shares (so it can write where the task writes).
+fn sidecar_security(pod: Option<&PodSecurityContext>) -> SecurityContext {
+    let pod_uid = pod.and_then(|p| p.run_as_user).filter(|&u| u != 0);
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(pod_uid.unwrap_or(SIDECAR_UID)),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+/// The native sidecar (`restartPolicy: Always`).
+fn sidecar_container(
+    inputs: &[Input],
+    plan: &VolumePlan,
+    policy: &EffectivePolicy,
+    security: SecurityContext,
+) -> Container {
+    let inputs_json = serde_json::to_string(inputs).unwrap_or_else(|_| "[]".to_owned());
+    let mut envs = vec![
+        env("C4GH_INPUTS", inputs_json),
+        env("C4GH_KEY_DIR", KEY_DIR),
+        env("C4GH_ALLOWED_HOSTS", policy.allowed_hosts.join(",")),
+    ];
+    let mut mounts = vec![VolumeMount {
+        name: KEY_VOLUME.to_owned(),
+        mount_path: KEY_DIR.to_owned(),
+        ..VolumeMount::default()
+    }];
+    mounts.extend(plan.sidecar_mounts.iter().cloned());
+    if policy.ca_bundle.is_some() {
+        envs.push(env("C4GH_CA_BUNDLE", format!("{CA_DIR}/ca.crt")));
+        mounts.push(read_only(CA_VOLUME, CA_DIR));
+    }
+    if policy.token.is_some() {
+        envs.push(env("C4GH_TOKEN_FILE", format!("{AUTH_DIR}/token")));
+        mounts.push(read_only(AUTH_VOLUME, AUTH_DIR));
+    }
+    if policy.passports.is_some() {
+        envs.push(env(
+            "C4GH_PASSPORTS_FILE",
+            format!("{PASSPORTS_DIR}/passports.json"),
+        ));
+        mounts.push(read_only(PASSPORTS_VOLUME, PASSPORTS_DIR));
+    }
+    if !policy.prefix_map.is_empty() {
+        envs.push(env(
+            "C4GH_PREFIX_MAP",
+            serde_json::to_string(&policy.prefix_map).unwrap_or_else(|_| "{}".to_owned()),
+        ));
+    }
+    if policy.allow_port {
+        envs.push(env("C4GH_DRS_ALLOW_PORT", "true"));
+    }
+    if policy.allow_http {
+        envs.push(env("C4GH_DRS_ALLOW_HTTP", "true"));
+    }
+    if let Some(max) = policy.max_plaintext_bytes {
+        envs.push(env("C4GH_MAX_PLAINTEXT_BYTES", max.to_string()));
+    }
+    envs.push(env("C4GH_CONCURRENCY", policy.concurrency.to_string()));
+    envs.push(env("C4GH_LOG_FORMAT", policy.log_format.clone()));
+    Container {
+        name: SIDECAR_NAME.to_owned(),
+        image: Some(policy.image.clone()),
+        image_pull_policy: policy.image_pull_policy.clone(),
+        args: Some(vec!["run".to_owned()]),
+        env: Some(envs),
+        volume_mounts: Some(mounts),
+        resources: Some(policy.resources.clone()),
+        restart_policy: Some("Always".to_owned()),
+        startup_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["c4gh-sidecar".to_owned(), "probe".to_owned()]),
+            }),
+            period_seconds: Some(1),
+            failure_threshold: Some(300),
+            ..Probe::default()
+        }),
+        security_context: Some(security),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// The gate: an ordinary init container that waits for `Ready` and fails the pod on `Failed`.
+fn gate_container(policy: &EffectivePolicy, security: SecurityContext) -> Container {
+    Container {
+        name: GATE_NAME.to_owned(),
+        image: Some(policy.image.clone()),
+        image_pull_policy: policy.image_pull_policy.clone(),
+        args: Some(vec!["gate".to_owned()]),
+        env: Some(vec![
+            env("C4GH_KEY_DIR", KEY_DIR),
+            env("C4GH_GATE_TIMEOUT", policy.gate_timeout_seconds.to_string()),
+            env("C4GH_LOG_FORMAT", policy.log_format.clone()),
+        ]),
+        volume_mounts: Some(vec![read_only(KEY_VOLUME, KEY_DIR)]),
+        resources: Some(policy.resources.clone()),
+        security_context: Some(security),
+        termination_message_policy: Some("File".to_owned()),
+        ..Container::default()
+    }
+}
+
+fn read_only(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// Replaces the volume with the same name, or appends it.
+fn ensure_volume(spec: &mut PodSpec, volume: Volume) {
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    match volumes.iter_mut().find(|v| v.name == volume.name) {
+        Some(existing) => *existing = volume,
+        None => volumes.push(volume),
+    }
+}
+
+/// Replaces the mount at the same path, or appends it.
+fn ensure_mount(container: &mut Container, mount: VolumeMount) {
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    match mounts.iter_mut().find(|m| m.mount_path == mount.mount_path) {
+        Some(existing) => *existing = mount,
+        None => mounts.push(mount),
+    }
+}
+
+/// Sets an environment variable, replacing any earlier definition of the same name.
+fn ensure_env(container: &mut Container, name: &str, value: &str) {
+    let envs = container.env.get_or_insert_with(Vec::new);
+    match envs.iter_mut().find(|e| e.name == name) {
+        Some(existing) => *existing = env(name, value),
+        None => envs.push(env(name, value)),
+    }
+}
