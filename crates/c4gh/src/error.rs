@@ -111,7 +111,7 @@ pub enum Error {
 
     /// The body ended with a fragment too short to be a segment.
     #[error(
-        "truncated Crypt4GH body: the last segment ({segment}, zero-based) has only {len} bytes \
+        "truncated Crypt4GH body: segment {segment} (zero-based), the last, has only {len} bytes \
          (a segment holds at least 28)"
     )]
     TruncatedBody {
