@@ -2,6 +2,9 @@
 //! and the command's user-visible errors. The reference tools come from `cargo xtask setup`;
 //! a missing tool fails the test.
 
+// Test helpers outside `#[test]` functions: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
