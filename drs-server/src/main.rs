@@ -10,10 +10,14 @@ fn main() -> std::process::ExitCode {
         eprintln!("c4gh-drs-server: cannot set up logging: {err}");
         return std::process::ExitCode::from(2);
     }
+    let json_logs = cli.log_format == drs_server::telemetry::LogFormat::Json;
     match cli.run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
+        Err(err) if json_logs => {
             tracing::error!(error = format!("{err:#}"), "c4gh-drs-server failed");
+            std::process::ExitCode::FAILURE
+        }
+        Err(err) => {
             eprintln!("c4gh-drs-server: {err:#}");
             std::process::ExitCode::FAILURE
         }

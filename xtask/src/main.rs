@@ -8,6 +8,7 @@
 //! - `cargo xtask demo`: the end-to-end demo on this machine.
 //! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
 
+mod control_plane;
 mod python;
 mod run;
 
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
 
 fn setup() -> Result<(), Error> {
     python::ensure_venv()?;
-    Ok(())
+    control_plane::ensure_binaries()
 }
 
 fn test() -> Result<(), Error> {
