@@ -1,0 +1,50 @@
+//! The local Kubernetes control plane for the end-to-end tests: `kube-apiserver`,
+//! `kube-controller-manager` and `etcd`, built from pinned Go modules by
+//! `tests/control-plane/build.sh` into the cache directory (same rule as
+//! `testkit::control_plane_dir`). The script stamps what it built and does nothing when the stamp
+//! matches, so only the first `cargo xtask setup` pays for the Go build.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+use crate::python::cache_dir;
+use crate::run::{Cmd, Error};
+
+/// The binaries the tests need.
+const BINARIES: &[&str] = &["kube-apiserver", "kube-controller-manager", "etcd"];
+
+/// Builds the control-plane binaries unless `KUBEBUILDER_ASSETS` already provides them or the
+/// cached build is current.
+pub fn ensure_binaries() -> Result<(), Error> {
+    if let Some(assets) = env::var_os("KUBEBUILDER_ASSETS") {
+        let assets = PathBuf::from(assets);
+        let missing: Vec<&str> = BINARIES
+            .iter()
+            .copied()
+            .filter(|name| !assets.join(name).is_file())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        return Err(Error::Message(format!(
+            "KUBEBUILDER_ASSETS={} lacks {}; unset it to build them from tests/control-plane/",
+            assets.display(),
+            missing.join(", ")
+        )));
+    }
+    let out = cache_dir().join("control-plane").join("bin");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("tests")
+        .join("control-plane")
+        .join("build.sh");
+    Cmd::new("go").args(["version"]).run().map_err(|err| {
+        Error::Message(format!(
+            "{err}: building kube-apiserver and etcd needs Go (https://go.dev/dl, version in \
+             tests/control-plane/*/go.mod), or set KUBEBUILDER_ASSETS to a directory holding \
+             {}",
+            BINARIES.join(", ")
+        ))
+    })?;
+    Cmd::new("bash").arg_path(&script).arg_path(&out).run()
+}
