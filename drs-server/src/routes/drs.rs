@@ -99,7 +99,7 @@ fn authorizations(state: &AppState, id: Option<&str>) -> Authorizations {
 }
 
 /// The DRS object for `object` as seen from `base`.
-fn drs_object(state: &AppState, base: &str, object: &Object) -> DrsObject {
+fn drs_object(base: &str, object: &Object) -> DrsObject {
     let record = &object.record;
     let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
     let method = |access_id: &str| AccessMethod {
@@ -108,8 +108,10 @@ fn drs_object(state: &AppState, base: &str, object: &Object) -> DrsObject {
         access_id: Some(access_id.to_owned()),
         cloud: None,
         region: None,
-        available: Some(true),
-        authorizations: Some(authorizations(state, None)),
+        // `available` and `authorizations` are optional in DRS 1.5 and rejected by the 1.2.0
+        // schemas that DRS tooling still validates against; OPTIONS gives the authorizations.
+        available: None,
+        authorizations: None,
     };
     DrsObject {
         id: record.id.clone(),
@@ -176,7 +178,7 @@ async fn object_response(state: &AppState, id: &str, headers: &HeaderMap) -> App
     let principal = state.authenticate(headers).await?;
     let object = state.readable(id, &principal)?;
     let base = state.base_url(headers)?;
-    Ok(Json(drs_object(state, &base, &object)).into_response())
+    Ok(Json(drs_object(&base, &object)).into_response())
 }
 
 async fn options_object(State(state): State<Arc<AppState>>, ObjectId(id): ObjectId) -> AppResult {
@@ -285,7 +287,7 @@ async fn bulk_objects(
     let mut unresolved = Unresolveds::default();
     for id in &request.bulk_object_ids {
         match state.readable(id, &principal) {
-            Ok(object) => resolved.push(drs_object(&state, &base, &object)),
+            Ok(object) => resolved.push(drs_object(&base, &object)),
             Err(problem) => unresolved.add(&problem, id),
         }
     }
