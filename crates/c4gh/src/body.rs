@@ -44,6 +44,9 @@ impl DataKey {
     }
 }
 
+/// The key bytes are held in `Zeroizing`, which zeroizes them on drop.
+impl zeroize::ZeroizeOnDrop for DataKey {}
+
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DataKey([secret key elided])")

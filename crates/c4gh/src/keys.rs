@@ -379,6 +379,9 @@ impl SecretKey {
     }
 }
 
+/// The secret is a `StaticSecret`, which zeroizes itself on drop.
+impl zeroize::ZeroizeOnDrop for SecretKey {}
+
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretKey")
