@@ -8,6 +8,7 @@
 //! - `cargo xtask demo`: the end-to-end demo on this machine.
 //! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
 
+mod bench_sidecar;
 mod control_plane;
 mod python;
 mod run;
@@ -24,7 +25,7 @@ commands:
   setup         install the reference tools the tests use (cached outside the source tree)
   test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar; default: all)
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("__rusage") => bench_sidecar::rusage_helper(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -76,7 +78,7 @@ fn demo() -> Result<(), Error> {
 fn bench(name: Option<&str>) -> Result<(), Error> {
     setup()?;
     match name {
-        None => Err(Error::Message("no benchmarks yet".into())),
+        None | Some("sidecar") => bench_sidecar::bench(),
         Some(other) => Err(Error::Message(format!("unknown benchmark {other:?}"))),
     }
 }

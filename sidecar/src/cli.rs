@@ -1,0 +1,310 @@
+//! The command line: one clap struct for the binary, every flag also settable by environment
+//! variable (the pod-facing contract configures the sidecar by env).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Ephemeral-key Crypt4GH sidecar: fetch a task's DRS inputs re-encrypted for a key that exists only
+/// for this task, gate the task on them, and destroy the key when the task ends.
+#[derive(Debug, Parser)]
+#[command(name = "c4gh-sidecar", version, max_term_width = 100)]
+pub struct Cli {
+    /// Log format: `json` (one object per line, for clusters) or `text` (for people). Logs go to
+    /// stderr and never contain key material or tokens.
+    #[arg(long, env = "C4GH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pod mode: harden the process, generate the ephemeral key, write it to the key directory,
+    /// fetch every input, report progress in status.json, then wait; on SIGTERM/SIGINT overwrite
+    /// and unlink the key file, remove plaintext and FIFOs written, and exit 0.
+    Run(RunArgs),
+    /// Startup probe: exit 0 once the key file exists and status.json has left phase Starting.
+    Probe(ProbeArgs),
+    /// Init container before the task: exit 0 when the sidecar reports Ready; exit 1 with a
+    /// one-line reason in the termination log on Failed or when the timeout passes.
+    Gate(GateArgs),
+    /// Fetch DRS objects to local files outside Kubernetes (same machinery as `run`).
+    Fetch(FetchArgs),
+}
+
+/// How to reach DRS servers (shared by `run` and `fetch`).
+#[derive(Debug, Clone, Args)]
+pub struct DrsArgs {
+    /// DRS hosts that may be contacted, as `host` or `host:port`, comma-separated. Empty: any host
+    /// (a warning is logged in `run`).
+    #[arg(long, env = "C4GH_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// PEM bundle of CA certificates trusted for DRS TLS, in addition to the built-in web roots.
+    #[arg(long, env = "C4GH_CA_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// File holding a bearer token for DRS requests (read once at start).
+    #[arg(long, env = "C4GH_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// File holding a JSON list of GA4GH passport JWTs sent in DRS POST bodies.
+    #[arg(long, env = "C4GH_PASSPORTS_FILE", value_name = "FILE")]
+    pub passports_file: Option<PathBuf>,
+    /// JSON object mapping compact-identifier prefixes to URL patterns containing `{id}`, e.g.
+    /// `{"ega": "https://drs.example.org/ga4gh/drs/v1/objects/{id}"}`.
+    #[arg(long, env = "C4GH_PREFIX_MAP", value_name = "JSON")]
+    pub prefix_map: Option<String>,
+    /// Development: accept a port in `drs://host:port/id` (the DRS spec forbids it).
+    #[arg(long, env = "C4GH_DRS_ALLOW_PORT", value_parser = BoolishValueParser::new())]
+    pub drs_allow_port: bool,
+    /// Development: resolve `drs://` to plain `http://` instead of `https://`.
+    #[arg(long, env = "C4GH_DRS_ALLOW_HTTP", value_parser = BoolishValueParser::new())]
+    pub drs_allow_http: bool,
+    /// Largest plaintext written in `plaintext` mode, in bytes; a larger object fails (before
+    /// anything is written when its size is known) and leaves no file. Unset: no limit.
+    #[arg(long, env = "C4GH_MAX_PLAINTEXT_BYTES", value_name = "BYTES")]
+    pub max_plaintext_bytes: Option<u64>,
+    /// How many objects are fetched at the same time.
+    #[arg(long, env = "C4GH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+/// `run` options.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The input list as JSON: `[{"url": "drs://…", "path": "/abs/path", "mode":
+    /// "encrypted"|"plaintext"|"stream"}]` (mode optional, default `encrypted`). Wins over
+    /// --inputs-file.
+    #[arg(long, env = "C4GH_INPUTS", value_name = "JSON")]
+    pub inputs: Option<String>,
+    /// File holding the input list (the downward API file `/c4gh/podinfo/inputs`).
+    #[arg(long, env = "C4GH_INPUTS_FILE", value_name = "FILE")]
+    pub inputs_file: Option<PathBuf>,
+    /// Directory for ephemeral.sec (0440), ephemeral.pub and status.json: a memory-backed volume.
+    #[arg(
+        long,
+        env = "C4GH_KEY_DIR",
+        default_value = "/c4gh/key",
+        value_name = "DIR"
+    )]
+    pub key_dir: PathBuf,
+    /// Directories inputs may be written below (repeatable; env: comma-separated). Default: every
+    /// mount point of this container except `/`, system paths, /c4gh and the key directory.
+    #[arg(
+        long = "input-root",
+        env = "C4GH_INPUT_ROOTS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub input_roots: Vec<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "C4GH_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// DRS options.
+    #[command(flatten)]
+    pub drs: DrsArgs,
+}
+
+/// `probe` options.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// The key directory the sidecar writes.
+    #[arg(
+        long,
+        env = "C4GH_KEY_DIR",
+        default_value = "/c4gh/key",
+        value_name = "DIR"
+    )]
+    pub key_dir: PathBuf,
+}
+
+/// `gate` options.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// The key directory the sidecar writes (mounted read-only).
+    #[arg(
+        long,
+        env = "C4GH_KEY_DIR",
+        default_value = "/c4gh/key",
+        value_name = "DIR"
+    )]
+    pub key_dir: PathBuf,
+    /// Seconds to wait for phase Ready before failing.
+    #[arg(
+        long,
+        env = "C4GH_GATE_TIMEOUT",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub timeout: u64,
+    /// File receiving the one-line failure reason (the container's terminationMessagePath).
+    #[arg(
+        long,
+        env = "C4GH_TERMINATION_LOG",
+        default_value = "/dev/termination-log",
+        value_name = "FILE"
+    )]
+    pub termination_log: PathBuf,
+    /// Milliseconds between reads of status.json.
+    #[arg(
+        long,
+        env = "C4GH_GATE_POLL_MS",
+        default_value_t = 200,
+        value_name = "MS"
+    )]
+    pub poll_ms: u64,
+}
+
+/// `fetch` options.
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// DRS URIs to fetch (`drs://host/id` or `drs://prefix:accession`).
+    #[arg(required = true, value_name = "DRS_URI")]
+    pub urls: Vec<String>,
+    /// Output file, one per URI in the same order.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        conflicts_with = "output_dir"
+    )]
+    pub outputs: Vec<PathBuf>,
+    /// Directory receiving one file per URI, named after the object id (`.c4gh` appended unless
+    /// --decrypt).
+    #[arg(short = 'O', long, env = "C4GH_OUTPUT_DIR", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Your Crypt4GH secret key file: headers are re-encrypted for its public key. Passphrase from
+    /// C4GH_PASSPHRASE if the key is encrypted. Default: a fresh ephemeral key.
+    #[arg(long, env = "C4GH_SECRET_KEY", value_name = "FILE")]
+    pub sk: Option<PathBuf>,
+    /// Write decrypted plaintext instead of Crypt4GH files.
+    #[arg(long, env = "C4GH_DECRYPT", value_parser = BoolishValueParser::new())]
+    pub decrypt: bool,
+    /// Passphrase of an encrypted --sk key file.
+    #[arg(
+        long,
+        env = "C4GH_PASSPHRASE",
+        hide_env_values = true,
+        value_name = "PASSPHRASE"
+    )]
+    pub passphrase: Option<SecretArg>,
+    /// With an ephemeral key and without --decrypt: write the ephemeral secret key here (0400,
+    /// unencrypted) so the Crypt4GH files can be opened later.
+    #[arg(long, env = "C4GH_KEY_OUT", value_name = "FILE")]
+    pub key_out: Option<PathBuf>,
+    /// Never draw a progress bar (it is drawn only when stderr is a terminal).
+    #[arg(long, env = "C4GH_NO_PROGRESS", value_parser = BoolishValueParser::new())]
+    pub no_progress: bool,
+    /// DRS options.
+    #[command(flatten)]
+    pub drs: DrsArgs,
+}
+
+/// A secret given on the command line or by env: zeroized on drop, elided in `Debug`.
+#[derive(Clone)]
+pub struct SecretArg(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[secret elided]")
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(zeroize::Zeroizing::new(s.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_every_flag_is_explained() {
+        Cli::command().debug_assert();
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parses_fetch_outputs() {
+        let cli = Cli::try_parse_from([
+            "c4gh-sidecar",
+            "fetch",
+            "drs://h/1",
+            "drs://h/2",
+            "-o",
+            "a",
+            "-o",
+            "b",
+            "--decrypt",
+        ])
+        .unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("not fetch")
+        };
+        assert_eq!(args.outputs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert!(args.decrypt);
+        assert!(args.passphrase.is_none());
+        let cli = Cli::try_parse_from([
+            "c4gh-sidecar",
+            "fetch",
+            "drs://h/1",
+            "-o",
+            "a",
+            "--drs-allow-port",
+        ])
+        .unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("not fetch")
+        };
+        assert!(args.drs.drs_allow_port && !args.drs.drs_allow_http);
+        assert_eq!(args.drs.concurrency, 4);
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn passphrase_is_elided_in_debug() {
+        let cli = Cli::try_parse_from([
+            "c4gh-sidecar",
+            "fetch",
+            "drs://h/1",
+            "-o",
+            "a",
+            "--passphrase",
+            "hunter2-secret",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("hunter2-secret"), "{debug}");
+        assert!(debug.contains("[secret elided]"), "{debug}");
+    }
+}

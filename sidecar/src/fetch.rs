@@ -1,0 +1,725 @@
+//! Fetching one input with [`drs::Client`]: locate the object, check its host against the allow
+//! list, fetch the header re-encrypted for our key and check that it opens, then deliver the body
+//! in the input's mode.
+//!
+//! - `encrypted`: header ‖ body into `.NAME.part`, renamed once the body's size, ETag and sha-256
+//!   checked out. If a file with a verified body is already there (a later pod on a shared
+//!   volume), only a new header is fetched and written over the old one in place (same length),
+//!   after checking that it decrypts the body's first segment.
+//! - `plaintext`: the body is decrypted while it streams (download and decryption run
+//!   concurrently, joined by a bounded in-memory pipe) into `.NAME.part`; renamed only when the
+//!   download verified *and* every segment authenticated; `C4GH_MAX_PLAINTEXT_BYTES` is enforced
+//!   up front from the object size and again while writing.
+//! - `stream`: a FIFO is created; a [`Feeder`] streams plaintext into it each time a reader opens
+//!   it.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use c4gh::header::{EncryptedHeader, OpenedHeader};
+use drs::flavour::{ClientPublicKey, Crypt4ghDrs, HeaderFlavour};
+use drs::resolve::{ObjectRef, PrefixMap};
+use drs::types::DrsObject;
+use drs::uri::ParseOptions;
+use drs::{BodyExpectation, Client, ClientConfig, FetchedHeader, Progress};
+use tokio::io::AsyncReadExt;
+
+use crate::cleanup::Cleanup;
+use crate::cli::DrsArgs;
+use crate::inputs::{Input, Mode};
+use crate::key::EphemeralKey;
+use crate::output::{self, OutputError, PartFile};
+use crate::telemetry::Metrics;
+
+/// Bytes buffered between the download and the decryption of a plaintext or stream input.
+const PIPE_BYTES: usize = 1 << 20;
+/// How often a fetch starts over because the body changed on the server meanwhile.
+const MAX_RESTARTS: u32 = 3;
+/// Permission bits of plaintext outputs and FIFOs (group: the pod's fsGroup).
+const PLAINTEXT_MODE: u32 = 0o640;
+/// Permission bits of encrypted outputs.
+const ENCRYPTED_MODE: u32 = 0o644;
+
+/// Why an input could not be fetched. The message is what `status.json` and the gate report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The fetcher's configuration is unusable.
+    #[error("{reason}")]
+    Config {
+        /// What is wrong and what to change.
+        reason: String,
+    },
+    /// The DRS client failed (URI, resolution, HTTP status, transport, size, checksum …).
+    #[error(transparent)]
+    Drs(#[from] drs::Error),
+    /// The object's host is not allowed.
+    #[error(
+        "DRS host {authority} of {url} is not in C4GH_ALLOWED_HOSTS ({allowed}); the policy must allow it"
+    )]
+    HostNotAllowed {
+        /// The URI.
+        url: String,
+        /// Its `host[:port]`.
+        authority: String,
+        /// The allow list.
+        allowed: String,
+    },
+    /// The header the server sent does not open with our key.
+    #[error(
+        "the Crypt4GH header sent for object `{object}` does not open with the requested key (the ephemeral key, or --sk): {source}; the header was tampered with or made for another key"
+    )]
+    HeaderDoesNotOpen {
+        /// Object id.
+        object: String,
+        /// Why.
+        #[source]
+        source: c4gh::Error,
+    },
+    /// The body could not be decrypted with the header's data key.
+    #[error("object `{object}`: the body does not decrypt with the header's data key: {detail}")]
+    Decrypt {
+        /// Object id.
+        object: String,
+        /// Why.
+        detail: String,
+    },
+    /// The plaintext is larger than allowed.
+    #[error(
+        "object `{object}` has {size} plaintext bytes, more than C4GH_MAX_PLAINTEXT_BYTES ({limit}); use mode \"encrypted\" or raise the policy's plaintext limit"
+    )]
+    PlaintextTooLarge {
+        /// Object id.
+        object: String,
+        /// Its plaintext size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Writing the destination failed.
+    #[error("object `{object}`: {source}")]
+    Output {
+        /// Object id.
+        object: String,
+        /// Why.
+        #[source]
+        source: OutputError,
+    },
+    /// The FIFO could not be created.
+    #[error("cannot create the FIFO {path}: {source}")]
+    Fifo {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// What a successful fetch produced.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Body bytes written (encrypted: the body; plaintext: plaintext bytes; stream: 0).
+    pub bytes: u64,
+    /// For `stream` inputs: the task feeding the FIFO.
+    pub feeder: Option<Feeder>,
+}
+
+/// Fetches inputs; shared by all fetch tasks.
+#[derive(Debug)]
+pub struct Fetcher {
+    client: Arc<Client>,
+    key: Arc<EphemeralKey>,
+    public: ClientPublicKey,
+    allowed_hosts: Vec<String>,
+    max_plaintext: Option<u64>,
+    remove_plaintext: bool,
+    cleanup: Arc<Cleanup>,
+    metrics: Arc<Metrics>,
+}
+
+impl Fetcher {
+    /// Registers plaintext outputs with the [`Cleanup`] so they are removed at shutdown (pod
+    /// mode). Without it they stay (the `fetch` command).
+    pub fn remove_plaintext_on_shutdown(mut self) -> Self {
+        self.remove_plaintext = true;
+        self
+    }
+
+    /// Builds the DRS client from the command-line options.
+    pub async fn new(
+        args: &DrsArgs,
+        key: Arc<EphemeralKey>,
+        cleanup: Arc<Cleanup>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, FetchError> {
+        let uri_options = ParseOptions {
+            allow_port: args.drs_allow_port,
+            allow_http: args.drs_allow_http,
+        };
+        let prefix_map = match &args.prefix_map {
+            Some(json) => PrefixMap::from_json(json, &uri_options)?,
+            None => PrefixMap::default(),
+        };
+        let passports = match &args.passports_file {
+            Some(path) => Some(drs::auth::Passports::from_file(path).await?),
+            None => None,
+        };
+        let config = ClientConfig {
+            uri_options,
+            ca_bundle: args.ca_bundle.clone(),
+            auth: match &args.token_file {
+                Some(path) => drs::auth::Auth::TokenFile(path.clone()),
+                None => drs::auth::Auth::None,
+            },
+            passports,
+            prefix_map,
+            user_agent: concat!("c4gh-sidecar/", env!("CARGO_PKG_VERSION")).into(),
+            ..ClientConfig::default()
+        };
+        let client = Client::new(config)?;
+        let public = ClientPublicKey::from_raw(*key.public().as_bytes());
+        Ok(Fetcher {
+            client: Arc::new(client),
+            key,
+            public,
+            allowed_hosts: args
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            max_plaintext: args.max_plaintext_bytes,
+            remove_plaintext: false,
+            cleanup,
+            metrics,
+        })
+    }
+
+    /// Fetches one input; `progress` receives body byte increments.
+    pub async fn fetch(
+        &self,
+        input: &Input,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Fetched, FetchError> {
+        self.fetch_sized(input, &|_| (), progress).await
+    }
+
+    /// Like [`Fetcher::fetch`]; `on_size` learns the body size once the object is resolved.
+    pub async fn fetch_sized(
+        &self,
+        input: &Input,
+        on_size: &(dyn Fn(u64) + Sync),
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Fetched, FetchError> {
+        let started = Instant::now();
+        self.metrics.in_flight.inc();
+        let counted = |n: u64| {
+            self.metrics.bytes.inc_by(n);
+            progress(n);
+        };
+        let result = self.fetch_inner(input, on_size, &counted).await;
+        self.metrics.in_flight.dec();
+        self.metrics.object_done(
+            input.mode.as_str(),
+            result.is_ok(),
+            started.elapsed().as_secs_f64(),
+        );
+        match &result {
+            Ok(fetched) => tracing::info!(
+                url = %input.url,
+                path = %input.path.display(),
+                mode = %input.mode,
+                bytes = fetched.bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "input in place"
+            ),
+            Err(e) => tracing::debug!(url = %input.url, error = %e, "fetch failed"),
+        }
+        result
+    }
+
+    async fn fetch_inner(
+        &self,
+        input: &Input,
+        on_size: &(dyn Fn(u64) + Sync),
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Fetched, FetchError> {
+        let obj = self.client.locate_str(&input.url).await?;
+        self.check_host(&input.url, &obj)?;
+        let object = self.client.object(&obj).await?;
+        on_size(object.size);
+        match input.mode {
+            Mode::Encrypted => self.encrypted(&obj, &object, &input.path, progress).await,
+            Mode::Plaintext => self.plaintext(&obj, &object, &input.path, progress).await,
+            Mode::Stream => self.stream(obj, object, &input.path).await,
+        }
+    }
+
+    fn check_host(&self, url: &str, obj: &ObjectRef) -> Result<(), FetchError> {
+        if self.allowed_hosts.is_empty() {
+            return Ok(());
+        }
+        let authority = obj.authority().to_ascii_lowercase();
+        let host = obj.host().to_ascii_lowercase();
+        let https_default = obj.url().port().is_none() && obj.url().scheme() == "https";
+        let allowed = self
+            .allowed_hosts
+            .iter()
+            .any(|entry| *entry == authority || (https_default && *entry == format!("{host}:443")));
+        if allowed {
+            Ok(())
+        } else {
+            Err(FetchError::HostNotAllowed {
+                url: url.to_owned(),
+                authority,
+                allowed: self.allowed_hosts.join(","),
+            })
+        }
+    }
+
+    /// Fetches the header for our key and checks that it opens.
+    async fn header(
+        &self,
+        obj: &ObjectRef,
+        object: &DrsObject,
+    ) -> Result<(FetchedHeader, OpenedHeader), FetchError> {
+        let header = self
+            .client
+            .fetch_header(&Crypt4ghDrs, obj, object, &self.public)
+            .await?;
+        let opened = open_header(&header.bytes, self.key.secret(), &object.id)?;
+        Ok((header, opened))
+    }
+
+    async fn body_target(
+        &self,
+        obj: &ObjectRef,
+        object: &DrsObject,
+    ) -> Result<drs::Target, FetchError> {
+        Ok(self
+            .client
+            .target(obj, Crypt4ghDrs.body_locator(obj, object)?)
+            .await?)
+    }
+
+    async fn encrypted(
+        &self,
+        obj: &ObjectRef,
+        object: &DrsObject,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Fetched, FetchError> {
+        let out_err = |source| FetchError::Output {
+            object: object.id.clone(),
+            source,
+        };
+        match output::inspect_existing(path).await {
+            Ok(Some(existing)) if body_matches(&existing, object) => {
+                let (header, opened) = self.header(obj, object).await?;
+                check_first_segment(path, existing.header_len, &opened, &object.id).await?;
+                let in_place = output::replace_header(
+                    path,
+                    existing.header_len,
+                    &header.bytes,
+                    Arc::clone(&self.cleanup),
+                )
+                .await
+                .map_err(out_err)?;
+                tracing::info!(
+                    object = %object.id,
+                    path = %path.display(),
+                    in_place,
+                    "verified body already present; {}",
+                    if in_place { "header replaced in place" } else { "file rewritten with the new header" }
+                );
+                return Ok(Fetched {
+                    bytes: existing.body_len,
+                    feeder: None,
+                });
+            }
+            Ok(Some(_)) => {
+                tracing::info!(path = %path.display(), "existing file does not match the object; fetching again");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "existing file unusable; fetching again");
+            }
+        }
+        let mut restarts = 0;
+        loop {
+            let (header, _opened) = self.header(obj, object).await?;
+            let target = self.body_target(obj, object).await?;
+            let expect = BodyExpectation::for_object(object, Some(&header));
+            let mut part = PartFile::create(path, ENCRYPTED_MODE, Arc::clone(&self.cleanup))
+                .await
+                .map_err(out_err)?;
+            part.write_all(&header.bytes).await.map_err(out_err)?;
+            let increments = Increments::new(progress);
+            let report = self
+                .client
+                .download_body(
+                    &object.id,
+                    &target,
+                    &expect,
+                    part.writer().map_err(out_err)?,
+                    Some(&|p: Progress| increments.update(p.done)),
+                )
+                .await;
+            match report {
+                Ok(report) => {
+                    part.commit().await.map_err(out_err)?;
+                    return Ok(Fetched {
+                        bytes: report.bytes,
+                        feeder: None,
+                    });
+                }
+                Err(drs::Error::BodyChanged { .. }) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    tracing::warn!(object = %object.id, "body changed during the fetch; starting over");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn plaintext(
+        &self,
+        obj: &ObjectRef,
+        object: &DrsObject,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Fetched, FetchError> {
+        if let (Some(limit), Some(size)) =
+            (self.max_plaintext, c4gh::body::plaintext_len(object.size))
+            && size > limit
+        {
+            return Err(FetchError::PlaintextTooLarge {
+                object: object.id.clone(),
+                size,
+                limit,
+            });
+        }
+        let out_err = |source| FetchError::Output {
+            object: object.id.clone(),
+            source,
+        };
+        let mut restarts = 0;
+        loop {
+            let (header, opened) = self.header(obj, object).await?;
+            let target = self.body_target(obj, object).await?;
+            let expect = BodyExpectation::for_object(object, Some(&header));
+            let mut part = PartFile::create(path, PLAINTEXT_MODE, Arc::clone(&self.cleanup))
+                .await
+                .map_err(out_err)?;
+            let increments = Increments::new(progress);
+            let result = self
+                .decrypting_download(
+                    &object.id,
+                    &target,
+                    &expect,
+                    &opened,
+                    &increments,
+                    |mut plain| async move {
+                        let n = part
+                            .copy_from(&mut plain, self.max_plaintext, &|_| ())
+                            .await;
+                        (part, n)
+                    },
+                )
+                .await;
+            match result {
+                Ok((part, bytes)) => {
+                    if self.remove_plaintext {
+                        self.cleanup.register(path);
+                    }
+                    part.commit().await.map_err(out_err)?;
+                    return Ok(Fetched {
+                        bytes,
+                        feeder: None,
+                    });
+                }
+                Err(FetchError::Drs(drs::Error::BodyChanged { .. })) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    tracing::warn!(object = %object.id, "body changed during the fetch; starting over");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Downloads the body into a bounded pipe while `consume` reads its decryption; returns what
+    /// `consume` returned once both the download verified and the consumer succeeded.
+    async fn decrypting_download<F, Fut, T>(
+        &self,
+        object_id: &str,
+        target: &drs::Target,
+        expect: &BodyExpectation,
+        opened: &OpenedHeader,
+        increments: &Increments<'_>,
+        consume: F,
+    ) -> Result<(T, u64), FetchError>
+    where
+        F: FnOnce(c4gh::body_async::AsyncDecryptor<tokio::io::DuplexStream>) -> Fut,
+        Fut: std::future::Future<Output = (T, Result<u64, OutputError>)>,
+    {
+        let (mut tx, rx) = tokio::io::duplex(PIPE_BYTES);
+        let plain = c4gh::body_async::AsyncDecryptor::new(
+            rx,
+            &opened.data_keys,
+            opened.edit_list.as_deref(),
+        )
+        .map_err(|e| FetchError::Decrypt {
+            object: object_id.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let download = async {
+            let report = self
+                .client
+                .download_body(
+                    object_id,
+                    target,
+                    expect,
+                    &mut tx,
+                    Some(&|p: Progress| increments.update(p.done)),
+                )
+                .await;
+            drop(tx);
+            report
+        };
+        let (report, (value, consumed)) = tokio::join!(download, consume(plain));
+        match (report, consumed) {
+            (Ok(_), Ok(n)) => Ok((value, n)),
+            (Err(drs::Error::Write { .. }), Err(e)) | (Ok(_), Err(e)) => {
+                Err(consumer_error(object_id, e))
+            }
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+
+    async fn stream(
+        &self,
+        obj: ObjectRef,
+        object: DrsObject,
+        path: &Path,
+    ) -> Result<Fetched, FetchError> {
+        let (header, opened) = self.header(&obj, &object).await?;
+        output::create_parent(path)
+            .await
+            .map_err(|source| FetchError::Output {
+                object: object.id.clone(),
+                source,
+            })?;
+        self.cleanup.register(path);
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+            let _ = std::fs::remove_file(path);
+        }
+        nix::unistd::mkfifo(
+            path,
+            nix::sys::stat::Mode::from_bits_truncate(PLAINTEXT_MODE),
+        )
+        .map_err(|source| FetchError::Fifo {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Fetched {
+            bytes: 0,
+            feeder: Some(Feeder {
+                fetcher: FeederContext {
+                    client: Arc::clone(&self.client),
+                    obj,
+                    expect: BodyExpectation::for_object(&object, Some(&header)),
+                    object,
+                    opened,
+                },
+                path: path.to_owned(),
+            }),
+        })
+    }
+}
+
+/// Maps a consumer failure to the fetch error the user should see.
+fn consumer_error(object_id: &str, e: OutputError) -> FetchError {
+    match e {
+        OutputError::Body(io) => FetchError::Decrypt {
+            object: object_id.to_owned(),
+            detail: io.to_string(),
+        },
+        OutputError::TooLarge { limit } => FetchError::PlaintextTooLarge {
+            object: object_id.to_owned(),
+            size: limit.saturating_add(1),
+            limit,
+        },
+        other => FetchError::Output {
+            object: object_id.to_owned(),
+            source: other,
+        },
+    }
+}
+
+fn open_header(
+    bytes: &[u8],
+    key: &c4gh::SecretKey,
+    object: &str,
+) -> Result<OpenedHeader, FetchError> {
+    EncryptedHeader::parse(bytes)
+        .and_then(|h| h.open(&[key], None))
+        .map_err(|source| FetchError::HeaderDoesNotOpen {
+            object: object.to_owned(),
+            source,
+        })
+}
+
+fn body_matches(existing: &output::ExistingFile, object: &DrsObject) -> bool {
+    existing.body_len == object.size
+        && object
+            .checksum("sha-256")
+            .is_some_and(|c| c.eq_ignore_ascii_case(&existing.body_sha256))
+}
+
+/// Decrypts the first body segment of the file at `path` with the new header's keys, so a
+/// header is only swapped in when it belongs to the body on disk.
+async fn check_first_segment(
+    path: &Path,
+    header_len: usize,
+    opened: &OpenedHeader,
+    object: &str,
+) -> Result<(), FetchError> {
+    let fail = |detail: String| FetchError::Decrypt {
+        object: object.to_owned(),
+        detail,
+    };
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut skip = vec![0u8; header_len];
+    file.read_exact(&mut skip)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let segment = (&mut file).take(c4gh::body::CIPHER_SEGMENT_SIZE as u64);
+    let mut plain = c4gh::body_async::AsyncDecryptor::new(segment, &opened.data_keys, None)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut buf = vec![0u8; c4gh::body::SEGMENT_SIZE];
+    loop {
+        match plain.read(&mut buf).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+}
+
+/// Turns the client's cumulative progress into increments.
+struct Increments<'a> {
+    sink: &'a (dyn Fn(u64) + Sync),
+    last: AtomicU64,
+}
+
+impl<'a> Increments<'a> {
+    fn new(sink: &'a (dyn Fn(u64) + Sync)) -> Self {
+        Increments {
+            sink,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn update(&self, done: u64) {
+        let last = self.last.swap(done, Ordering::Relaxed);
+        if done > last {
+            (self.sink)(done - last);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FeederContext {
+    client: Arc<Client>,
+    obj: ObjectRef,
+    object: DrsObject,
+    opened: OpenedHeader,
+    expect: BodyExpectation,
+}
+
+/// Feeds a `stream` input's FIFO: each time a reader opens it, the body is downloaded, decrypted
+/// and written into it from the start.
+#[derive(Debug)]
+pub struct Feeder {
+    fetcher: FeederContext,
+    path: PathBuf,
+}
+
+impl Feeder {
+    /// Serves readers until cancelled; `progress` receives plaintext byte increments.
+    pub async fn serve(self, progress: &(dyn Fn(u64) + Sync)) {
+        loop {
+            let sender = loop {
+                match tokio::net::unix::pipe::OpenOptions::new().open_sender(&self.path) {
+                    Ok(sender) => break sender,
+                    Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %self.path.display(), error = %e, "cannot open the FIFO; stream stopped");
+                        return;
+                    }
+                }
+            };
+            match self.stream_once(sender, progress).await {
+                Ok(bytes) => {
+                    tracing::info!(path = %self.path.display(), bytes, "stream delivered")
+                }
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "stream interrupted; the reader saw a short read")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stream_once(
+        &self,
+        mut sender: tokio::net::unix::pipe::Sender,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, FetchError> {
+        let ctx = &self.fetcher;
+        let target = ctx
+            .client
+            .target(&ctx.obj, Crypt4ghDrs.body_locator(&ctx.obj, &ctx.object)?)
+            .await?;
+        let (mut tx, rx) = tokio::io::duplex(PIPE_BYTES);
+        let mut plain = c4gh::body_async::AsyncDecryptor::new(
+            rx,
+            &ctx.opened.data_keys,
+            ctx.opened.edit_list.as_deref(),
+        )
+        .map_err(|e| FetchError::Decrypt {
+            object: ctx.object.id.clone(),
+            detail: e.to_string(),
+        })?;
+        let download = async {
+            let report = ctx
+                .client
+                .download_body(&ctx.object.id, &target, &ctx.expect, &mut tx, None)
+                .await;
+            drop(tx);
+            report
+        };
+        let path = self.path.clone();
+        let feed = async move {
+            let result = output::copy(&mut plain, &mut sender, &path, None, progress).await;
+            drop(plain);
+            result
+        };
+        let (report, fed) = tokio::join!(download, feed);
+        match (report, fed) {
+            (Ok(_), Ok(n)) => Ok(n),
+            (Err(drs::Error::Write { .. }), Err(e)) | (Ok(_), Err(e)) => {
+                Err(consumer_error(&ctx.object.id, e))
+            }
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+}

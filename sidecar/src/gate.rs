@@ -1,0 +1,236 @@
+//! The `gate` and `probe` subcommands: read the status file the sidecar writes.
+//!
+//! - `probe` (the sidecar's startupProbe) succeeds once the key file exists and the phase is no
+//!   longer `Starting`, so the pod proceeds to the gate even when a fetch fails.
+//! - `gate` (an ordinary init container before the task containers) waits until the phase is
+//!   `Ready` (exit 0) or `Failed` / the deadline passes (exit 1, one-line reason in the termination
+//!   log and on stderr, so the pod fails with a readable message instead of hanging).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::cli::{GateArgs, ProbeArgs};
+
+use crate::key::SECRET_KEY_FILE;
+use crate::status::{InputState, Phase, STATUS_FILE, Status, StatusError, one_line};
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The key exists and the phase is past `Starting`.
+    Started(Phase),
+    /// Not yet; the reason says what is missing.
+    NotYet(String),
+}
+
+/// The startup probe: checks the key file and the status phase once.
+pub fn probe(key_dir: &Path) -> ProbeOutcome {
+    let key = key_dir.join(SECRET_KEY_FILE);
+    if !key.exists() {
+        return ProbeOutcome::NotYet(format!("no key file {} yet", key.display()));
+    }
+    match Status::read(&key_dir.join(STATUS_FILE)) {
+        Ok(s) if s.phase == Phase::Starting => ProbeOutcome::NotYet("phase is Starting".into()),
+        Ok(s) => ProbeOutcome::Started(s.phase),
+        Err(e) => ProbeOutcome::NotYet(e.to_string()),
+    }
+}
+
+/// How the gate ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateFailure {
+    /// One line saying why, suitable for a termination message.
+    pub reason: String,
+}
+
+/// Gate settings.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// The key directory holding `status.json`.
+    pub key_dir: PathBuf,
+    /// How long to wait for `Ready`.
+    pub timeout: Duration,
+    /// How often to read the status file.
+    pub poll: Duration,
+}
+
+/// Waits until the sidecar reports `Ready` (Ok) or `Failed`, or the deadline passes (Err).
+pub async fn gate(config: &GateConfig) -> Result<Status, GateFailure> {
+    let path = config.key_dir.join(STATUS_FILE);
+    let start = Instant::now();
+    let mut last: Result<Status, StatusError>;
+    loop {
+        last = Status::read(&path);
+        match &last {
+            Ok(s) if s.phase == Phase::Ready => return Ok(s.clone()),
+            Ok(s) if s.phase == Phase::Failed => {
+                return Err(GateFailure {
+                    reason: format!("c4gh-sidecar failed: {}", s.failure_reason()),
+                });
+            }
+            _ => {}
+        }
+        if start.elapsed() >= config.timeout {
+            break;
+        }
+        tokio::time::sleep(
+            config
+                .poll
+                .min(config.timeout.saturating_sub(start.elapsed())),
+        )
+        .await;
+    }
+    let progress = match &last {
+        Ok(s) => {
+            let done = s
+                .inputs
+                .iter()
+                .filter(|i| i.state == InputState::Done)
+                .count();
+            format!(
+                "phase {:?}, {done} of {} inputs done: {}",
+                s.phase,
+                s.inputs.len(),
+                s.message
+            )
+        }
+        Err(e) => e.to_string(),
+    };
+    Err(GateFailure {
+        reason: one_line(&format!(
+            "timed out after {}s waiting for the c4gh sidecar ({progress}); raise C4GH_GATE_TIMEOUT or check the sidecar's logs",
+            config.timeout.as_secs()
+        )),
+    })
+}
+
+/// Writes the reason to the termination-log file (best effort; the caller also prints it).
+pub fn write_termination_log(path: &Path, reason: &str) -> std::io::Result<()> {
+    std::fs::write(path, format!("{reason}\n"))
+}
+
+/// The `probe` subcommand: exit 0 when started, else 1 with the reason on stderr.
+pub fn probe_main(args: &ProbeArgs) -> ExitCode {
+    match probe(&args.key_dir) {
+        ProbeOutcome::Started(_) => ExitCode::SUCCESS,
+        ProbeOutcome::NotYet(reason) => {
+            eprintln!("c4gh-sidecar probe: not started: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `gate` subcommand: exit 0 on `Ready`; else write the reason to the termination log and
+/// stderr and exit 1.
+pub async fn gate_main(args: &GateArgs) -> ExitCode {
+    let config = GateConfig {
+        key_dir: args.key_dir.clone(),
+        timeout: Duration::from_secs(args.timeout),
+        poll: Duration::from_millis(args.poll_ms.max(1)),
+    };
+    match gate(&config).await {
+        Ok(status) => {
+            tracing::info!(
+                inputs = status.inputs.len(),
+                "inputs ready; the task may start"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            if let Err(e) = write_termination_log(&args.termination_log, &failure.reason) {
+                tracing::warn!(
+                    path = %args.termination_log.display(),
+                    error = %e,
+                    "cannot write the termination log"
+                );
+            }
+            eprintln!("{}", failure.reason);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::StatusWriter;
+
+    fn setup(dir: &Path) -> StatusWriter {
+        let inputs = crate::inputs::parse(r#"[{"url":"drs://h/1","path":"/d/a"}]"#).unwrap();
+        StatusWriter::create(dir, Status::starting(&inputs)).unwrap()
+    }
+
+    fn config(dir: &Path, timeout_ms: u64) -> GateConfig {
+        GateConfig {
+            key_dir: dir.to_owned(),
+            timeout: Duration::from_millis(timeout_ms),
+            poll: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn probe_needs_key_and_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(probe(dir.path()), ProbeOutcome::NotYet(r) if r.contains("no key file")));
+        let writer = setup(dir.path());
+        std::fs::write(dir.path().join(SECRET_KEY_FILE), b"k").unwrap();
+        assert_eq!(
+            probe(dir.path()),
+            ProbeOutcome::NotYet("phase is Starting".into())
+        );
+        writer.update(|s| s.phase = Phase::Failed).unwrap();
+        assert_eq!(probe(dir.path()), ProbeOutcome::Started(Phase::Failed));
+    }
+
+    #[tokio::test]
+    async fn gate_passes_on_ready_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = setup(dir.path());
+        let handle = tokio::spawn({
+            let config = config(dir.path(), 5000);
+            async move { gate(&config).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.update(|s| s.phase = Phase::Ready).unwrap();
+        assert_eq!(handle.await.unwrap().unwrap().phase, Phase::Ready);
+    }
+
+    #[tokio::test]
+    async fn gate_fails_with_the_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = setup(dir.path());
+        writer
+            .update(|s| {
+                s.phase = Phase::Failed;
+                s.message = "1 of 1 inputs failed".into();
+                s.inputs[0].state = InputState::Failed;
+                s.inputs[0].error = Some("DRS server answered 404".into());
+            })
+            .unwrap();
+        let err = gate(&config(dir.path(), 5000)).await.unwrap_err();
+        assert_eq!(
+            err.reason,
+            "c4gh-sidecar failed: 1 of 1 inputs failed: drs://h/1 -> /d/a: DRS server answered 404"
+        );
+    }
+
+    #[tokio::test]
+    async fn gate_times_out_with_progress_or_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = gate(&config(dir.path(), 30)).await.unwrap_err();
+        assert!(
+            err.reason.starts_with("timed out after 0s"),
+            "{}",
+            err.reason
+        );
+        assert!(err.reason.contains("status.json"), "{}", err.reason);
+        let _writer = setup(dir.path());
+        let err = gate(&config(dir.path(), 30)).await.unwrap_err();
+        assert!(
+            err.reason.contains("phase Starting, 0 of 1 inputs done"),
+            "{}",
+            err.reason
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! `c4gh-sidecar`: an ephemeral Crypt4GH key for one TES task pod, the task's inputs fetched from
+//! DRS into the volumes the task reads, and nothing usable left behind when the task ends.
+//!
+//! Subcommands (see `c4gh-sidecar --help` and `docs/sidecar.md`):
+//! - `run`: pod mode — harden the process, generate the key, fetch every input, report readiness
+//!   in `status.json`, wait, and destroy the key on SIGTERM/SIGINT;
+//! - `probe`: the native sidecar's startupProbe;
+//! - `gate`: the init container the task containers wait behind;
+//! - `fetch`: the same fetch machinery as a plain CLI outside Kubernetes.
+//!
+//! ```
+//! use c4gh_sidecar::inputs::{self, Mode};
+//!
+//! let list = inputs::parse(r#"[{"url": "drs://drs.example.org/EGAF1", "path": "/data/a.c4gh"}]"#)
+//!     .unwrap();
+//! assert_eq!(list[0].mode, Mode::Encrypted);
+//! ```
+
+pub mod atomic;
+pub mod cleanup;
+pub mod cli;
+pub mod fetch;
+pub mod fetch_cli;
+pub mod gate;
+pub mod harden;
+pub mod inputs;
+pub mod key;
+pub mod output;
+pub mod roots;
+pub mod run;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,319 @@
+//! Fault injection: a misbehaving HTTPS DRS server (tests/common/faulty.rs) in front of the real
+//! `c4gh-sidecar run` binary. Each fault must give its specific error in `status.json`, fail the
+//! gate with that reason in the termination log, and leave no final-named (or `.part`) file —
+//! or, for transient faults, be overcome with the same bytes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use c4gh_sidecar::status::{InputState, Phase, Status};
+use common::faulty::{Fault, FaultyServer};
+use common::{RunEnv, Sidecar, entries_under, pattern, run_gate};
+use nix::sys::signal::Signal;
+
+const SIZE: usize = 600_000;
+
+struct Outcome {
+    status: Status,
+    work: tempfile::TempDir,
+    sidecar: Sidecar,
+}
+
+impl Outcome {
+    fn target(&self) -> std::path::PathBuf {
+        self.work.path().join("data/obj.bin")
+    }
+}
+
+async fn run_one(
+    server: &FaultyServer,
+    id: &str,
+    mode: &str,
+    authority: Option<String>,
+) -> Outcome {
+    let work = tempfile::tempdir().unwrap();
+    let authority = authority.unwrap_or_else(|| server.authority());
+    let env = RunEnv {
+        inputs: format!(
+            r#"[{{"url":"drs://{authority}/{id}","path":"{}/data/obj.bin","mode":"{mode}"}}]"#,
+            work.path().display()
+        ),
+        key_dir: work.path().join("key"),
+        root: work.path().join("data"),
+        ca_pem: server.ca_pem().to_owned(),
+        token: None,
+        allowed_host: authority.clone(),
+        extra: Vec::new(),
+    };
+    let mut sidecar = Sidecar::start(&env, work.path());
+    let status = tokio::task::block_in_place(|| sidecar.wait_settled());
+    Outcome {
+        status,
+        work,
+        sidecar,
+    }
+}
+
+/// Asserts a failure: the error contains `needle`, the gate fails with it, nothing is left.
+fn assert_failed(outcome: &mut Outcome, needle: &str) {
+    let status = &outcome.status;
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    let input = &status.inputs[0];
+    assert_eq!(input.state, InputState::Failed);
+    let error = input.error.clone().unwrap_or_default();
+    assert!(
+        error.to_lowercase().contains(&needle.to_lowercase()),
+        "error {error:?} lacks {needle:?}"
+    );
+    let (gate, termination, stderr) =
+        run_gate(&outcome.work.path().join("key"), outcome.work.path(), 5);
+    assert_eq!(gate.code(), Some(1));
+    assert!(
+        termination.contains(&error),
+        "termination log {termination:?} lacks {error:?}"
+    );
+    assert!(
+        termination.starts_with("c4gh-sidecar failed: "),
+        "{termination}"
+    );
+    assert_eq!(termination.lines().count(), 1, "{termination}");
+    assert!(stderr.contains(&error));
+    assert!(!outcome.target().exists(), "final-named file left");
+    let entries = entries_under(&outcome.work.path().join("data"));
+    assert!(entries.is_empty(), "left behind: {entries:?}");
+    let exit = outcome.sidecar.signal_and_wait(Signal::SIGTERM);
+    assert!(exit.success());
+}
+
+fn assert_ready_with(outcome: &mut Outcome, plaintext: &[u8]) {
+    assert_eq!(
+        outcome.status.phase,
+        Phase::Ready,
+        "{:?}\n{}",
+        outcome.status,
+        outcome.sidecar.log_text()
+    );
+    assert_eq!(std::fs::read(outcome.target()).unwrap(), plaintext);
+    let (gate, _, _) = run_gate(&outcome.work.path().join("key"), outcome.work.path(), 5);
+    assert!(gate.success());
+    assert!(outcome.sidecar.signal_and_wait(Signal::SIGTERM).success());
+}
+
+fn setup(server: &FaultyServer, id: &str, fault: Fault) -> Vec<u8> {
+    let plaintext = pattern(SIZE, id.len() as u8);
+    server.add(id, &plaintext, fault);
+    plaintext
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_dropped_mid_body_resumes_with_same_bytes() {
+    let server = FaultyServer::start().await;
+    let plaintext = setup(
+        &server,
+        "dropped",
+        Fault {
+            drop_body_after: Some((200_000, 2)),
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "dropped", "plaintext", None).await;
+    let (requests, ranges) = server.body_requests("dropped");
+    assert_eq!(requests, 3, "ranges {ranges:?}");
+    assert!(
+        ranges.iter().any(|r| r.starts_with("bytes=200000-")),
+        "{ranges:?}"
+    );
+    assert_ready_with(&mut outcome, &plaintext);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_5xx_then_success_is_retried() {
+    let server = FaultyServer::start().await;
+    let plaintext = setup(
+        &server,
+        "flaky",
+        Fault {
+            object_5xx: 2,
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "flaky", "plaintext", None).await;
+    assert_eq!(server.object_requests("flaky"), 3);
+    assert_ready_with(&mut outcome, &plaintext);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_202_retry_after_is_honoured() {
+    let server = FaultyServer::start().await;
+    let plaintext = setup(
+        &server,
+        "staged",
+        Fault {
+            object_202: 1,
+            ..Fault::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let mut outcome = run_one(&server, "staged", "plaintext", None).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert_eq!(server.object_requests("staged"), 2);
+    assert_ready_with(&mut outcome, &plaintext);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_header_fails() {
+    let server = FaultyServer::start().await;
+    setup(
+        &server,
+        "tampered",
+        Fault {
+            tamper_header: true,
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "tampered", "encrypted", None).await;
+    assert_failed(&mut outcome, "header");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_for_another_key_fails() {
+    let server = FaultyServer::start().await;
+    setup(
+        &server,
+        "wrongkey",
+        Fault {
+            wrong_key_header: true,
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "wrongkey", "plaintext", None).await;
+    assert_failed(&mut outcome, "ephemeral key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_mismatch_fails() {
+    let server = FaultyServer::start().await;
+    setup(
+        &server,
+        "badsum",
+        Fault {
+            wrong_checksum: true,
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "badsum", "encrypted", None).await;
+    assert_failed(&mut outcome, "sha-256");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_body_fails() {
+    let server = FaultyServer::start().await;
+    setup(
+        &server,
+        "short",
+        Fault {
+            truncate_body: Some(1000),
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "short", "encrypted", None).await;
+    assert_failed(&mut outcome, "bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_host_fails() {
+    let server = FaultyServer::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let authority = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut outcome = run_one(&server, "whatever", "encrypted", Some(authority.clone())).await;
+    assert_failed(&mut outcome, &authority);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_not_found_statuses_fail_with_the_status() {
+    let server = FaultyServer::start().await;
+    for status in [401u16, 403, 404] {
+        let id = format!("status{status}");
+        setup(
+            &server,
+            &id,
+            Fault {
+                object_status: Some(status),
+                ..Fault::default()
+            },
+        );
+        let mut outcome = run_one(&server, &id, "encrypted", None).await;
+        assert_failed(&mut outcome, &status.to_string());
+        // 4xx are not retried.
+        assert_eq!(server.object_requests(&id), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_outside_the_allow_list_is_refused_without_contact() {
+    let server = FaultyServer::start().await;
+    setup(&server, "denied", Fault::default());
+    let work = tempfile::tempdir().unwrap();
+    let env = RunEnv {
+        inputs: format!(
+            r#"[{{"url":"{}","path":"{}/data/obj.bin"}}]"#,
+            server.drs_uri("denied"),
+            work.path().display()
+        ),
+        key_dir: work.path().join("key"),
+        root: work.path().join("data"),
+        ca_pem: server.ca_pem().to_owned(),
+        token: None,
+        allowed_host: "drs.example.org".into(),
+        extra: Vec::new(),
+    };
+    let mut sidecar = Sidecar::start(&env, work.path());
+    let status = tokio::task::block_in_place(|| sidecar.wait_settled());
+    let mut outcome = Outcome {
+        status,
+        work,
+        sidecar,
+    };
+    assert_failed(&mut outcome, "not in C4GH_ALLOWED_HOSTS");
+    assert_eq!(server.object_requests("denied"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_outside_the_roots_fails_that_input() {
+    let server = FaultyServer::start().await;
+    setup(&server, "escape", Fault::default());
+    let work = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), work.path().join("data/link")).unwrap();
+    let env = RunEnv {
+        inputs: format!(
+            r#"[{{"url":"{}","path":"{}/data/link/obj.bin"}}]"#,
+            server.drs_uri("escape"),
+            work.path().display()
+        ),
+        key_dir: work.path().join("key"),
+        root: work.path().join("data"),
+        ca_pem: server.ca_pem().to_owned(),
+        token: None,
+        allowed_host: server.authority(),
+        extra: Vec::new(),
+    };
+    let mut sidecar = Sidecar::start(&env, work.path());
+    let status = tokio::task::block_in_place(|| sidecar.wait_settled());
+    assert_eq!(status.phase, Phase::Failed);
+    let error = status.inputs[0].error.clone().unwrap();
+    assert!(error.contains("through a symlink"), "{error}");
+    assert!(
+        Path::new(outside.path())
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(sidecar.signal_and_wait(Signal::SIGTERM).success());
+}
