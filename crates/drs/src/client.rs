@@ -1029,6 +1029,33 @@ mod tests {
         }
     }
 
+    /// Random and mutated headers never panic the checker, and anything it accepts has a
+    /// consistent packet layout.
+    #[test]
+    fn header_checker_survives_random_input() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut good = b"crypt4gh".to_vec();
+        good.extend(1u32.to_le_bytes());
+        good.extend(2u32.to_le_bytes());
+        good.extend(108u32.to_le_bytes());
+        good.extend([0u8; 104]);
+        good.extend(84u32.to_le_bytes());
+        good.extend([0u8; 80]);
+        check_header_bytes(&good).unwrap();
+        for _ in 0..20_000 {
+            let mut b = good.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..b.len());
+                b[i] = rng.r#gen();
+            }
+            b.truncate(rng.gen_range(0..=b.len()));
+            if check_header_bytes(&b).is_ok() {
+                assert_eq!(&b[..8], b"crypt4gh");
+            }
+        }
+    }
+
     #[test]
     fn retry_after_forms() {
         let mut h = HeaderMap::new();

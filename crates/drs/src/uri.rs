@@ -1079,6 +1079,45 @@ mod tests {
         ));
     }
 
+    /// Random inputs from an alphabet of URI-significant characters: parsing never panics, and
+    /// whatever parses prints back to an equal value and yields a URL whose path the id cannot
+    /// escape (no raw `/`, `?`, `#`, `..` segments after `/objects/`).
+    #[test]
+    fn random_inputs_never_panic_and_round_trip() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: Vec<char> = "drs:/.%2F5E0aZ-_~@[]?#: \\\t\né".chars().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..24);
+            let tail: String = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            for input in [
+                format!("drs://{tail}"),
+                format!("drs://h.org/{tail}"),
+                tail.clone(),
+            ] {
+                for opts in [STRICT, DEV] {
+                    let Ok(uri) = DrsUri::parse(&input, &opts) else {
+                        continue;
+                    };
+                    let again = DrsUri::parse(&uri.to_string(), &opts)
+                        .unwrap_or_else(|e| panic!("{input:?} → {uri} does not re-parse: {e}"));
+                    assert_eq!(again, uri, "{input:?}");
+                    if let Ok(url) = uri.object_url() {
+                        let id_part = url.rsplit_once("/objects/").unwrap().1;
+                        assert!(
+                            !id_part.contains(['/', '?', '#', ' '])
+                                && id_part != ".."
+                                && id_part != ".",
+                            "{input:?} → {url}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn hostname_api_base_and_scheme() {
         let DrsUri::Hostname(h) = DrsUri::parse("drs://localhost:9/x", &DEV).unwrap() else {
