@@ -13,7 +13,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -444,21 +444,32 @@ impl SelfManaged {
                         what: what.clone(),
                         source,
                     })?;
-                if existing.is_some_and(|e| e.webhooks == desired.webhooks) {
-                    return Ok(());
+                // Replace rather than server-side apply: a configuration applied from the
+                // manifests carries clientConfig.service, which must go when url is set.
+                match existing {
+                    Some(e) if e.webhooks == desired.webhooks => return Ok(()),
+                    Some(e) => {
+                        let mut replaced = desired;
+                        replaced.metadata.resource_version = e.metadata.resource_version;
+                        api.replace(&self.webhook_config_name, &PostParams::default(), &replaced)
+                            .await
+                            .map_err(|source| CertError::Api {
+                                action: "replacing",
+                                what,
+                                source,
+                            })?;
+                    }
+                    None => {
+                        api.create(&PostParams::default(), &desired)
+                            .await
+                            .map_err(|source| CertError::Api {
+                                action: "creating",
+                                what,
+                                source,
+                            })?;
+                    }
                 }
-                api.patch(
-                    &self.webhook_config_name,
-                    &PatchParams::apply("c4gh-operator").force(),
-                    &Patch::Apply(&desired),
-                )
-                .await
-                .map_err(|source| CertError::Api {
-                    action: "applying",
-                    what,
-                    source,
-                })?;
-                tracing::info!(url, "webhook configuration applied");
+                tracing::info!(url, "webhook configuration written");
             }
             Publish::Service => {
                 let Some(mut existing) =
