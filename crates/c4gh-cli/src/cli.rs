@@ -65,6 +65,9 @@ pub struct EncryptArgs {
     /// Write the header to this file instead of stdout (the body still goes to stdout).
     #[arg(long, value_name = "PATH")]
     pub header: Option<PathBuf>,
+    /// Encrypt on this many threads (0 = every core).
+    #[arg(long, env = "C4GH_THREADS", default_value_t = 1, value_name = "N")]
+    pub threads: usize,
 }
 
 /// `decrypt`.

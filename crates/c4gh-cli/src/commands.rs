@@ -8,7 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use c4gh::body::{CIPHER_SEGMENT_SIZE, DataKey, Decryptor, Encryptor, restrict_edit_list};
+use c4gh::body::{CIPHER_SEGMENT_SIZE, DataKey, Decryptor, restrict_edit_list};
 use c4gh::header::{self, EncryptedHeader};
 use c4gh::keys::{self, PublicKey, SecretKey};
 use zeroize::Zeroizing;
@@ -146,12 +146,15 @@ fn encrypt(args: EncryptArgs, pass: &Passphrase) -> Result<()> {
         if let Some(range) = args.range {
             skip(&mut input, range.start)?;
         }
-        let mut enc = Encryptor::new(&mut out, &key);
         match args.range.and_then(|r| r.len) {
-            Some(len) => enc.copy_from(&mut Read::take(&mut input, len))?,
-            None => enc.copy_from(&mut input)?,
+            Some(len) => c4gh::parallel::encrypt_parallel(
+                &mut Read::take(&mut input, len),
+                &mut out,
+                &key,
+                args.threads,
+            )?,
+            None => c4gh::parallel::encrypt_parallel(&mut input, &mut out, &key, args.threads)?,
         };
-        enc.finish()?;
         Ok(())
     })();
     if let Some((part, path)) = header_file {

@@ -38,6 +38,11 @@ const PRIVATE_LABEL: &str = "CRYPT4GH PRIVATE KEY";
 const PUBLIC_LABEL: &str = "CRYPT4GH PUBLIC KEY";
 /// Mode of secret key files unless the caller asks for another.
 pub const SECRET_KEY_FILE_MODE: u32 = 0o400;
+/// Most bcrypt rounds accepted from a key file (the reference writes 100): bounds the work a
+/// hostile key file can cause.
+const MAX_BCRYPT_ROUNDS: u32 = 100_000;
+/// Most PBKDF2 iterations accepted from a key file (the reference writes 100 000).
+const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
 /// Largest key file accepted (a Crypt4GH key file is a few hundred bytes).
 const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 
@@ -182,13 +187,20 @@ impl Kdf {
                     .map_err(|e| Error::invalid_key(format!("scrypt: {e}")))?;
             }
             Kdf::Bcrypt { rounds } => {
+                if *rounds > MAX_BCRYPT_ROUNDS {
+                    return Err(Error::invalid_key(format!(
+                        "bcrypt with {rounds} rounds exceeds the limit of {MAX_BCRYPT_ROUNDS}"
+                    )));
+                }
                 bcrypt_pbkdf::bcrypt_pbkdf(passphrase, salt, *rounds, out.as_mut()).map_err(
                     |e| Error::invalid_key(format!("bcrypt KDF ({rounds} rounds): {e}")),
                 )?;
             }
             Kdf::Pbkdf2HmacSha256 { rounds } => {
-                if *rounds == 0 {
-                    return Err(Error::invalid_key("pbkdf2_hmac_sha256 with 0 rounds"));
+                if *rounds == 0 || *rounds > MAX_PBKDF2_ROUNDS {
+                    return Err(Error::invalid_key(format!(
+                        "pbkdf2_hmac_sha256 with {rounds} rounds (allowed: 1 to {MAX_PBKDF2_ROUNDS})"
+                    )));
                 }
                 pbkdf2::pbkdf2_hmac::<sha2::Sha256>(passphrase, salt, *rounds, out.as_mut());
             }

@@ -1,7 +1,7 @@
-//! Decryption on several cores. Segments are independent, so batches of segments are decrypted
-//! by worker threads while the calling thread reads and a writer thread writes in order. Memory
-//! is bounded by a fixed pool of batch buffers (`2 × threads + 2` batches of 8 segments, about
-//! 0.5 MiB each), whatever the file size.
+//! Encryption and decryption on several cores. Segments are independent, so batches of segments
+//! are sealed or opened by worker threads while the calling thread reads and a writer thread
+//! writes in order. Memory is bounded by a fixed pool of batch buffers (`2 × threads + 2`
+//! batches of 8 segments, about 0.5 MiB each), whatever the file size.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -11,27 +11,21 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::body::{
-    CIPHER_SEGMENT_SIZE, DataKey, Decryptor, SEGMENT_OVERHEAD, SEGMENT_SIZE, keep_ranges,
+    CIPHER_SEGMENT_SIZE, DataKey, Decryptor, Encryptor, SEGMENT_OVERHEAD, SEGMENT_SIZE, keep_ranges,
 };
-use crate::crypto::{Aead, NONCE_LEN};
+use crate::crypto::{self, Aead, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 
 /// Segments per batch handed to a worker.
 const BATCH_SEGMENTS: usize = 8;
+/// Bytes of one batch buffer.
+const BATCH_LEN: usize = BATCH_SEGMENTS * CIPHER_SEGMENT_SIZE;
 
-/// A batch of encrypted segments read from the input.
-struct Batch {
-    seq: u64,
-    buf: Vec<u8>,
-    len: usize,
-    at_eof: bool,
-}
-
-/// A decrypted batch: plaintext ranges of each segment within `buf`.
-struct Decrypted {
-    seq: u64,
-    buf: Vec<u8>,
-    plain: Vec<Range<usize>>,
+fn thread_count(threads: usize) -> usize {
+    match threads {
+        0 => thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// Decrypts a body from `input` (positioned at the first body byte) into `output` using
@@ -44,10 +38,7 @@ pub fn decrypt_parallel<R: Read, W: Write + Send>(
     edit_list: Option<&[u64]>,
     threads: usize,
 ) -> Result<u64> {
-    let threads = match threads {
-        0 => thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = thread_count(threads);
     if threads == 1 {
         return Decryptor::new(input, keys, edit_list)?.copy_to(output);
     }
@@ -57,108 +48,134 @@ pub fn decrypt_parallel<R: Read, W: Write + Send>(
         });
     }
     let aeads: Vec<Aead> = keys.iter().map(|k| Aead::new(k.secret_bytes())).collect();
-    let buffers = 2 * threads + 2;
-    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(buffers);
-    for _ in 0..buffers {
-        pool_tx
-            .send(vec![0u8; BATCH_SEGMENTS * CIPHER_SEGMENT_SIZE])
-            .map_err(|_| Error::Io(io::Error::other("buffer pool closed")))?;
-    }
-    let (work_tx, work_rx) = sync_channel::<Batch>(buffers);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Result<Decrypted>>(buffers);
     let ranges = keep_ranges(edit_list);
-
-    thread::scope(|scope| {
-        for _ in 0..threads {
-            let work_rx = Arc::clone(&work_rx);
-            let done_tx = done_tx.clone();
-            let aeads = &aeads;
-            scope.spawn(move || worker(&work_rx, &done_tx, aeads));
-        }
-        drop(done_tx);
-        let writer = scope.spawn(move || write_in_order(done_rx, pool_tx, output, ranges));
-        let read_result = read_batches(input, &pool_rx, &work_tx);
-        drop(work_tx);
-        drop(pool_rx);
-        let written = match writer.join() {
-            Ok(result) => result,
-            Err(_) => Err(Error::Io(io::Error::other(
-                "decryption writer thread panicked",
-            ))),
-        };
-        // A decryption or write error explains a stalled read better than the read error.
-        let written = written?;
-        read_result?;
-        Ok(written)
-    })
-}
-
-fn read_batches<R: Read>(
-    input: &mut R,
-    pool: &Receiver<Vec<u8>>,
-    work: &SyncSender<Batch>,
-) -> Result<()> {
-    let mut seq = 0u64;
-    loop {
-        let Ok(mut buf) = pool.recv() else {
-            return Ok(()); // the writer stopped (done or failed); it reports why
-        };
-        let mut len = 0;
-        while len < buf.len() {
-            match input.read(&mut buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(e)),
+    let mut range_idx = 0usize;
+    let mut written = 0u64;
+    let read = |buf: &mut [u8]| -> Result<Option<(usize, bool)>> {
+        let len = read_full(input, buf)?;
+        Ok((len > 0).then_some((len, len < buf.len())))
+    };
+    let work = |seq: u64, buf: &mut [u8], &(len, at_eof): &(usize, bool)| {
+        open_batch(seq, &mut buf[..len], at_eof, &aeads)
+    };
+    let write = |seq: u64, buf: &[u8], plain: Vec<Range<usize>>| -> Result<bool> {
+        let first_segment = seq * BATCH_SEGMENTS as u64;
+        for (j, plain) in plain.iter().enumerate() {
+            let seg_start = (first_segment + j as u64) * SEGMENT_SIZE as u64;
+            let seg_end = seg_start + plain.len() as u64;
+            while let Some(r) = ranges.get(range_idx) {
+                if r.end <= seg_start {
+                    range_idx += 1;
+                    continue;
+                }
+                if r.start >= seg_end {
+                    break;
+                }
+                let from = (r.start.max(seg_start) - seg_start) as usize;
+                let to = (r.end.min(seg_end) - seg_start) as usize;
+                output.write_all(&buf[plain.start + from..plain.start + to])?;
+                written += (to - from) as u64;
+                if r.end > seg_end {
+                    break;
+                }
+                range_idx += 1;
             }
         }
-        let at_eof = len < buf.len();
-        if len == 0 {
-            return Ok(());
-        }
-        if work
-            .send(Batch {
-                seq,
-                buf,
-                len,
-                at_eof,
-            })
-            .is_err()
-            || at_eof
-        {
-            return Ok(());
-        }
-        seq += 1;
-    }
+        Ok(range_idx < ranges.len())
+    };
+    run_pipeline(threads, read, work, write)?;
+    output.flush()?;
+    Ok(written)
 }
 
-fn worker(work: &Mutex<Receiver<Batch>>, done: &SyncSender<Result<Decrypted>>, aeads: &[Aead]) {
-    let mut spare = Vec::new();
-    loop {
-        let batch = match work.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(batch) = batch else { return };
-        let result = decrypt_batch(batch, aeads, &mut spare);
-        if done.send(result).is_err() {
-            return;
-        }
+/// Encrypts `input` to its end into a body sealed with `key`, written to `output`, using
+/// `threads` worker threads (0 = one per available core; 1 = the single-threaded
+/// [`Encryptor`]). Returns the plaintext bytes read.
+pub fn encrypt_parallel<R: Read, W: Write + Send>(
+    input: &mut R,
+    output: &mut W,
+    key: &DataKey,
+    threads: usize,
+) -> Result<u64> {
+    let threads = thread_count(threads);
+    if threads == 1 {
+        let mut enc = Encryptor::new(output, key);
+        let n = enc.copy_from(input)?;
+        enc.finish()?;
+        return Ok(n);
     }
+    let aead = Aead::new(key.secret_bytes());
+    let mut total = 0u64;
+    let mut done = false;
+    // Plaintext of segment j goes to its place in the sealed layout: j·65564 + 12.
+    let read = |buf: &mut [u8]| -> Result<Option<Vec<usize>>> {
+        if done {
+            return Ok(None);
+        }
+        let mut lens = Vec::with_capacity(BATCH_SEGMENTS);
+        for j in 0..BATCH_SEGMENTS {
+            let start = j * CIPHER_SEGMENT_SIZE + NONCE_LEN;
+            let len = read_full(input, &mut buf[start..start + SEGMENT_SIZE])?;
+            total += len as u64;
+            if len > 0 {
+                lens.push(len);
+            }
+            if len < SEGMENT_SIZE {
+                done = true;
+                break;
+            }
+        }
+        Ok((!lens.is_empty()).then_some(lens))
+    };
+    let work = |_seq: u64, buf: &mut [u8], lens: &Vec<usize>| -> Result<Vec<usize>> {
+        for (j, &len) in lens.iter().enumerate() {
+            let start = j * CIPHER_SEGMENT_SIZE;
+            let mut nonce = [0u8; NONCE_LEN];
+            crypto::fill_random(&mut nonce);
+            buf[start..start + NONCE_LEN].copy_from_slice(&nonce);
+            let end = start + NONCE_LEN + len;
+            let tag = aead.seal(nonce, &mut buf[start + NONCE_LEN..end]);
+            buf[end..end + TAG_LEN].copy_from_slice(&tag);
+        }
+        Ok(lens.clone())
+    };
+    let write = |_seq: u64, buf: &[u8], lens: Vec<usize>| -> Result<bool> {
+        let sealed: usize = lens.iter().map(|l| l + SEGMENT_OVERHEAD).sum();
+        output.write_all(&buf[..sealed])?;
+        Ok(true)
+    };
+    run_pipeline(threads, read, work, write)?;
+    output.flush()?;
+    Ok(total)
 }
 
-fn decrypt_batch(mut batch: Batch, aeads: &[Aead], spare: &mut Vec<u8>) -> Result<Decrypted> {
+fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match input.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(len)
+}
+
+/// Opens the segments of one batch in place; returns each segment's plaintext range.
+fn open_batch(seq: u64, buf: &mut [u8], at_eof: bool, aeads: &[Aead]) -> Result<Vec<Range<usize>>> {
     let mut plain = Vec::with_capacity(BATCH_SEGMENTS);
-    let first_segment = batch.seq * BATCH_SEGMENTS as u64;
-    for (j, start) in (0..batch.len).step_by(CIPHER_SEGMENT_SIZE).enumerate() {
-        let end = (start + CIPHER_SEGMENT_SIZE).min(batch.len);
+    let mut spare = Vec::new();
+    let first_segment = seq * BATCH_SEGMENTS as u64;
+    let total = buf.len();
+    for (j, start) in (0..total).step_by(CIPHER_SEGMENT_SIZE).enumerate() {
+        let end = (start + CIPHER_SEGMENT_SIZE).min(total);
         let segment = first_segment + j as u64;
         let len = end - start;
         if len < SEGMENT_OVERHEAD {
             return Err(Error::TruncatedBody { segment, len });
         }
-        let sealed = &mut batch.buf[start..end];
+        let sealed = &mut buf[start..end];
         if aeads.len() > 1 {
             spare.clear();
             spare.extend_from_slice(sealed);
@@ -166,7 +183,7 @@ fn decrypt_batch(mut batch: Batch, aeads: &[Aead], spare: &mut Vec<u8>) -> Resul
         let mut opened = None;
         for (i, aead) in aeads.iter().enumerate() {
             if i > 0 {
-                sealed.copy_from_slice(spare);
+                sealed.copy_from_slice(&spare);
             }
             if let Some(p) = aead.open(sealed) {
                 opened = Some(p.len());
@@ -177,81 +194,133 @@ fn decrypt_batch(mut batch: Batch, aeads: &[Aead], spare: &mut Vec<u8>) -> Resul
             return Err(Error::SegmentAuthentication {
                 segment,
                 len,
-                is_last: batch.at_eof && end == batch.len,
+                is_last: at_eof && end == total,
             });
         };
         plain.push(start + NONCE_LEN..start + NONCE_LEN + plain_len);
     }
-    Ok(Decrypted {
-        seq: batch.seq,
-        buf: batch.buf,
-        plain,
+    Ok(plain)
+}
+
+/// A batch travelling through the pipeline.
+struct Job<M> {
+    seq: u64,
+    buf: Vec<u8>,
+    meta: M,
+}
+
+/// Runs `read` on the calling thread, `work` on `threads` workers and `write` on a writer
+/// thread, in batch order, with a fixed pool of buffers. `read` returns `None` at the end;
+/// `write` returns `false` to stop early. The first error wins; a work or write error is
+/// reported in preference to the read error it causes.
+fn run_pipeline<M, O, Rd, Wk, Wr>(
+    threads: usize,
+    mut read: Rd,
+    work: Wk,
+    mut write: Wr,
+) -> Result<()>
+where
+    M: Send,
+    O: Send,
+    Rd: FnMut(&mut [u8]) -> Result<Option<M>>,
+    Wk: Fn(u64, &mut [u8], &M) -> Result<O> + Sync,
+    Wr: FnMut(u64, &[u8], O) -> Result<bool> + Send,
+{
+    let buffers = 2 * threads + 2;
+    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(buffers);
+    for _ in 0..buffers {
+        pool_tx
+            .send(vec![0u8; BATCH_LEN])
+            .map_err(|_| Error::Io(io::Error::other("buffer pool closed")))?;
+    }
+    let (work_tx, work_rx) = sync_channel::<Job<M>>(buffers);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<Result<Job<O>>>(buffers);
+
+    thread::scope(|scope| {
+        let work = &work;
+        for _ in 0..threads {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || worker(&work_rx, &done_tx, work));
+        }
+        drop(done_tx);
+        let writer = scope.spawn(move || -> Result<()> {
+            let mut waiting = BTreeMap::new();
+            let mut next = 0u64;
+            for result in done_rx {
+                let job = result?;
+                waiting.insert(job.seq, job);
+                while let Some(job) = waiting.remove(&next) {
+                    if !write(job.seq, &job.buf, job.meta)? {
+                        return Ok(());
+                    }
+                    // The reader may have stopped already; a closed pool is not an error.
+                    let _ = pool_tx.send(job.buf);
+                    next += 1;
+                }
+            }
+            Ok(())
+        });
+        let read_result = (|| -> Result<()> {
+            let mut seq = 0u64;
+            // Without a free buffer the writer has stopped (done or failed); it reports why.
+            while let Ok(mut buf) = pool_rx.recv() {
+                let Some(meta) = read(&mut buf)? else {
+                    return Ok(());
+                };
+                if work_tx.send(Job { seq, buf, meta }).is_err() {
+                    return Ok(());
+                }
+                seq += 1;
+            }
+            Ok(())
+        })();
+        drop(work_tx);
+        drop(pool_rx);
+        match writer.join() {
+            Ok(result) => result?,
+            Err(_) => return Err(Error::Io(io::Error::other("writer thread panicked"))),
+        }
+        read_result
     })
 }
 
-fn write_in_order<W: Write>(
-    done: Receiver<Result<Decrypted>>,
-    pool: SyncSender<Vec<u8>>,
-    output: &mut W,
-    ranges: Vec<Range<u64>>,
-) -> Result<u64> {
-    let mut waiting = BTreeMap::new();
-    let mut next = 0u64;
-    let mut written = 0u64;
-    let mut range_idx = 0usize;
-    for result in done {
-        let batch = result?;
-        waiting.insert(batch.seq, batch);
-        while let Some(batch) = waiting.remove(&next) {
-            let first_segment = next * BATCH_SEGMENTS as u64;
-            for (j, plain) in batch.plain.iter().enumerate() {
-                let seg_start = (first_segment + j as u64) * SEGMENT_SIZE as u64;
-                let seg_end = seg_start + plain.len() as u64;
-                while let Some(r) = ranges.get(range_idx) {
-                    if r.end <= seg_start {
-                        range_idx += 1;
-                        continue;
-                    }
-                    if r.start >= seg_end {
-                        break;
-                    }
-                    let from = r.start.max(seg_start) - seg_start;
-                    let to = r.end.min(seg_end) - seg_start;
-                    output.write_all(
-                        &batch.buf[plain.start + from as usize..plain.start + to as usize],
-                    )?;
-                    written += to - from;
-                    if r.end > seg_end {
-                        break;
-                    }
-                    range_idx += 1;
-                }
-            }
-            if range_idx >= ranges.len() {
-                output.flush()?;
-                return Ok(written);
-            }
-            // The reader may have stopped already; a closed pool is not an error here.
-            let _ = pool.send(batch.buf);
-            next += 1;
+fn worker<M, O, Wk>(jobs: &Mutex<Receiver<Job<M>>>, done: &SyncSender<Result<Job<O>>>, work: &Wk)
+where
+    Wk: Fn(u64, &mut [u8], &M) -> Result<O>,
+{
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(mut job) = job else { return };
+        let result = work(job.seq, &mut job.buf, &job.meta).map(|out| Job {
+            seq: job.seq,
+            buf: job.buf,
+            meta: out,
+        });
+        if done.send(result).is_err() {
+            return;
         }
     }
-    output.flush()?;
-    Ok(written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::Encryptor;
 
     #[test]
     fn parallel_matches_sequential_with_and_without_edit_lists() {
         let key = DataKey::generate();
         let plain: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mut enc = Encryptor::new(Vec::new(), &key);
-        enc.write_all(&plain).unwrap();
-        let body = enc.finish().unwrap();
+        let mut body = Vec::new();
+        encrypt_parallel(&mut &plain[..], &mut body, &key, 2).unwrap();
+        assert_eq!(
+            body.len() as u64,
+            crate::body::encrypted_len(plain.len() as u64)
+        );
         for edit in [
             None,
             Some(&[5u64, 10, 1_000_000, 70_000][..]),
@@ -276,6 +345,37 @@ mod tests {
         match decrypt_parallel(&mut &bad[..], &mut Vec::new(), &keys, None, 2) {
             Err(Error::SegmentAuthentication { segment: 20, .. }) => {}
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parallel_encryption_at_segment_and_batch_edges() {
+        for len in [
+            0,
+            1,
+            SEGMENT_SIZE,
+            SEGMENT_SIZE + 1,
+            BATCH_SEGMENTS * SEGMENT_SIZE,
+            BATCH_SEGMENTS * SEGMENT_SIZE + 7,
+        ] {
+            let key = DataKey::generate();
+            let plain: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut body = Vec::new();
+            assert_eq!(
+                encrypt_parallel(&mut &plain[..], &mut body, &key, 2).unwrap(),
+                len as u64
+            );
+            assert_eq!(
+                body.len() as u64,
+                crate::body::encrypted_len(len as u64),
+                "len {len}"
+            );
+            let mut out = Vec::new();
+            Decryptor::new(&body[..], &[key], None)
+                .unwrap()
+                .copy_to(&mut out)
+                .unwrap();
+            assert!(out == plain, "len {len}");
         }
     }
 }
