@@ -89,9 +89,14 @@ pub struct FetchReport {
     pub restarts: u32,
 }
 
+/// Why a body pass stopped early; the download resumes from `done`.
 enum Interrupted {
-    /// Connection dropped, stalled or ended early: resume from `done`.
-    Resume(String),
+    /// No bytes for `Timeouts::idle`.
+    Idle,
+    /// Fewer than `Timeouts::min_rate` bytes in a `Timeouts::rate_window` (a trickling server).
+    TooSlow,
+    /// The connection failed or closed before the end.
+    Dropped(String),
 }
 
 impl Client {
@@ -129,28 +134,34 @@ impl Client {
                 .await?
             {
                 None => break,
-                Some(Interrupted::Resume(why)) => {
+                Some(why) => {
                     state.failures += 1;
                     if state.failures >= self.cfg.retry.max_attempts || state.resumes >= MAX_RESUMES
                     {
-                        return Err(if why.starts_with("idle") {
-                            Error::Timeout {
-                                object: object_id.to_owned(),
-                                url,
-                                what: "body data (idle)",
-                                after: self.cfg.timeouts.idle,
-                                attempts: state.failures,
+                        let timeout = |what, after| Error::Timeout {
+                            object: object_id.to_owned(),
+                            url: url.clone(),
+                            what,
+                            after,
+                            attempts: state.failures,
+                        };
+                        return Err(match why {
+                            Interrupted::Idle => {
+                                timeout("body data (idle)", self.cfg.timeouts.idle)
                             }
-                        } else {
-                            Error::Length {
+                            Interrupted::TooSlow => timeout(
+                                "body data (below the minimum rate)",
+                                self.cfg.timeouts.rate_window,
+                            ),
+                            Interrupted::Dropped(detail) => Error::Length {
                                 object: object_id.to_owned(),
                                 url,
                                 expected: expect.size.unwrap_or(state.done),
                                 detail: format!(
-                                    "gave up after {} interrupted attempts at byte {}: {why}",
+                                    "gave up after {} interrupted attempts at byte {}: {detail}",
                                     state.failures, state.done
                                 ),
-                            }
+                            },
                         });
                     }
                     if state.etag.is_none() && state.done > 0 {
@@ -161,7 +172,12 @@ impl Client {
                         });
                     }
                     state.resumes += 1;
-                    tracing::info!(object = object_id, at = state.done, reason = %why, "resuming body download");
+                    tracing::info!(
+                        object = object_id,
+                        at = state.done,
+                        reason = why.describe(),
+                        "resuming body download"
+                    );
                     tokio::time::sleep(self.cfg.retry.backoff(state.failures - 1)).await;
                 }
             }
@@ -296,18 +312,17 @@ impl Client {
         }
         let mut resp = resp;
         let before = st.done;
+        let mut window_start = Instant::now();
+        let mut window_bytes = 0u64;
         loop {
             let chunk = match tokio::time::timeout(self.cfg.timeouts.idle, resp.chunk()).await {
                 Err(_) => {
                     st.note_progress(before);
-                    return Ok(Some(Interrupted::Resume(format!(
-                        "idle for {:?}",
-                        self.cfg.timeouts.idle
-                    ))));
+                    return Ok(Some(Interrupted::Idle));
                 }
                 Ok(Err(e)) => {
                     st.note_progress(before);
-                    return Ok(Some(Interrupted::Resume(format!("connection error: {e}"))));
+                    return Ok(Some(Interrupted::Dropped(format!("connection error: {e}"))));
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
@@ -334,6 +349,15 @@ impl Client {
             })?;
             st.hasher.update(data);
             st.done = new_done;
+            window_bytes += data.len() as u64;
+            if window_start.elapsed() >= self.cfg.timeouts.rate_window {
+                if window_bytes < self.cfg.timeouts.min_rate {
+                    // Not progress: a trickling server must not reset the failure count.
+                    return Ok(Some(Interrupted::TooSlow));
+                }
+                window_start = Instant::now();
+                window_bytes = 0;
+            }
             if let Some(cb) = progress {
                 cb(Progress {
                     done: st.done,
@@ -343,7 +367,7 @@ impl Client {
         }
         st.note_progress(before);
         match expect.size {
-            Some(size) if st.done < size => Ok(Some(Interrupted::Resume(format!(
+            Some(size) if st.done < size => Ok(Some(Interrupted::Dropped(format!(
                 "connection closed at byte {} of {size}",
                 st.done
             )))),
@@ -449,6 +473,16 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+impl Interrupted {
+    fn describe(&self) -> String {
+        match self {
+            Interrupted::Idle => "idle".into(),
+            Interrupted::TooSlow => "below the minimum rate".into(),
+            Interrupted::Dropped(d) => d.clone(),
         }
     }
 }

@@ -82,6 +82,11 @@ pub struct Timeouts {
     pub max_accepted_wait: Duration,
     /// Cap on one `Retry-After` of a `202`.
     pub max_retry_after: Duration,
+    /// Minimum body bytes per [`Timeouts::rate_window`]; a slower (trickling) server is treated
+    /// as stalled. 0 disables the check.
+    pub min_rate: u64,
+    /// Window over which [`Timeouts::min_rate`] is measured.
+    pub rate_window: Duration,
 }
 
 impl Default for Timeouts {
@@ -92,6 +97,8 @@ impl Default for Timeouts {
             idle: Duration::from_secs(30),
             max_accepted_wait: Duration::from_secs(300),
             max_retry_after: Duration::from_secs(60),
+            min_rate: 1024,
+            rate_window: Duration::from_secs(60),
         }
     }
 }

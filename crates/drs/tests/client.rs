@@ -41,6 +41,8 @@ fn config(ca: &TestCa) -> ClientConfig {
             idle: Duration::from_millis(400),
             max_accepted_wait: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(2),
+            min_rate: 20_000,
+            rate_window: Duration::from_millis(500),
         },
         ..ClientConfig::default()
     }
@@ -447,6 +449,39 @@ async fn slow_loris_servers_are_bounded_by_timeouts() {
     // 1 + 4 passes × 400 ms idle + small backoffs.
     assert!(
         started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Trickles the body: 100 bytes every 50 ms (2 kB/s) never trips the 400 ms idle timeout,
+    // but stays below the 20 kB per 500 ms minimum rate.
+    let slow = Scenario::new(bytes(1_000_000, 7), |kind, _, req, sc| {
+        (kind == "body").then(|| {
+            let (b, etag) = sc.body.lock().unwrap().clone();
+            let mut r = serve_range(req, &b, &etag);
+            r.trickle = Some(Duration::from_millis(50));
+            r.trickle_chunk = 100;
+            r
+        })
+    });
+    let server = start(&ca, &slow).await;
+    let started = Instant::now();
+    let e = fetch(&client, &server, &ca.dir.path().join("o"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                what: "body data (below the minimum rate)",
+                attempts: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
         "{:?}",
         started.elapsed()
     );
