@@ -46,7 +46,7 @@ fn python_decrypt(file: &Path, key: &Path) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
-    let server = TestServer::start().await.unwrap();
+    let server = common::start_drs_server().await;
     let (a, b, c) = (
         pattern(300_000, 1),
         pattern(200_001, 2),
@@ -143,7 +143,7 @@ async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_run_gets_a_new_key_and_reuses_the_body_in_place() {
-    let server = TestServer::start().await.unwrap();
+    let server = common::start_drs_server().await;
     let plaintext = pattern(700_000, 9);
     server.add("reuse", &plaintext, &["*"]).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -199,7 +199,7 @@ async fn a_new_run_gets_a_new_key_and_reuses_the_body_in_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_fetch_leaves_no_key_no_part_and_exits_zero() {
-    let server = TestServer::start().await.unwrap();
+    let server = common::start_drs_server().await;
     let big = pattern(64 << 20, 5);
     server.add("big", &big, &["*"]).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -230,7 +230,7 @@ async fn sigterm_during_a_fetch_leaves_no_key_no_part_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_cli_encrypted_with_key_out_and_decrypt() {
-    let server = TestServer::start().await.unwrap();
+    let server = common::start_drs_server().await;
     let (a, b) = (pattern(100_000, 11), pattern(65_536, 12));
     server.add("f1", &a, &["*"]).unwrap();
     server.add("f2", &b, &["*"]).unwrap();

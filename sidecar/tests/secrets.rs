@@ -21,7 +21,6 @@ use base64::Engine;
 use c4gh::SecretKey;
 use c4gh_sidecar::status::Phase;
 use common::{RunEnv, Sidecar, files_under, pattern};
-use drs_server::testing::TestServer;
 use nix::sys::signal::Signal;
 
 const TASK_UID: u32 = 65532;
@@ -73,7 +72,7 @@ fn assert_absent(what: &str, haystack: &[u8], needles: &[(String, Vec<u8>)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_stays_in_the_key_dir_and_process_is_not_dumpable() {
-    let server = TestServer::start().await.unwrap();
+    let server = common::start_drs_server().await;
     let plaintext = pattern(90_000, 42);
     server.add("secret-test", &plaintext, &["*"]).unwrap();
     let work = tempfile::tempdir().unwrap();

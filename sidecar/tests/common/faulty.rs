@@ -381,15 +381,18 @@ async fn body(
     let len = chunk.len();
     let stream_body = match drop_after {
         Some(cut) if cut < len => {
+            use futures_util::StreamExt;
             let first = bytes::Bytes::from(chunk[..cut].to_vec());
-            let parts: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-                Ok(first),
+            let head = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(first)]);
+            // Let the first part reach the client before the connection breaks.
+            let fail = futures_util::stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,
                     "injected drop",
-                )),
-            ];
-            Body::from_stream(futures_util::stream::iter(parts))
+                ))
+            });
+            Body::from_stream(head.chain(fail))
         }
         _ => Body::from_stream(futures_util::stream::iter(vec![Ok::<_, Infallible>(
             bytes::Bytes::from(chunk),

@@ -206,3 +206,20 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
         .collect()
 }
+
+/// Starts the real `c4gh-drs-server` (in process, TLS on loopback) with its public URL set, so
+/// access URLs do not depend on the request's `Host` header (HTTP/2 requests carry
+/// `:authority` instead; see the report on drs-server).
+pub async fn start_drs_server() -> drs_server::testing::TestServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    drs_server::testing::TestServer::start_with(|config| {
+        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        config.settings.public_url = Some(format!("https://127.0.0.1:{port}"));
+    })
+    .await
+    .unwrap()
+}
