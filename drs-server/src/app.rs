@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -172,7 +172,19 @@ async fn no_route(request: Request) -> Problem {
 
 /// Per request: a span (request id, method, route), a completion log line, metrics, and a
 /// problem body for axum's bare 405 responses.
-async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in `:authority`, not in a Host header; nested routers see a
+    // path-only URI, the original keeps the authority.
+    let authority = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().authority(), |o| o.0.authority())
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if !request.headers().contains_key(header::HOST)
+        && let Some(host) = authority
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()

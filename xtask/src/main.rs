@@ -8,6 +8,7 @@
 //! - `cargo xtask demo`: the end-to-end demo on this machine.
 //! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
 
+mod bench_drs;
 mod bench_sidecar;
 mod control_plane;
 mod python;
@@ -25,7 +26,7 @@ commands:
   setup         install the reference tools the tests use (cached outside the source tree)
   test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs; default: all)
 ";
 
 fn main() -> ExitCode {
@@ -78,7 +79,9 @@ fn demo() -> Result<(), Error> {
 fn bench(name: Option<&str>) -> Result<(), Error> {
     setup()?;
     match name {
-        None | Some("sidecar") => bench_sidecar::bench(),
+        None => bench_sidecar::bench().and_then(|()| bench_drs::bench()),
+        Some("sidecar") => bench_sidecar::bench(),
+        Some("drs") => bench_drs::bench(),
         Some(other) => Err(Error::Message(format!("unknown benchmark {other:?}"))),
     }
 }
