@@ -322,7 +322,10 @@ impl Client {
                 }
                 Ok(Err(e)) => {
                     st.note_progress(before);
-                    return Ok(Some(Interrupted::Dropped(format!("connection error: {e}"))));
+                    return Ok(Some(Interrupted::Dropped(format!(
+                        "connection error: {}",
+                        e.without_url()
+                    ))));
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,

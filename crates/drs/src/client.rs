@@ -766,7 +766,7 @@ impl Client {
                 object: object.to_owned(),
                 url,
                 attempts: 1,
-                source,
+                source: source.without_url(),
             }),
             Err(_) => Err(Error::Timeout {
                 object: object.to_owned(),
@@ -861,6 +861,8 @@ impl Client {
         match tokio::time::timeout(self.cfg.timeouts.response, rb.send()).await {
             Err(_) => Ok(Attempt::Retry(RetryCause::Timeout, None)),
             Ok(Err(e)) => {
+                // reqwest's message would include the full URL, signed query string and all.
+                let e = e.without_url();
                 if is_transient(&e) {
                     Ok(Attempt::Retry(RetryCause::Transport(e), None))
                 } else {

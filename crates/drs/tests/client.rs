@@ -739,6 +739,31 @@ async fn credentials_go_only_to_the_object_origin() {
 }
 
 #[tokio::test]
+async fn unreachable_signed_url_errors_do_not_leak_the_query() {
+    let ca = TestCa::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let sc = Scenario::new(bytes(100, 22), move |kind, _, _, _| {
+        (kind == "access-body").then(|| {
+            Reply::json(
+                200,
+                &serde_json::json!({"url": format!("https://localhost:{port}/b?X-Amz-Signature=sekrit")}),
+            )
+        })
+    });
+    let server = start(&ca, &sc).await;
+    let client = Client::new(config(&ca)).unwrap();
+    let e = fetch(&client, &server, &ca.dir.path().join("o"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { attempts: 4, .. }), "{e}");
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(shown.contains("?[query elided]"), "{shown}");
+}
+
+#[tokio::test]
 async fn passports_are_posted_under_the_configured_field() {
     let ca = TestCa::new();
     let sc = Scenario::new(bytes(100, 15), |kind, _, req, _| {
