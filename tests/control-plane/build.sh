@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane used by the end-to-end tests: kube-apiserver and
-# kube-controller-manager from the k8s.io/kubernetes module (wrapper module ./kubernetes) and etcd
+# Builds the local control plane used by the end-to-end tests: kube-apiserver,
+# kube-controller-manager and kubectl (server-side apply of manifests/ with kustomize) from the k8s.io/kubernetes module (wrapper module ./kubernetes) and etcd
 # (wrapper module ./etcd), into OUT_DIR (default ~/.cache/crypt4gh-sidecar/control-plane/bin).
 #
 # Idempotent: OUT_DIR/STAMP records what was built; when it matches, nothing is rebuilt.
@@ -22,10 +22,10 @@ if [[ -z "$k8s_version" || -z "$etcd_version" ]]; then
     exit 1
 fi
 go_version="$(go env GOVERSION)"
-stamp="kubernetes ${k8s_version} etcd ${etcd_version} ${go_version}"
+stamp="kube-apiserver kube-controller-manager kubectl ${k8s_version} etcd ${etcd_version} ${go_version}"
 
 if [[ -f "$out/STAMP" && "$(cat "$out/STAMP")" == "$stamp" ]] \
-    && [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/etcd" ]]; then
+    && [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" && -x "$out/etcd" ]]; then
     echo "control plane up to date in $out ($stamp)"
     exit 0
 fi
@@ -49,6 +49,7 @@ build() {
 
 build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$k8s_ldflags"
 build kubernetes k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$k8s_ldflags"
+build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "$k8s_ldflags"
 build etcd . etcd "-s -w"
 
 echo "$stamp" > "$out/.STAMP.part"

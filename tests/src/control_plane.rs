@@ -132,6 +132,9 @@ impl ControlPlane {
             kubeconfig,
             dir,
         };
+        if std::env::var_os("C4GH_E2E_KEEP").is_some_and(|v| v == "1") {
+            plane.keep_dir();
+        }
         plane.wait_ready().await?;
 
         if options.controller_manager {
@@ -247,6 +250,13 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the temporary directory (logs, certificates, etcd data) after drop, for debugging;
+    /// its path is printed. Also enabled by the environment variable `C4GH_E2E_KEEP=1`.
+    pub fn keep_dir(&mut self) {
+        self.dir.disable_cleanup(true);
+        eprintln!("keeping {}", self.dir.path().display());
     }
 
     async fn wait_ready(&mut self) -> Result<(), Error> {

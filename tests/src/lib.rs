@@ -17,8 +17,11 @@
 //! ```
 
 pub mod control_plane;
+pub mod manifests;
+pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod workspace;
 
 pub use control_plane::{ControlPlane, Options};
 
@@ -53,6 +56,27 @@ pub enum Error {
         /// The end of the relevant log.
         log_tail: String,
     },
+    /// A component the tests need is not there.
+    #[error("{what} is missing at {}; build it with `{fix}`", path.display())]
+    Missing {
+        /// The component.
+        what: String,
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+        /// The command that provides it.
+        fix: String,
+    },
+    /// A command exited unsuccessfully.
+    #[error("`{command}` failed:\n{output}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
+    /// A check on what the control plane stored failed.
+    #[error("{0}")]
+    Unexpected(String),
     /// Certificate generation failed.
     #[error("generating a certificate: {0}")]
     Certificate(#[from] rcgen::Error),

@@ -1,6 +1,9 @@
 //! The local control plane works: objects are stored, the Job controller creates pods, and
 //! nothing survives the harness.
 
+// Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use c4gh_e2e::{ControlPlane, Options};

@@ -1,4 +1,4 @@
-//! The local Kubernetes control plane for the end-to-end tests: `kube-apiserver`,
+//! The local Kubernetes control plane for the end-to-end tests: `kube-apiserver`, `kubectl`,
 //! `kube-controller-manager` and `etcd`, built from pinned Go modules by
 //! `tests/control-plane/build.sh` into the cache directory (same rule as
 //! `testkit::control_plane_dir`). The script stamps what it built and does nothing when the stamp
@@ -11,7 +11,7 @@ use crate::python::cache_dir;
 use crate::run::{Cmd, Error};
 
 /// The binaries the tests need.
-const BINARIES: &[&str] = &["kube-apiserver", "kube-controller-manager", "etcd"];
+const BINARIES: &[&str] = &["kube-apiserver", "kube-controller-manager", "kubectl", "etcd"];
 
 /// Builds the control-plane binaries unless `KUBEBUILDER_ASSETS` already provides them or the
 /// cached build is current.
