@@ -21,6 +21,8 @@ pub mod manifests;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod runner;
+pub mod scenario;
 pub mod workspace;
 
 pub use control_plane::{ControlPlane, Options};
