@@ -56,7 +56,8 @@ pub struct DrsArgs {
     /// PEM bundle of CA certificates trusted for DRS TLS, in addition to the built-in web roots.
     #[arg(long, env = "C4GH_CA_BUNDLE", value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
-    /// File holding a bearer token for DRS requests (read once at start).
+    /// File holding a bearer token for DRS requests (re-read for every request, so rotated
+    /// projected ServiceAccount tokens keep working).
     #[arg(long, env = "C4GH_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// File holding a JSON list of GA4GH passport JWTs sent in DRS POST bodies.

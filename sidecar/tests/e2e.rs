@@ -28,6 +28,19 @@ fn env_for(server: &TestServer, inputs: String, work: &Path) -> RunEnv {
     }
 }
 
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn python_decrypt(file: &Path, key: &Path) -> Vec<u8> {
     let output = Command::new(testkit::python_tool("crypt4gh"))
         .arg("decrypt")
@@ -68,7 +81,16 @@ async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
         server.drs_uri("objC"),
         data.display()
     );
-    let env = env_for(&server, inputs, work.path());
+    let mut env = env_for(&server, inputs, work.path());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.extra.push((
+        "C4GH_METRICS_ADDR".into(),
+        format!("127.0.0.1:{metrics_port}"),
+    ));
     let mut sidecar = Sidecar::start(&env, work.path());
     let status = sidecar.wait_settled();
     assert_eq!(
@@ -78,6 +100,15 @@ async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
         sidecar.log_text()
     );
     assert!(status.inputs.iter().all(|i| i.state == InputState::Done));
+    assert_eq!(status.inputs[1].bytes, b.len() as u64);
+
+    // Prometheus metrics.
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.contains("c4gh_sidecar_ready 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"c4gh_sidecar_objects_total{mode="plaintext",result="ok"} 1"#),
+        "{metrics}"
+    );
 
     // Probe and gate agree.
     let probe = Command::new(common::sidecar_bin())

@@ -34,6 +34,16 @@ async fn run_one(
     mode: &str,
     authority: Option<String>,
 ) -> Outcome {
+    run_one_with(server, id, mode, authority, Vec::new()).await
+}
+
+async fn run_one_with(
+    server: &FaultyServer,
+    id: &str,
+    mode: &str,
+    authority: Option<String>,
+    extra: Vec<(String, String)>,
+) -> Outcome {
     let work = tempfile::tempdir().unwrap();
     let authority = authority.unwrap_or_else(|| server.authority());
     let env = RunEnv {
@@ -46,7 +56,7 @@ async fn run_one(
         ca_pem: server.ca_pem().to_owned(),
         token: None,
         allowed_host: authority.clone(),
-        extra: Vec::new(),
+        extra,
     };
     let mut sidecar = Sidecar::start(&env, work.path());
     let status = tokio::task::block_in_place(|| sidecar.wait_settled());
@@ -315,5 +325,51 @@ async fn path_outside_the_roots_fails_that_input() {
             .next()
             .is_none()
     );
+    assert!(sidecar.signal_and_wait(Signal::SIGTERM).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_over_the_limit_fails_before_writing() {
+    let server = FaultyServer::start().await;
+    setup(&server, "toolarge", Fault::default());
+    let limit = vec![(
+        "C4GH_MAX_PLAINTEXT_BYTES".to_owned(),
+        (SIZE - 1).to_string(),
+    )];
+    let mut outcome = run_one_with(&server, "toolarge", "plaintext", None, limit).await;
+    assert_failed(&mut outcome, "C4GH_MAX_PLAINTEXT_BYTES");
+    assert_eq!(server.body_requests("toolarge").0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_input_list_fails_the_gate_with_the_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let env = RunEnv {
+        inputs: r#"[{"url": "drs://h/1", "path": "/x", "mode": "zip"}]"#.into(),
+        key_dir: work.path().join("key"),
+        root: work.path().join("data"),
+        ca_pem: String::new(),
+        token: None,
+        allowed_host: "h".into(),
+        extra: Vec::new(),
+    };
+    let mut sidecar = Sidecar::start(&env, work.path());
+    let status = tokio::task::block_in_place(|| sidecar.wait_settled());
+    assert_eq!(status.phase, Phase::Failed);
+    assert!(
+        status.message.contains("unknown variant `zip`"),
+        "{}",
+        status.message
+    );
+    // The probe passes (so the pod moves on to the gate), the gate fails with the reason.
+    let probe = std::process::Command::new(common::sidecar_bin())
+        .arg("probe")
+        .env("C4GH_KEY_DIR", &env.key_dir)
+        .status()
+        .unwrap();
+    assert!(probe.success());
+    let (gate, termination, _) = run_gate(&env.key_dir, work.path(), 5);
+    assert_eq!(gate.code(), Some(1));
+    assert!(termination.contains("input list rejected"), "{termination}");
     assert!(sidecar.signal_and_wait(Signal::SIGTERM).success());
 }
