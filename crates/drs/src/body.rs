@@ -317,11 +317,11 @@ impl Client {
         loop {
             let chunk = match tokio::time::timeout(self.cfg.timeouts.idle, resp.chunk()).await {
                 Err(_) => {
-                    st.note_progress(before);
+                    st.note_progress(before, self.cfg.timeouts.min_rate);
                     return Ok(Some(Interrupted::Idle));
                 }
                 Ok(Err(e)) => {
-                    st.note_progress(before);
+                    st.note_progress(before, self.cfg.timeouts.min_rate);
                     return Ok(Some(Interrupted::Dropped(format!(
                         "connection error: {}",
                         e.without_url()
@@ -368,7 +368,7 @@ impl Client {
                 });
             }
         }
-        st.note_progress(before);
+        st.note_progress(before, self.cfg.timeouts.min_rate);
         match expect.size {
             Some(size) if st.done < size => Ok(Some(Interrupted::Dropped(format!(
                 "connection closed at byte {} of {size}",
@@ -499,9 +499,11 @@ struct State {
 }
 
 impl State {
-    /// Resets the failure streak when this pass moved forward.
-    fn note_progress(&mut self, before: u64) {
-        if self.done > before {
+    /// Resets the failure streak when this pass moved forward by at least `min_progress` bytes
+    /// (so a server that sends a few bytes and then stalls on every attempt still runs out of
+    /// attempts).
+    fn note_progress(&mut self, before: u64, min_progress: u64) {
+        if self.done - before >= min_progress.max(1) {
             self.failures = 0;
         }
     }
