@@ -33,6 +33,7 @@ pub mod inputs;
 pub mod metrics;
 pub mod policy;
 pub mod run;
+pub mod tesk;
 pub mod tls;
 pub mod webhook;
 pub mod webhook_config;

@@ -1,0 +1,34 @@
+//! `cargo xtask bench operator`: builds the release `c4gh-operator` and its load generator
+//! (`operator/examples/admission_load.rs`, which documents what is measured) and runs it:
+//! admission p50/p99 latency and throughput at 1, 32 and 256 concurrent requests over TLS on
+//! loopback, and the operator's peak RSS. Requests per level: `C4GH_BENCH_OPERATOR_REQUESTS`
+//! (default 5000).
+
+use std::env;
+use std::path::PathBuf;
+
+use crate::run::{Cmd, Error};
+
+/// Runs the operator benchmark.
+pub fn bench() -> Result<(), Error> {
+    Cmd::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "c4gh-operator",
+            "--bin",
+            "c4gh-operator",
+            "--example",
+            "admission_load",
+        ])
+        .run()?;
+    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let requests = env::var("C4GH_BENCH_OPERATOR_REQUESTS").unwrap_or_else(|_| "5000".into());
+    Cmd::new(release.join("examples/admission_load"))
+        .args(["--operator"])
+        .arg_path(&release.join("c4gh-operator"))
+        .args(["--requests", &requests])
+        .run()
+}
