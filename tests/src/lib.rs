@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod control_plane;
 pub mod manifests;
 pub mod operator;

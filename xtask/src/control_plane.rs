@@ -2,7 +2,8 @@
 //! `kube-controller-manager` and `etcd`, built from pinned Go modules by
 //! `tests/control-plane/build.sh` into the cache directory (same rule as
 //! `testkit::control_plane_dir`). The script stamps what it built and does nothing when the stamp
-//! matches, so only the first `cargo xtask setup` pays for the Go build.
+//! matches, so only the first `cargo xtask setup` pays for the Go build. Also the two commands
+//! that run on that control plane: `cargo xtask demo` and `cargo xtask bench e2e`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,12 @@ use crate::python::cache_dir;
 use crate::run::{Cmd, Error};
 
 /// The binaries the tests need.
-const BINARIES: &[&str] = &["kube-apiserver", "kube-controller-manager", "kubectl", "etcd"];
+const BINARIES: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "etcd",
+];
 
 /// Builds the control-plane binaries unless `KUBEBUILDER_ASSETS` already provides them or the
 /// cached build is current.
@@ -47,4 +53,36 @@ pub fn ensure_binaries() -> Result<(), Error> {
         ))
     })?;
     Cmd::new("bash").arg_path(&script).arg_path(&out).run()
+}
+
+/// `cargo xtask demo`: builds the operator and the sidecar, then runs the narrated end-to-end
+/// flow (`tests/src/scenario.rs`) on the local control plane.
+pub fn demo() -> Result<(), Error> {
+    Cmd::new("cargo")
+        .args(["build", "--quiet", "-p", "c4gh-operator", "-p", "c4gh-sidecar"])
+        .run()?;
+    Cmd::new("cargo")
+        .args(["run", "--quiet", "-p", "c4gh-e2e", "--bin", "c4gh-demo"])
+        .run()
+}
+
+/// `cargo xtask bench e2e`: pod admission latency through the real apiserver with and without
+/// the webhook (p50/p99 over 200 pods each), with release builds.
+pub fn bench_e2e() -> Result<(), Error> {
+    Cmd::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "c4gh-operator"])
+        .run()?;
+    Cmd::new("cargo")
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "c4gh-e2e",
+            "--bin",
+            "c4gh-e2e-bench",
+            "--",
+            "200",
+        ])
+        .run()
 }

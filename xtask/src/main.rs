@@ -26,7 +26,7 @@ commands:
   setup         install the reference tools the tests use (cached outside the source tree)
   test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, e2e; default: all)
 ";
 
 fn main() -> ExitCode {
@@ -73,15 +73,18 @@ fn test() -> Result<(), Error> {
 
 fn demo() -> Result<(), Error> {
     setup()?;
-    Err(Error::Message("the end-to-end demo is not built yet".into()))
+    control_plane::demo()
 }
 
 fn bench(name: Option<&str>) -> Result<(), Error> {
     setup()?;
     match name {
-        None => bench_sidecar::bench().and_then(|()| bench_drs::bench()),
+        None => bench_sidecar::bench()
+            .and_then(|()| bench_drs::bench())
+            .and_then(|()| control_plane::bench_e2e()),
         Some("sidecar") => bench_sidecar::bench(),
         Some("drs") => bench_drs::bench(),
+        Some("e2e") => control_plane::bench_e2e(),
         Some(other) => Err(Error::Message(format!("unknown benchmark {other:?}"))),
     }
 }
