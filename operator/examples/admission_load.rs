@@ -39,6 +39,23 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// User + system CPU time of a process (clock ticks of 10 ms, the Linux default).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the command name: state is field 0, utime field 11, stime field 12.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
@@ -157,6 +174,7 @@ async fn main() {
             assert!(w.await.unwrap().status().is_success());
         }
         let per_worker = requests.div_ceil(concurrency);
+        let cpu_before = cpu_time(pid);
         let wall = Instant::now();
         let workers: Vec<_> = (0..concurrency)
             .map(|_| {
@@ -186,13 +204,15 @@ async fn main() {
             all.extend(w.await.unwrap());
         }
         let elapsed = wall.elapsed();
+        let cpu = cpu_time(pid).saturating_sub(cpu_before);
         all.sort();
         println!(
-            "{:>11} {:>10.2} {:>10.2} {:>12.0}",
+            "{:>11} {:>10.2} {:>10.2} {:>12.0} {:>15.0} µs",
             concurrency,
             percentile(&all, 0.50).as_secs_f64() * 1e3,
             percentile(&all, 0.99).as_secs_f64() * 1e3,
-            all.len() as f64 / elapsed.as_secs_f64()
+            all.len() as f64 / elapsed.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / all.len() as f64
         );
     }
     let peak = peak_rss_kib(pid).unwrap_or(0);

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -128,10 +129,9 @@ async fn mutate_handler(
                 .inc();
             return (
                 StatusCode::BAD_REQUEST,
-                Json(
-                    AdmissionResponse::invalid(format!("not an AdmissionReview request: {e}"))
-                        .into_review(),
-                ),
+                Json(review_json(AdmissionResponse::invalid(format!(
+                    "not an AdmissionReview request: {e}"
+                )))),
             );
         }
     };
@@ -145,7 +145,19 @@ async fn mutate_handler(
         .metrics
         .admission_seconds
         .observe(started.elapsed().as_secs_f64());
-    (StatusCode::OK, Json(response.into_review()))
+    (StatusCode::OK, Json(review_json(response)))
+}
+
+/// The AdmissionReview response as JSON, with the patch as a base64 string (the encoding of a
+/// Go `[]byte`); kube-core would write it as an array of numbers, four times larger.
+fn review_json(response: AdmissionResponse) -> serde_json::Value {
+    let mut value = serde_json::to_value(response.into_review()).unwrap_or_default();
+    if let Some(patch) = value.pointer_mut("/response/patch")
+        && let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone())
+    {
+        *patch = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    value
 }
 
 /// Answers one admission request; returns the response and the outcome label.
