@@ -11,7 +11,8 @@
 //!   (target < 1 s), then SIGTERM and a check that it exits 0 and the key file is gone.
 //!
 //! Size: `C4GH_BENCH_MIB` (default 1024). Work directory: `target/bench-sidecar` (removed at the
-//! end).
+//! end). `C4GH_BENCH_BIN_DIR`: take `c4gh-sidecar` and `c4gh-drs-server` from there instead of
+//! building them into `target/release`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -152,19 +153,25 @@ pub fn bench() -> Result<(), Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    Cmd::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "c4gh-sidecar",
-            "-p",
-            "drs-server",
-            "--bins",
-        ])
-        .run()?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = root.join("target/release");
+    // C4GH_BENCH_BIN_DIR: use release binaries built elsewhere (e.g. another target dir).
+    let bin = match std::env::var_os("C4GH_BENCH_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            Cmd::new("cargo")
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "c4gh-sidecar",
+                    "-p",
+                    "drs-server",
+                    "--bins",
+                ])
+                .run()?;
+            root.join("target/release")
+        }
+    };
     let sidecar = bin.join("c4gh-sidecar");
     let server_bin = bin.join("c4gh-drs-server");
     let work = root.join("target/bench-sidecar");
@@ -311,7 +318,7 @@ pub fn bench() -> Result<(), Error> {
         .chain(common)
         .collect();
 
-    let body_gib = fs::metadata(w("catalog/big.body"))
+    let body_gib = fs::metadata(w("catalog/big.c4gh-body"))
         .or_else(|_| fs::metadata(w("out.curl")))
         .map(|m| m.len())
         .unwrap_or((mib as u64) << 20) as f64
