@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local control plane used by the end-to-end tests: kube-apiserver,
-# kube-controller-manager and kubectl (server-side apply of manifests/ with kustomize) from the k8s.io/kubernetes module (wrapper module ./kubernetes) and etcd
-# (wrapper module ./etcd), into OUT_DIR (default ~/.cache/crypt4gh-sidecar/control-plane/bin).
+# kube-controller-manager and kubectl (server-side apply of manifests/ with kustomize) from the
+# k8s.io/kubernetes module (wrapper module ./kubernetes) and etcd (wrapper module ./etcd), into
+# OUT_DIR (default ~/.cache/crypt4gh-sidecar/control-plane/bin).
 #
 # Idempotent: OUT_DIR/STAMP records what was built; when it matches, nothing is rebuilt.
+# Concurrent runs are serialised with flock(1) on OUT_DIR/.lock.
 # Each binary is built to a temporary name and renamed, so an interrupted build never leaves a
 # binary that looks complete.
 set -euo pipefail
@@ -24,13 +26,17 @@ fi
 go_version="$(go env GOVERSION)"
 stamp="kube-apiserver kube-controller-manager kubectl ${k8s_version} etcd ${etcd_version} ${go_version}"
 
+mkdir -p "$out"
+# One build at a time: concurrent `cargo xtask setup` runs wait here, then find the stamp.
+exec 9>"$out/.lock"
+flock 9
+
 if [[ -f "$out/STAMP" && "$(cat "$out/STAMP")" == "$stamp" ]] \
     && [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" && -x "$out/etcd" ]]; then
     echo "control plane up to date in $out ($stamp)"
     exit 0
 fi
 
-mkdir -p "$out"
 rm -f "$out/STAMP"
 
 minor="${k8s_version#v1.}"
