@@ -8,6 +8,7 @@
 //! - `cargo xtask demo`: the end-to-end demo on this machine.
 //! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
 
+mod bench_c4gh;
 mod bench_drs;
 mod bench_sidecar;
 mod control_plane;
@@ -62,9 +63,19 @@ fn setup() -> Result<(), Error> {
 
 fn test() -> Result<(), Error> {
     setup()?;
-    Cmd::new("cargo").args(["fmt", "--all", "--", "--check"]).run()?;
     Cmd::new("cargo")
-        .args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
+        .args(["fmt", "--all", "--", "--check"])
+        .run()?;
+    Cmd::new("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .run()?;
     Cmd::new("cargo")
         .args(["test", "--workspace", "--locked", "--no-fail-fast"])
@@ -79,9 +90,11 @@ fn demo() -> Result<(), Error> {
 fn bench(name: Option<&str>) -> Result<(), Error> {
     setup()?;
     match name {
-        None => bench_sidecar::bench()
+        None => bench_c4gh::bench()
+            .and_then(|()| bench_sidecar::bench())
             .and_then(|()| bench_drs::bench())
             .and_then(|()| control_plane::bench_e2e()),
+        Some("c4gh") => bench_c4gh::bench(),
         Some("sidecar") => bench_sidecar::bench(),
         Some("drs") => bench_drs::bench(),
         Some("e2e") => control_plane::bench_e2e(),

@@ -183,7 +183,12 @@ fn c4gh_encrypts_for_several_recipients_and_python_decrypts() {
         );
         let out = ok(&py("crypt4gh"), &["decrypt", "--sk", &py_sk], &[], &file);
         assert!(out == plain, "size {len}: plaintext differs");
-        let file = ok(&ours(), &["encrypt", "--recipient_pk", &py_pk, "--threads", "2"], &[], &plain);
+        let file = ok(
+            &ours(),
+            &["encrypt", "--recipient_pk", &py_pk, "--threads", "2"],
+            &[],
+            &plain,
+        );
         let out = ok(&py("crypt4gh"), &["decrypt", "--sk", &py_sk], &[], &file);
         assert!(out == plain, "size {len}: plaintext differs (2 threads)");
     }

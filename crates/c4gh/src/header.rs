@@ -42,7 +42,7 @@ const MIN_PACKET_LEN: u32 = 8;
 /// Whether a byte prefix holds a complete header, as returned by [`header_len`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderLen {
-    /// The header is exactly this many bytes.
+    /// The header is exactly this many bytes (the prefix may not hold all of them yet).
     Complete(usize),
     /// At least this many bytes (in total) are needed to learn the length.
     NeedMore(usize),
@@ -256,8 +256,8 @@ impl EncryptedHeader {
     /// Parses the header at the start of `bytes`; returns it and its length.
     pub fn parse_prefix(bytes: &[u8]) -> Result<(Self, usize)> {
         let len = match header_len(bytes)? {
-            HeaderLen::Complete(len) => len,
-            HeaderLen::NeedMore(needed) => {
+            HeaderLen::Complete(len) if len <= bytes.len() => len,
+            HeaderLen::Complete(needed) | HeaderLen::NeedMore(needed) => {
                 return Err(Error::TruncatedHeader {
                     got: bytes.len(),
                     needed,
@@ -712,6 +712,22 @@ mod tests {
         assert!(matches!(
             EncryptedHeader::parse(&input),
             Err(Error::TrailingData { extra: 4 })
+        ));
+    }
+
+    /// Found by the `header` fuzz target: all length fields present, packet bytes missing.
+    #[test]
+    fn regression_parse_prefix_with_lengths_but_truncated_packets() {
+        let mut bytes = b"crypt4gh\x01\x00\x00\x00\x01\x00\x00\x00".to_vec();
+        bytes.extend_from_slice(&64u32.to_le_bytes());
+        bytes.extend_from_slice(&[0xfa; 20]);
+        assert_eq!(header_len(&bytes).unwrap(), HeaderLen::Complete(16 + 64));
+        assert!(matches!(
+            EncryptedHeader::parse_prefix(&bytes),
+            Err(Error::TruncatedHeader {
+                got: 40,
+                needed: 80
+            })
         ));
     }
 }

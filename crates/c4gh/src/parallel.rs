@@ -55,9 +55,13 @@ pub fn decrypt_parallel<R: Read, W: Write + Send>(
         let len = read_full(input, buf)?;
         Ok((len > 0).then_some((len, len < buf.len())))
     };
+    if ranges.is_empty() {
+        return Ok(0);
+    }
     let work = |seq: u64, buf: &mut [u8], &(len, at_eof): &(usize, bool)| {
-        open_batch(seq, &mut buf[..len], at_eof, &aeads)
+        open_batch(seq, &mut buf[..len], at_eof, &aeads, &ranges)
     };
+
     let write = |seq: u64, buf: &[u8], plain: Vec<Range<usize>>| -> Result<bool> {
         let first_segment = seq * BATCH_SEGMENTS as u64;
         for (j, plain) in plain.iter().enumerate() {
@@ -163,7 +167,14 @@ fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// Opens the segments of one batch in place; returns each segment's plaintext range.
-fn open_batch(seq: u64, buf: &mut [u8], at_eof: bool, aeads: &[Aead]) -> Result<Vec<Range<usize>>> {
+/// Segments no kept range touches are not opened (as the sequential decryptor skips them).
+fn open_batch(
+    seq: u64,
+    buf: &mut [u8],
+    at_eof: bool,
+    aeads: &[Aead],
+    ranges: &[Range<u64>],
+) -> Result<Vec<Range<usize>>> {
     let mut plain = Vec::with_capacity(BATCH_SEGMENTS);
     let mut spare = Vec::new();
     let first_segment = seq * BATCH_SEGMENTS as u64;
@@ -172,6 +183,15 @@ fn open_batch(seq: u64, buf: &mut [u8], at_eof: bool, aeads: &[Aead]) -> Result<
         let end = (start + CIPHER_SEGMENT_SIZE).min(total);
         let segment = first_segment + j as u64;
         let len = end - start;
+        let seg_start = segment * SEGMENT_SIZE as u64;
+        let first = ranges.partition_point(|r| r.end <= seg_start);
+        if ranges
+            .get(first)
+            .is_none_or(|r| r.start >= seg_start + SEGMENT_SIZE as u64)
+        {
+            plain.push(start..start);
+            continue;
+        }
         if len < SEGMENT_OVERHEAD {
             return Err(Error::TruncatedBody { segment, len });
         }
@@ -235,7 +255,7 @@ where
     }
     let (work_tx, work_rx) = sync_channel::<Job<M>>(buffers);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<Result<Job<O>>>(buffers);
+    let (done_tx, done_rx) = sync_channel::<(Job<()>, Result<O>)>(buffers);
 
     thread::scope(|scope| {
         let work = &work;
@@ -246,17 +266,18 @@ where
         }
         drop(done_tx);
         let writer = scope.spawn(move || -> Result<()> {
+            // Results are handled in batch order, errors included: an error in a batch after
+            // the point where `write` stops is not reported.
             let mut waiting = BTreeMap::new();
             let mut next = 0u64;
-            for result in done_rx {
-                let job = result?;
-                waiting.insert(job.seq, job);
-                while let Some(job) = waiting.remove(&next) {
-                    if !write(job.seq, &job.buf, job.meta)? {
+            for (job, result) in done_rx {
+                waiting.insert(job.seq, (job.buf, result));
+                while let Some((buf, result)) = waiting.remove(&next) {
+                    if !write(next, &buf, result?)? {
                         return Ok(());
                     }
                     // The reader may have stopped already; a closed pool is not an error.
-                    let _ = pool_tx.send(job.buf);
+                    let _ = pool_tx.send(buf);
                     next += 1;
                 }
             }
@@ -286,8 +307,11 @@ where
     })
 }
 
-fn worker<M, O, Wk>(jobs: &Mutex<Receiver<Job<M>>>, done: &SyncSender<Result<Job<O>>>, work: &Wk)
-where
+fn worker<M, O, Wk>(
+    jobs: &Mutex<Receiver<Job<M>>>,
+    done: &SyncSender<(Job<()>, Result<O>)>,
+    work: &Wk,
+) where
     Wk: Fn(u64, &mut [u8], &M) -> Result<O>,
 {
     loop {
@@ -296,12 +320,13 @@ where
             Err(_) => return,
         };
         let Ok(mut job) = job else { return };
-        let result = work(job.seq, &mut job.buf, &job.meta).map(|out| Job {
+        let result = work(job.seq, &mut job.buf, &job.meta);
+        let done_job = Job {
             seq: job.seq,
             buf: job.buf,
-            meta: out,
-        });
-        if done.send(result).is_err() {
+            meta: (),
+        };
+        if done.send((done_job, result)).is_err() {
             return;
         }
     }
@@ -346,6 +371,30 @@ mod tests {
             Err(Error::SegmentAuthentication { segment: 20, .. }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Found by the `decrypt` fuzz target: the parallel path must not fail on bytes the edit
+    /// list never needs, exactly like the sequential decryptor.
+    #[test]
+    fn regression_segments_outside_the_edit_list_are_not_checked() {
+        let key = DataKey::generate();
+        let plain: Vec<u8> = (0..600_000u32).map(|i| i as u8).collect();
+        let mut body = Vec::new();
+        encrypt_parallel(&mut &plain[..], &mut body, &key, 2).unwrap();
+        body[3 * CIPHER_SEGMENT_SIZE + 9] ^= 1; // segment 3: outside the kept ranges below
+        body.truncate(body.len() - 3); // and a damaged end
+        let keys = [DataKey::from_bytes(*key.secret_bytes())];
+        for edit in [&[][..], &[10, 20][..], &[10, 20, 300_000, 5][..]] {
+            let mut seq = Vec::new();
+            Decryptor::new(&body[..], &keys, Some(edit))
+                .unwrap()
+                .copy_to(&mut seq)
+                .unwrap();
+            let mut par = Vec::new();
+            decrypt_parallel(&mut &body[..], &mut par, &keys, Some(edit), 2).unwrap();
+            assert_eq!(seq, par, "{edit:?}");
+        }
+        assert!(decrypt_parallel(&mut &[0xd6u8][..], &mut Vec::new(), &keys, Some(&[]), 2).is_ok());
     }
 
     #[test]

@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         .map(|c| u64::from(u16::from_le_bytes([c[0], c[1]])) * 7)
         .collect();
     let dk = || [DataKey::from_bytes([9; 32])];
-    let edit = if ctl[0] & 0x80 != 0 { None } else { Some(edit.as_slice()) };
+    let edit = if ctl[0] & 0x80 != 0 {
+        None
+    } else {
+        Some(edit.as_slice())
+    };
     let mut seq = Vec::new();
     let seq_result = Decryptor::new(body, &dk(), edit).and_then(|mut d| d.copy_to(&mut seq));
     let mut par = Vec::new();

@@ -19,7 +19,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = h.open(&[&key], None);
             let _ = header::reencrypt(bytes, &key, &[key.public_key()], false);
         }
-        (Ok(HeaderLen::Complete(_)), _, _) => panic!("header_len complete but parsing failed"),
+        (Ok(HeaderLen::Complete(n)), _, _) => {
+            assert!(
+                *n > data.len(),
+                "complete header of {n} bytes failed to parse"
+            );
+            assert!(read.is_err() && parsed.is_err());
+        }
         _ => assert!(read.is_err() && parsed.is_err()),
     }
 });

@@ -1,0 +1,393 @@
+//! `cargo xtask bench c4gh`: throughput and memory of `c4gh` against the reference Python
+//! `crypt4gh` and against the machine's ChaCha20-Poly1305 ceiling, all in one run.
+//!
+//! Measures on one plaintext file (default 1 GiB, `--mib N`) in a work directory on disk:
+//! - the ceiling: `ring` ChaCha20-Poly1305 sealing 64 KiB segments on one core (and RustCrypto
+//!   `chacha20poly1305` for comparison), in memory;
+//! - `c4gh encrypt` / `c4gh decrypt` (the release binary, stdin from the file, stdout to
+//!   /dev/null) on one thread and on every core, and the Python reference's `crypt4gh`;
+//! - peak RSS of a streaming `c4gh decrypt` for the full file and a 1/16 prefix, each from
+//!   `getrusage(RUSAGE_CHILDREN)` in a helper process that runs only that decrypt.
+//!
+//! Each throughput figure is the best of `--runs` runs (default 3). Prints ratios and whether
+//! the targets are met: single-core decrypt ≥ 70 % of ring's ceiling, all cores ≥ 1.7× single
+//! core and ≥ 3× Python, peak RSS ≤ 16 MiB. The work directory is removed at the end.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use c4gh::keys::SecretKey;
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+use nix::sys::resource::{UsageWho, getrusage};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+
+const SEG: usize = 65_536;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+struct Options {
+    c4gh: PathBuf,
+    python: PathBuf,
+    dir: PathBuf,
+    mib: u64,
+    runs: usize,
+}
+
+fn parse_options(args: &[String]) -> Result<Options> {
+    let mut c4gh = None;
+    let mut python = None;
+    let mut dir = None;
+    let mut mib = 1024;
+    let mut runs = 3;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--c4gh" => c4gh = Some(PathBuf::from(value()?)),
+            "--python" => python = Some(PathBuf::from(value()?)),
+            "--dir" => dir = Some(PathBuf::from(value()?)),
+            "--mib" => mib = value()?.parse()?,
+            "--runs" => runs = value()?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Options {
+        c4gh: c4gh.context("--c4gh PATH is required")?,
+        python: python.context("--python PATH (the reference crypt4gh) is required")?,
+        dir: dir.context("--dir PATH is required")?,
+        mib,
+        runs,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("--rss-probe") {
+        rss_probe(&args[1..])
+    } else {
+        parse_options(&args).and_then(|o| {
+            let result = bench(&o);
+            let _ = fs::remove_dir_all(&o.dir);
+            result
+        })
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_c4gh: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Helper mode: `--rss-probe STDIN PROGRAM ARGS…` runs the program with stdin from the file and
+/// stdout to /dev/null, and prints its peak RSS in KiB.
+fn rss_probe(args: &[String]) -> Result<()> {
+    let [stdin, program, rest @ ..] = args else {
+        bail!("--rss-probe STDIN PROGRAM ARGS…");
+    };
+    let status = Command::new(program)
+        .args(rest)
+        .stdin(File::open(stdin)?)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("{program} failed: {status}");
+    }
+    println!("{}", getrusage(UsageWho::RUSAGE_CHILDREN)?.max_rss());
+    Ok(())
+}
+
+/// Best wall-clock seconds of `runs` runs of a command reading `stdin`.
+fn time_command(
+    runs: usize,
+    stdin: &Path,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(File::open(stdin)?)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let secs = start.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        best = best.min(secs);
+    }
+    Ok(best)
+}
+
+/// Peak RSS (MiB) of one run of a command, measured in a fresh helper process.
+fn peak_rss(stdin: &Path, program: &Path, args: &[&str]) -> Result<f64> {
+    let me = std::env::current_exe()?;
+    let out = Command::new(me)
+        .arg("--rss-probe")
+        .arg(stdin)
+        .arg(program)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("RSS probe failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let kib: f64 = String::from_utf8(out.stdout)?.trim().parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// GiB/s of `ring` ChaCha20-Poly1305 sealing `bytes` worth of 64 KiB segments on one core.
+fn ring_ceiling(bytes: u64, runs: usize) -> f64 {
+    let key = LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).unwrap_or_else(|_| unreachable!()),
+    );
+    let mut buf = vec![1u8; SEG];
+    let segments = bytes / SEG as u64;
+    best_rate(bytes, runs, || {
+        for i in 0..segments {
+            let mut nonce = [0u8; 12];
+            nonce[..8].copy_from_slice(&i.to_le_bytes());
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::empty(),
+                    &mut buf,
+                )
+                .unwrap_or_else(|_| unreachable!());
+            let _ = std::hint::black_box(tag);
+        }
+    })
+}
+
+/// GiB/s of RustCrypto `chacha20poly1305` doing the same.
+fn rustcrypto_ceiling(bytes: u64, runs: usize) -> f64 {
+    let cipher = ChaCha20Poly1305::new(&[7u8; 32].into());
+    let mut buf = vec![1u8; SEG];
+    let segments = bytes / SEG as u64;
+    best_rate(bytes, runs, || {
+        for i in 0..segments {
+            let mut nonce = [0u8; 12];
+            nonce[..8].copy_from_slice(&i.to_le_bytes());
+            let tag = cipher
+                .encrypt_in_place_detached(&nonce.into(), b"", &mut buf)
+                .unwrap_or_else(|_| unreachable!());
+            let _ = std::hint::black_box(tag);
+        }
+    })
+}
+
+fn best_rate(bytes: u64, runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let start = Instant::now();
+        f();
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    bytes as f64 / GIB / best
+}
+
+/// Writes `mib` MiB of pseudo-random (incompressible, cheap) plaintext.
+fn write_plaintext(path: &Path, mib: u64) -> Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for chunk in block.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        out.write_all(&block)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn bench(o: &Options) -> Result<()> {
+    fs::create_dir_all(&o.dir)?;
+    let bytes = o.mib * 1024 * 1024;
+    let gib = bytes as f64 / GIB;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "c4gh benchmark: {} MiB file in {}, {cores} cores, best of {} runs",
+        o.mib,
+        o.dir.display(),
+        o.runs
+    );
+
+    let sk_path = o.dir.join("bench.sec");
+    let pk_path = o.dir.join("bench.pub");
+    let key = SecretKey::generate();
+    key.write_file(&sk_path, None, None, c4gh::keys::SECRET_KEY_FILE_MODE)?;
+    c4gh::keys::write_key_file(&pk_path, key.public_key().to_pem().as_bytes(), 0o644)?;
+    let (sk, pk) = (
+        sk_path.to_str().context("path")?,
+        pk_path.to_str().context("path")?,
+    );
+
+    let plain = o.dir.join("plain.bin");
+    let enc = o.dir.join("plain.bin.c4gh");
+    let small_enc = o.dir.join("small.bin.c4gh");
+    write_plaintext(&plain, o.mib)?;
+    let status = Command::new(&o.c4gh)
+        .args(["encrypt", "--sk", sk, "--recipient_pk", pk])
+        .stdin(File::open(&plain)?)
+        .stdout(File::create(&enc)?)
+        .status()?;
+    if !status.success() {
+        bail!("c4gh encrypt failed");
+    }
+    let small_range = format!("0-{}", bytes / 16);
+    let status = Command::new(&o.c4gh)
+        .args([
+            "encrypt",
+            "--sk",
+            sk,
+            "--recipient_pk",
+            pk,
+            "--range",
+            &small_range,
+        ])
+        .stdin(File::open(&plain)?)
+        .stdout(File::create(&small_enc)?)
+        .status()?;
+    if !status.success() {
+        bail!("c4gh encrypt --range failed");
+    }
+
+    let ring = ring_ceiling(bytes, o.runs);
+    let rustcrypto = rustcrypto_ceiling(bytes, o.runs);
+
+    let all = cores.to_string();
+    let rate = |secs: f64| gib / secs;
+    let c4gh_enc_1 = rate(time_command(
+        o.runs,
+        &plain,
+        &o.c4gh,
+        &["encrypt", "--sk", sk, "--recipient_pk", pk],
+        &[],
+    )?);
+    let c4gh_enc_n = rate(time_command(
+        o.runs,
+        &plain,
+        &o.c4gh,
+        &[
+            "encrypt",
+            "--sk",
+            sk,
+            "--recipient_pk",
+            pk,
+            "--threads",
+            &all,
+        ],
+        &[],
+    )?);
+    let c4gh_dec_1 = rate(time_command(
+        o.runs,
+        &enc,
+        &o.c4gh,
+        &["decrypt", "--sk", sk],
+        &[],
+    )?);
+    let c4gh_dec_n = rate(time_command(
+        o.runs,
+        &enc,
+        &o.c4gh,
+        &["decrypt", "--sk", sk, "--threads", &all],
+        &[],
+    )?);
+    let py_enc = rate(time_command(
+        o.runs,
+        &plain,
+        &o.python,
+        &["encrypt", "--sk", sk, "--recipient_pk", pk],
+        &[],
+    )?);
+    let py_dec = rate(time_command(
+        o.runs,
+        &enc,
+        &o.python,
+        &["decrypt", "--sk", sk],
+        &[],
+    )?);
+
+    let rss_big = peak_rss(&enc, &o.c4gh, &["decrypt", "--sk", sk])?;
+    let rss_small = peak_rss(&small_enc, &o.c4gh, &["decrypt", "--sk", sk])?;
+    let rss_big_n = peak_rss(&enc, &o.c4gh, &["decrypt", "--sk", sk, "--threads", &all])?;
+    let rss_small_n = peak_rss(
+        &small_enc,
+        &o.c4gh,
+        &["decrypt", "--sk", sk, "--threads", &all],
+    )?;
+    let rss_py = peak_rss(&enc, &o.python, &["decrypt", "--sk", sk])?;
+
+    println!();
+    println!("ceiling  ring ChaCha20-Poly1305, 64 KiB segments, 1 core   {ring:6.2} GiB/s");
+    println!(
+        "         RustCrypto chacha20poly1305, same                 {rustcrypto:6.2} GiB/s ({:.2}x ring)",
+        rustcrypto / ring
+    );
+    println!();
+    println!("                      encrypt GiB/s   decrypt GiB/s");
+    println!("c4gh, 1 thread        {c4gh_enc_1:13.2}   {c4gh_dec_1:13.2}");
+    println!("c4gh, {cores} threads       {c4gh_enc_n:13.2}   {c4gh_dec_n:13.2}");
+    println!("python crypt4gh 1.8.6 {py_enc:13.2}   {py_dec:13.2}");
+    println!();
+    println!(
+        "peak RSS, streaming decrypt (MiB)   {} MiB file   {} MiB file",
+        o.mib,
+        o.mib / 16
+    );
+    println!("c4gh, 1 thread                      {rss_big:10.1}   {rss_small:10.1}");
+    println!("c4gh, {cores} threads                     {rss_big_n:10.1}   {rss_small_n:10.1}");
+    println!("python crypt4gh 1.8.6               {rss_py:10.1}");
+    println!();
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    let r1 = c4gh_dec_1 / ring;
+    let rn = c4gh_dec_n / c4gh_dec_1;
+    let rp = c4gh_dec_n / py_dec;
+    let rss_max = rss_big.max(rss_small).max(rss_big_n).max(rss_small_n);
+    println!(
+        "single-core decrypt / ring ceiling   {r1:5.2}  (target >= 0.70: {})",
+        check(r1 >= 0.70)
+    );
+    println!(
+        "all-core decrypt / single-core       {rn:5.2}  (target >= 1.70: {})",
+        check(rn >= 1.70)
+    );
+    println!(
+        "all-core decrypt / python decrypt    {rp:5.2}  (target >= 3.00: {})",
+        check(rp >= 3.0)
+    );
+    println!(
+        "single-core encrypt / python         {:5.2}",
+        c4gh_enc_1 / py_enc
+    );
+    println!(
+        "all-core encrypt / single-core       {:5.2}",
+        c4gh_enc_n / c4gh_enc_1
+    );
+    println!(
+        "peak RSS                             {rss_max:5.1} MiB (target <= 16: {})",
+        check(rss_max <= 16.0)
+    );
+    Ok(())
+}
