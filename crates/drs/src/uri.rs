@@ -59,6 +59,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 /// Characters encoded when printing a URI back in canonical form (keeps `/` and `:` readable).
 const DISPLAY: &AsciiSet = &SEGMENT.remove(b'/').remove(b':');
+/// As [`DISPLAY`] but encoding `:` (ids after a host that looks like a provider code).
+const DISPLAY_NO_COLON: &AsciiSet = &SEGMENT.remove(b'/');
+/// As [`DISPLAY`] but encoding `/` (compact accessions).
+const DISPLAY_NO_SLASH: &AsciiSet = &SEGMENT.remove(b':');
 
 /// Percent-encodes `s` as a single URL path segment (`/` becomes `%2F`).
 pub fn encode_segment(s: &str) -> String {
@@ -185,11 +189,18 @@ impl HostnameUri {
 
 impl fmt::Display for HostnameUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // After a host that could be a provider code, a raw `:` would make the URI read as a
+        // compact identifier (rule 3), so it is encoded there.
+        let set = if is_provider_code(&self.host) {
+            DISPLAY_NO_COLON
+        } else {
+            DISPLAY
+        };
         write!(
             f,
             "drs://{}/{}",
             self.authority(),
-            utf8_percent_encode(&self.id, DISPLAY)
+            utf8_percent_encode(&self.id, set)
         )
     }
 }
@@ -247,12 +258,13 @@ impl fmt::Display for CompactUri {
         if let Some(p) = &self.provider {
             write!(f, "{p}/")?;
         }
-        write!(
-            f,
-            "{}:{}",
-            self.prefix,
-            utf8_percent_encode(&self.accession, DISPLAY)
-        )
+        // `/` is encoded so the URI cannot read as `host:port/id` (rule 2); an all-digit accession
+        // after a host-like prefix gets its first digit encoded for the same reason (rule 1).
+        let mut acc = utf8_percent_encode(&self.accession, DISPLAY_NO_SLASH).to_string();
+        if looks_like_host_port(&self.prefix, &acc) {
+            acc = format!("%{:02X}{}", acc.as_bytes()[0], &acc[1..]);
+        }
+        write!(f, "{}:{acc}", self.prefix)
     }
 }
 
@@ -1057,6 +1069,28 @@ mod tests {
             "shortened: {}",
             e.uri().len()
         );
+    }
+
+    /// Found by `cargo fuzz run uri`: printing must not turn one form into the other.
+    #[test]
+    fn display_never_switches_form() {
+        for input in [
+            "drs://i/.-%3AN3+r:/:",
+            "drs://a.b:1%2Fx",
+            "drs://a.b:%312",
+            "drs://ark:/13030/tf5p",
+            "drs://localhost/a:b",
+        ] {
+            for opts in [STRICT, DEV] {
+                let uri = DrsUri::parse(input, &opts).unwrap();
+                let shown = uri.to_string();
+                assert_eq!(
+                    DrsUri::parse(&shown, &opts).unwrap(),
+                    uri,
+                    "{input} → {shown}"
+                );
+            }
+        }
     }
 
     #[test]
