@@ -152,7 +152,8 @@ pub struct JwtVerifier {
     config: JwtConfig,
     http: reqwest::Client,
     keys: RwLock<Option<KeySet>>,
-    refresh: Mutex<()>,
+    /// When keys were last fetched or tried; held while fetching.
+    refresh: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -189,7 +190,7 @@ impl JwtVerifier {
             config,
             http,
             keys: RwLock::new(None),
-            refresh: Mutex::new(()),
+            refresh: Mutex::new(None),
         })
     }
 
@@ -244,27 +245,45 @@ impl JwtVerifier {
         if let Some(found) = self.cached(kid, self.config.cache_ttl).await {
             return Ok(found);
         }
-        let _guard = self.refresh.lock().await;
+        let mut last_attempt = self.refresh.lock().await;
         // Another request may have refreshed while this one waited.
         if let Some(found) = self.cached(kid, self.config.cache_ttl).await {
             return Ok(found);
         }
-        let recently = self
-            .keys
-            .read()
-            .await
-            .as_ref()
-            .is_some_and(|set| set.fetched.elapsed() < self.config.min_refresh_interval);
+        let recently =
+            last_attempt.is_some_and(|at| at.elapsed() < self.config.min_refresh_interval);
         if !recently {
-            let keys = self.fetch().await?;
-            *self.keys.write().await = Some(KeySet {
-                keys,
-                fetched: Instant::now(),
+            *last_attempt = Some(Instant::now());
+            match self.fetch().await {
+                Ok(keys) => {
+                    *self.keys.write().await = Some(KeySet {
+                        keys,
+                        fetched: Instant::now(),
+                    });
+                }
+                Err(err) => {
+                    // Keep verifying with the keys fetched before while the issuer is down.
+                    if let Some(found) = self.cached(kid, Duration::MAX).await {
+                        tracing::warn!(error = %err, "refreshing the issuer's keys failed; using the cached keys");
+                        return Ok(found);
+                    }
+                    if self.keys.read().await.is_none() {
+                        return Err(err);
+                    }
+                    tracing::warn!(error = %err, "refreshing the issuer's keys failed");
+                }
+            }
+        }
+        if let Some(found) = self.cached(kid, Duration::MAX).await {
+            return Ok(found);
+        }
+        if self.keys.read().await.is_none() {
+            return Err(JwtError::Fetch {
+                url: self.config.issuer.clone(),
+                detail: "the issuer's keys were not fetched yet (the last attempt failed)".into(),
             });
         }
-        self.cached(kid, Duration::MAX)
-            .await
-            .ok_or_else(|| JwtError::UnknownKey { kid: kid.clone() })
+        Err(JwtError::UnknownKey { kid: kid.clone() })
     }
 
     async fn cached(
