@@ -10,6 +10,7 @@
 
 mod bench_c4gh;
 mod bench_drs;
+mod bench_operator;
 mod bench_sidecar;
 mod control_plane;
 mod python;
@@ -27,7 +28,7 @@ commands:
   setup         install the reference tools the tests use (cached outside the source tree)
   test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, e2e; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, operator, e2e; default: all)
 ";
 
 fn main() -> ExitCode {
@@ -93,10 +94,12 @@ fn bench(name: Option<&str>) -> Result<(), Error> {
         None => bench_c4gh::bench()
             .and_then(|()| bench_sidecar::bench())
             .and_then(|()| bench_drs::bench())
+            .and_then(|()| bench_operator::bench())
             .and_then(|()| control_plane::bench_e2e()),
         Some("c4gh") => bench_c4gh::bench(),
         Some("sidecar") => bench_sidecar::bench(),
         Some("drs") => bench_drs::bench(),
+        Some("operator") => bench_operator::bench(),
         Some("e2e") => control_plane::bench_e2e(),
         Some(other) => Err(Error::Message(format!("unknown benchmark {other:?}"))),
     }
