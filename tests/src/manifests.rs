@@ -16,12 +16,25 @@ pub fn kubectl() -> PathBuf {
 /// `c4gh-e2e`, failing with kubectl's output when anything does not apply cleanly. Returns
 /// kubectl's report (one line per object).
 pub fn apply(plane: &ControlPlane, path: &Path) -> Result<String, Error> {
+    apply_in(plane, path, None)
+}
+
+/// Like [`apply`], with objects that name no namespace going to `namespace`.
+pub fn apply_in(
+    plane: &ControlPlane,
+    path: &Path,
+    namespace: Option<&str>,
+) -> Result<String, Error> {
     let mode = if path.join("kustomization.yaml").is_file() {
         "-k"
     } else {
         "-f"
     };
-    let output = Command::new(kubectl())
+    let mut command = Command::new(kubectl());
+    if let Some(namespace) = namespace {
+        command.arg(format!("--namespace={namespace}"));
+    }
+    let output = command
         .arg(format!("--kubeconfig={}", plane.kubeconfig().display()))
         .args(["apply", "--server-side", "--field-manager=c4gh-e2e", mode])
         .arg(path)

@@ -153,12 +153,22 @@ async fn webhook_injects_denies_and_rotates_through_the_real_apiserver() -> anyh
     .await?;
     let client = plane.client().await?;
 
-    // The CRDs and everything in manifests/base apply cleanly by server-side apply.
-    let report = manifests::apply(&plane, &workspace::root().join("manifests").join("base"))?;
-    assert!(
-        report.contains("crypt4ghpolicies.c4gh.dev serverside-applied"),
-        "{report}"
-    );
+    // The CRDs and the manifests apply cleanly by server-side apply: the self-managed-certs
+    // overlay (base included) and the local-process overlay. (The cert-manager overlay needs
+    // cert-manager's CRDs, which this control plane does not have.)
+    let root = workspace::root().join("manifests");
+    let report = manifests::apply(&plane, &root.join("overlays").join("self-managed-certs"))?;
+    for object in [
+        "customresourcedefinition.apiextensions.k8s.io/crypt4ghpolicies.c4gh.dev",
+        "deployment.apps/c4gh-operator",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/c4gh-operator",
+    ] {
+        assert!(
+            report.contains(&format!("{object} serverside-applied")),
+            "{report}"
+        );
+    }
+    manifests::apply(&plane, &root.join("overlays").join("local-process"))?;
 
     // Short certificate lifetimes so that both serving and CA rotation happen during the test.
     let operator = Operator::start(
@@ -172,6 +182,10 @@ async fn webhook_injects_denies_and_rotates_through_the_real_apiserver() -> anyh
     .await?;
     let (url, first_bundle) = webhook_ca_bundle(&client).await?.unwrap();
     assert_eq!(url, operator.webhook_url());
+
+    // The sample policies and Job apply cleanly too (in their own namespace).
+    ensure_namespace(&client, "samples").await?;
+    manifests::apply_in(&plane, &root.join("samples"), Some("samples"))?;
 
     ensure_namespace(&client, NS).await?;
     create_policy(&client).await?;
