@@ -221,6 +221,25 @@ async fn main() {
         "body     HTTPS download:         {https:>7.0} MiB/s   ratio {:.2} (target ≥ 0.9)",
         https / disk
     );
+    // The same catalog over plain HTTP, to separate what TLS costs.
+    let mut tokens = drs_server::auth::tokens::StaticTokens::default();
+    tokens.insert("tester", server.token());
+    let mut plain_config =
+        drs_server::Config::new(server.catalog_dir().to_owned(), SecretKey::generate(), None);
+    plain_config.tokens = tokens;
+    if let Ok(plain_server) = drs_server::start(plain_config).await {
+        let url = format!("{}/c4gh/v1/objects/big/body", plain_server.base_url());
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            runs.push(download(&http, &url, &server.bearer()).await);
+        }
+        let plain = best(&runs);
+        println!(
+            "body     plain HTTP download:    {plain:>7.0} MiB/s   ratio {:.2}",
+            plain / disk
+        );
+        let _ = plain_server.shutdown().await;
+    }
     if let Err(e) = server.shutdown().await {
         eprintln!("{e}");
     }
