@@ -153,7 +153,10 @@ pub fn bench() -> Result<(), Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .map_err(io("workspace root"))?;
     // C4GH_BENCH_BIN_DIR: use release binaries built elsewhere (e.g. another target dir).
     let bin = match std::env::var_os("C4GH_BENCH_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
@@ -177,6 +180,7 @@ pub fn bench() -> Result<(), Error> {
     let work = root.join("target/bench-sidecar");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(work.join("small")).map_err(io("mkdir"))?;
+    fs::create_dir_all(work.join("catalog")).map_err(io("mkdir"))?;
     let w = |name: &str| work.join(name);
     let ws = |name: &str| w(name).display().to_string();
 
@@ -190,26 +194,46 @@ pub fn bench() -> Result<(), Error> {
             "-f",
         ])
         .run()?;
+    // A CA and a leaf certificate (rustls rejects a self-signed CA certificate as a server's).
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+    ];
+    Cmd::new("openssl")
+        .args(["req", "-x509", "-subj", "/CN=bench-ca"])
+        .args(ec)
+        .args(["-keyout", &ws("ca.key"), "-out", &ws("ca.crt")])
+        .run()?;
+    Cmd::new("openssl")
+        .args(["req", "-subj", "/CN=localhost"])
+        .args(ec.iter().filter(|a| **a != "-days" && **a != "1"))
+        .args(["-keyout", &ws("tls.key"), "-out", &ws("tls.csr")])
+        .run()?;
+    fs::write(w("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").map_err(io("ext"))?;
     Cmd::new("openssl")
         .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "x509",
+            "-req",
             "-days",
             "1",
-            "-keyout",
-            &ws("tls.key"),
-            "-out",
-            &ws("tls.crt"),
+            "-in",
+            &ws("tls.csr"),
+            "-CA",
+            &ws("ca.crt"),
         ])
+        .args([
+            "-CAkey",
+            &ws("ca.key"),
+            "-CAcreateserial",
+            "-extfile",
+            &ws("ext.cnf"),
+        ])
+        .args(["-out", &ws("tls.crt")])
         .run()?;
     fs::write(
         w("tokens.json"),
@@ -273,7 +297,7 @@ pub fn bench() -> Result<(), Error> {
         "-H",
         &auth,
         "--cacert",
-        &ws("tls.crt"),
+        &ws("ca.crt"),
         &body_url,
     ];
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -284,7 +308,7 @@ pub fn bench() -> Result<(), Error> {
             "-o",
             "/dev/null",
             "--cacert",
-            &ws("tls.crt"),
+            &ws("ca.crt"),
         ])
         .arg(format!("https://{authority}/ga4gh/drs/v1/service-info"))
         .stderr(Stdio::null())
@@ -299,7 +323,7 @@ pub fn bench() -> Result<(), Error> {
     }
 
     let uri = format!("drs://{authority}/big");
-    let (ca, token) = (ws("tls.crt"), ws("token"));
+    let (ca, token) = (ws("ca.crt"), ws("token"));
     let (out_c4gh, out_plain, bench_key) = (ws("out.c4gh"), ws("out.plain"), ws("bench.sec"));
     let common = [
         "--drs-allow-port",
@@ -339,11 +363,11 @@ pub fn bench() -> Result<(), Error> {
     };
     let curl = best(Path::new("curl"), &curl_args, "out.curl")?;
     let encrypted = best(&sidecar, &encrypted_args, "out.c4gh")?;
+    let ceiling = decrypt_ceiling(&w("out.c4gh"), &w("bench.sec"), 256 << 20)?;
     let plaintext = best(&sidecar, &plaintext_args, "out.plain")?;
     let body_gib = fs::metadata(w("out.curl"))
         .map(|m| m.len() as f64 / (1u64 << 30) as f64)
         .unwrap_or(body_gib);
-    let ceiling = decrypt_ceiling(&w("out.c4gh"), &w("bench.sec"), 256 << 20)?;
 
     let ready = ready_time(&sidecar, &authority, &w, 4)?;
     let ready16 = ready_time(&sidecar, &authority, &w, 16)?;
@@ -411,7 +435,7 @@ fn ready_time(
         .env("C4GH_KEY_DIR", &key_dir)
         .env("C4GH_INPUT_ROOTS", &out)
         .env("C4GH_DRS_ALLOW_PORT", "true")
-        .env("C4GH_CA_BUNDLE", w("tls.crt"))
+        .env("C4GH_CA_BUNDLE", w("ca.crt"))
         .env("C4GH_TOKEN_FILE", w("token"))
         .env("C4GH_CONCURRENCY", concurrency.to_string())
         .env("C4GH_ALLOWED_HOSTS", authority)
