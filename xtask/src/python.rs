@@ -35,7 +35,10 @@ pub fn ensure_venv() -> Result<(), Error> {
         return Ok(());
     }
     let python = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    Cmd::new(python).args(["-m", "venv", "--clear"]).arg_path(&venv).run()?;
+    Cmd::new(python)
+        .args(["-m", "venv", "--clear"])
+        .arg_path(&venv)
+        .run()?;
     let pip = venv.join("bin").join("pip");
     Cmd::new(&pip)
         .args(["install", "--quiet", "--disable-pip-version-check"])
@@ -62,5 +65,8 @@ fn site_packages(venv: &std::path::Path) -> Result<PathBuf, Error> {
             return Ok(candidate);
         }
     }
-    Err(Error::Message(format!("no site-packages under {}", lib.display())))
+    Err(Error::Message(format!(
+        "no site-packages under {}",
+        lib.display()
+    )))
 }
