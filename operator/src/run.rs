@@ -147,9 +147,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             let ready_store = store.clone();
             let flag = policies_ready.clone();
             tokio::spawn(async move {
-                if ready_store.wait_until_ready().await.is_ok() {
-                    flag.store(true, Ordering::Relaxed);
-                    tracing::info!("policy cache synced");
+                // kube-runtime's readiness signal wakes only the task that polled it last, and
+                // the controller polls the same signal, so a single wait can sleep forever.
+                // Poll again every second; once the store is ready a new poll returns at once.
+                loop {
+                    let wait = ready_store.wait_until_ready();
+                    match tokio::time::timeout(std::time::Duration::from_secs(1), wait).await {
+                        Ok(Ok(())) => {
+                            flag.store(true, Ordering::Relaxed);
+                            tracing::info!("policy cache synced");
+                            break;
+                        }
+                        Ok(Err(_)) => break,
+                        Err(_elapsed) => {}
+                    }
                 }
             });
             Arc::new(store)

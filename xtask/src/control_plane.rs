@@ -59,7 +59,14 @@ pub fn ensure_binaries() -> Result<(), Error> {
 /// flow (`tests/src/scenario.rs`) on the local control plane.
 pub fn demo() -> Result<(), Error> {
     Cmd::new("cargo")
-        .args(["build", "--quiet", "-p", "c4gh-operator", "-p", "c4gh-sidecar"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "c4gh-operator",
+            "-p",
+            "c4gh-sidecar",
+        ])
         .run()?;
     Cmd::new("cargo")
         .args(["run", "--quiet", "-p", "c4gh-e2e", "--bin", "c4gh-demo"])
