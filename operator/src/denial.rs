@@ -161,6 +161,15 @@ pub enum Denial {
         "the pod has no task containers (all are excluded by spec.excludeContainers of the policy); nothing could read the inputs"
     )]
     NoTaskContainers,
+    /// The pod shares process namespaces (`shareProcessNamespace` or `hostPID`), so task
+    /// containers could see the sidecar's processes, which hold the key and the DRS credentials.
+    #[error(
+        "the pod sets spec.{field}: true, which lets task containers see the c4gh-sidecar's processes (ephemeral key, DRS credentials); remove spec.{field} from pods that read Crypt4GH inputs"
+    )]
+    SharedProcesses {
+        /// `shareProcessNamespace` or `hostPID`.
+        field: &'static str,
+    },
     /// The pod has no `spec`.
     #[error("the pod has no spec")]
     NoSpec,

@@ -82,6 +82,14 @@ pub fn mutate(pod: &Pod, policy: &EffectivePolicy) -> Result<Pod, Denial> {
     )?;
     let mut out = pod.clone();
     let spec = out.spec.as_mut().ok_or(Denial::NoSpec)?;
+    if spec.host_pid == Some(true) {
+        return Err(Denial::SharedProcesses { field: "hostPID" });
+    }
+    if spec.share_process_namespace == Some(true) {
+        return Err(Denial::SharedProcesses {
+            field: "shareProcessNamespace",
+        });
+    }
     let tasks: Vec<usize> = spec
         .containers
         .iter()

@@ -273,3 +273,34 @@ fn only_excluded_containers() {
         Denial::NoTaskContainers
     );
 }
+
+#[test]
+fn shared_process_namespace() {
+    let mut p = pod(None);
+    p.spec.as_mut().unwrap().share_process_namespace = Some(true);
+    assert_eq!(
+        inject::mutate(&p, &policy(&spec()))
+            .unwrap_err()
+            .to_string(),
+        "the pod sets spec.shareProcessNamespace: true, which lets task containers see the \
+         c4gh-sidecar's processes (ephemeral key, DRS credentials); remove \
+         spec.shareProcessNamespace from pods that read Crypt4GH inputs"
+    );
+}
+
+#[test]
+fn host_pid() {
+    let mut p = pod(None);
+    p.spec.as_mut().unwrap().host_pid = Some(true);
+    assert_eq!(
+        inject::mutate(&p, &policy(&spec())).unwrap_err(),
+        Denial::SharedProcesses { field: "hostPID" }
+    );
+}
+
+#[test]
+fn share_process_namespace_false_is_fine() {
+    let mut p = pod(None);
+    p.spec.as_mut().unwrap().share_process_namespace = Some(false);
+    assert!(inject::mutate(&p, &policy(&spec())).is_ok());
+}
