@@ -261,6 +261,32 @@ impl Unresolveds {
     }
 }
 
+/// Resolves each ID with `resolve`, sorting the answers into resolved items and unresolved IDs
+/// grouped by status.
+fn resolve_each<T>(
+    ids: &[String],
+    mut resolve: impl FnMut(&str) -> Result<T, Problem>,
+) -> (Vec<T>, Unresolveds) {
+    let mut resolved = Vec::new();
+    let mut unresolved = Unresolveds::default();
+    for id in ids {
+        match resolve(id) {
+            Ok(item) => resolved.push(item),
+            Err(problem) => unresolved.add(&problem, id),
+        }
+    }
+    (resolved, unresolved)
+}
+
+/// The `summary` block of a bulk response.
+fn summary(requested: usize, resolved: usize, unresolved: &Unresolveds) -> Option<Summary> {
+    Some(Summary {
+        requested: requested as u64,
+        resolved: resolved as u64,
+        unresolved: unresolved.count() as u64,
+    })
+}
+
 fn check_bulk_len(state: &AppState, requested: usize) -> Result<(), Problem> {
     if requested > state.settings.max_bulk {
         return Err(Problem::bulk_too_large(requested, state.settings.max_bulk));
@@ -283,20 +309,13 @@ async fn bulk_objects(
     }
     let principal = state.authenticate(&headers).await?;
     let base = state.base_url(&headers)?;
-    let mut resolved = Vec::new();
-    let mut unresolved = Unresolveds::default();
-    for id in &request.bulk_object_ids {
-        match state.readable(id, &principal) {
-            Ok(object) => resolved.push(drs_object(&base, &object)),
-            Err(problem) => unresolved.add(&problem, id),
-        }
-    }
+    let (resolved, unresolved) = resolve_each(&request.bulk_object_ids, |id| {
+        state
+            .readable(id, &principal)
+            .map(|object| drs_object(&base, &object))
+    });
     let response = BulkObjectResponse {
-        summary: Some(Summary {
-            requested: request.bulk_object_ids.len() as u64,
-            resolved: resolved.len() as u64,
-            unresolved: unresolved.count() as u64,
-        }),
+        summary: summary(request.bulk_object_ids.len(), resolved.len(), &unresolved),
         unresolved_drs_objects: unresolved.into_list(),
         resolved_drs_object: resolved,
     };
@@ -310,20 +329,11 @@ async fn bulk_options(
 ) -> AppResult {
     let request: BulkObjectRequest = json_body(&headers, body, false).await?;
     check_bulk_len(&state, request.bulk_object_ids.len())?;
-    let mut resolved = Vec::new();
-    let mut unresolved = Unresolveds::default();
-    for id in &request.bulk_object_ids {
-        match state.find(id) {
-            Ok(_) => resolved.push(authorizations(&state, Some(id))),
-            Err(problem) => unresolved.add(&problem, id),
-        }
-    }
+    let (resolved, unresolved) = resolve_each(&request.bulk_object_ids, |id| {
+        state.find(id).map(|_| authorizations(&state, Some(id)))
+    });
     let response = BulkOptionsResponse {
-        summary: Some(Summary {
-            requested: request.bulk_object_ids.len() as u64,
-            resolved: resolved.len() as u64,
-            unresolved: unresolved.count() as u64,
-        }),
+        summary: summary(request.bulk_object_ids.len(), resolved.len(), &unresolved),
         unresolved_drs_objects: unresolved.into_list(),
         resolved_drs_object: resolved,
     };
@@ -371,11 +381,11 @@ async fn bulk_access(
         }
     }
     let response = BulkAccessResponse {
-        summary: Some(Summary {
-            requested: request.bulk_object_access_ids.len() as u64,
-            resolved: resolved.len() as u64,
-            unresolved: unresolved.count() as u64,
-        }),
+        summary: summary(
+            request.bulk_object_access_ids.len(),
+            resolved.len(),
+            &unresolved,
+        ),
         unresolved_drs_objects: unresolved.into_list(),
         resolved_drs_object_access_urls: resolved,
     };
