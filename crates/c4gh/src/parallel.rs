@@ -1,14 +1,19 @@
-//! Encryption and decryption on several cores. Segments are independent, so batches of segments
-//! are sealed or opened by worker threads while the calling thread reads and a writer thread
-//! writes in order. Memory is bounded by a fixed pool of batch buffers (`2 × threads + 2`
-//! batches of 8 segments, about 0.5 MiB each), whatever the file size.
+//! Encryption and decryption on several cores. Segments are independent, so the input is cut
+//! into batches of segments and `threads` lanes (the calling thread and `threads − 1` more)
+//! each read a batch, seal or open it in place, and hand it to a bounded reorder window; the
+//! lane that completes the batch next in order writes it and every batch queued behind it.
+//! No thread only waits on I/O, so `threads` equals the number of busy threads. Memory is
+//! bounded by a fixed pool of `2 × threads` batch buffers (16 segments, about 1 MiB each),
+//! whatever the file size; no data buffer is allocated per segment or per batch.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
+
+use zeroize::Zeroizing;
 
 use crate::body::{
     CIPHER_SEGMENT_SIZE, DataKey, Decryptor, Encryptor, SEGMENT_OVERHEAD, SEGMENT_SIZE, keep_ranges,
@@ -17,7 +22,7 @@ use crate::crypto::{self, Aead, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 
 /// Segments per batch handed to a worker.
-const BATCH_SEGMENTS: usize = 8;
+const BATCH_SEGMENTS: usize = 16;
 /// Bytes of one batch buffer.
 const BATCH_LEN: usize = BATCH_SEGMENTS * CIPHER_SEGMENT_SIZE;
 
@@ -31,7 +36,7 @@ fn thread_count(threads: usize) -> usize {
 /// Decrypts a body from `input` (positioned at the first body byte) into `output` using
 /// `threads` worker threads (0 = one per available core; 1 = the single-threaded
 /// [`Decryptor`]). Applies the edit list. Returns the plaintext bytes written.
-pub fn decrypt_parallel<R: Read, W: Write + Send>(
+pub fn decrypt_parallel<R: Read + Send, W: Write + Send>(
     input: &mut R,
     output: &mut W,
     keys: &[DataKey],
@@ -59,10 +64,10 @@ pub fn decrypt_parallel<R: Read, W: Write + Send>(
         return Ok(0);
     }
     let work = |seq: u64, buf: &mut [u8], &(len, at_eof): &(usize, bool)| {
-        open_batch(seq, &mut buf[..len], at_eof, &aeads, &ranges)
+        Ok(open_batch(seq, &mut buf[..len], at_eof, &aeads, &ranges))
     };
 
-    let write = |seq: u64, buf: &[u8], plain: Vec<Range<usize>>| -> Result<bool> {
+    let write = |seq: u64, buf: &[u8], (plain, failed): Opened| -> Result<bool> {
         let first_segment = seq * BATCH_SEGMENTS as u64;
         for (j, plain) in plain.iter().enumerate() {
             let seg_start = (first_segment + j as u64) * SEGMENT_SIZE as u64;
@@ -85,7 +90,11 @@ pub fn decrypt_parallel<R: Read, W: Write + Send>(
                 range_idx += 1;
             }
         }
-        Ok(range_idx < ranges.len())
+        // Like the sequential decryptor: the segments before a failed one are written first.
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(range_idx < ranges.len()),
+        }
     };
     run_pipeline(threads, read, work, write)?;
     output.flush()?;
@@ -95,7 +104,7 @@ pub fn decrypt_parallel<R: Read, W: Write + Send>(
 /// Encrypts `input` to its end into a body sealed with `key`, written to `output`, using
 /// `threads` worker threads (0 = one per available core; 1 = the single-threaded
 /// [`Encryptor`]). Returns the plaintext bytes read.
-pub fn encrypt_parallel<R: Read, W: Write + Send>(
+pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
     input: &mut R,
     output: &mut W,
     key: &DataKey,
@@ -166,15 +175,19 @@ fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
     Ok(len)
 }
 
-/// Opens the segments of one batch in place; returns each segment's plaintext range.
-/// Segments no kept range touches are not opened (as the sequential decryptor skips them).
+/// The plaintext range of each opened segment of a batch, and the error that stopped it early.
+type Opened = (Vec<Range<usize>>, Option<Error>);
+
+/// Opens the segments of one batch in place; returns each segment's plaintext range up to the
+/// first segment that fails, and that failure. Segments no kept range touches are not opened
+/// (as the sequential decryptor skips them).
 fn open_batch(
     seq: u64,
     buf: &mut [u8],
     at_eof: bool,
     aeads: &[Aead],
     ranges: &[Range<u64>],
-) -> Result<Vec<Range<usize>>> {
+) -> Opened {
     let mut plain = Vec::with_capacity(BATCH_SEGMENTS);
     let mut spare = Vec::new();
     let first_segment = seq * BATCH_SEGMENTS as u64;
@@ -193,7 +206,7 @@ fn open_batch(
             continue;
         }
         if len < SEGMENT_OVERHEAD {
-            return Err(Error::TruncatedBody { segment, len });
+            return (plain, Some(Error::TruncatedBody { segment, len }));
         }
         let sealed = &mut buf[start..end];
         if aeads.len() > 1 {
@@ -211,124 +224,220 @@ fn open_batch(
             }
         }
         let Some(plain_len) = opened else {
-            return Err(Error::SegmentAuthentication {
+            let failed = Error::SegmentAuthentication {
                 segment,
                 len,
                 is_last: at_eof && end == total,
-            });
+            };
+            return (plain, Some(failed));
         };
         plain.push(start + NONCE_LEN..start + NONCE_LEN + plain_len);
     }
-    Ok(plain)
+    (plain, None)
 }
 
-/// A batch travelling through the pipeline.
-struct Job<M> {
-    seq: u64,
-    buf: Vec<u8>,
-    meta: M,
+/// Locks `m`, ignoring poisoning: a lane that panicked is reported by `thread::scope`.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs `read` on the calling thread, `work` on `threads` workers and `write` on a writer
-/// thread, in batch order, with a fixed pool of buffers. `read` returns `None` at the end;
-/// `write` returns `false` to stop early. The first error wins; a work or write error is
-/// reported in preference to the read error it causes.
-fn run_pipeline<M, O, Rd, Wk, Wr>(
-    threads: usize,
-    mut read: Rd,
-    work: Wk,
-    mut write: Wr,
-) -> Result<()>
+/// The reading end, shared by every lane: whoever holds it reads the next batch.
+struct Input<Rd> {
+    read: Rd,
+    next_seq: u64,
+    done: bool,
+    error: Option<Error>,
+}
+
+/// The reorder window: batches finished out of order wait here for their turn to be written.
+struct Window<O> {
+    ready: BTreeMap<u64, (Zeroizing<Vec<u8>>, Result<O>)>,
+    free: Vec<Zeroizing<Vec<u8>>>,
+    next_write: u64,
+    /// A lane is writing; it writes every batch that becomes ready in order before it stops.
+    writing: bool,
+    /// The writer stopped early (`write` returned `false`) or failed.
+    stopped: bool,
+    error: Option<Error>,
+}
+
+/// State shared by the lanes of one [`run_pipeline`] call.
+struct Pipeline<Rd, Wr, O> {
+    input: Mutex<Input<Rd>>,
+    window: Mutex<Window<O>>,
+    /// Signalled when a buffer returns to the pool or the pipeline stops.
+    freed: Condvar,
+    write: Mutex<Wr>,
+    stop: AtomicBool,
+}
+
+impl<M, O, Rd, Wr> Pipeline<Rd, Wr, O>
+where
+    Rd: FnMut(&mut [u8]) -> Result<Option<M>>,
+    Wr: FnMut(u64, &[u8], O) -> Result<bool>,
+{
+    /// Reads the next batch into `buf`; `None` when the input has ended, failed, or the
+    /// pipeline stopped.
+    fn read(&self, buf: &mut [u8]) -> Option<(u64, M)> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut input = lock(&self.input);
+        if input.done {
+            return None;
+        }
+        match (input.read)(buf) {
+            Ok(Some(meta)) => {
+                let seq = input.next_seq;
+                input.next_seq += 1;
+                Some((seq, meta))
+            }
+            Ok(None) => {
+                input.done = true;
+                None
+            }
+            Err(e) => {
+                input.done = true;
+                input.error = Some(e);
+                None
+            }
+        }
+    }
+
+    /// Hands in batch `seq`. If no lane is writing, this lane writes every batch that is ready
+    /// in order, then takes a free buffer for its next batch (waiting while the window is
+    /// full). `None` when the pipeline has stopped.
+    fn finish(
+        &self,
+        seq: u64,
+        buf: Zeroizing<Vec<u8>>,
+        result: Result<O>,
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let mut window = lock(&self.window);
+        if window.stopped {
+            return None;
+        }
+        window.ready.insert(seq, (buf, result));
+        if !window.writing {
+            window.writing = true;
+            loop {
+                let next = window.next_write;
+                let Some((buf, result)) = window.ready.remove(&next) else {
+                    break;
+                };
+                drop(window);
+                // Only the lane holding `writing` gets here, so this lock is never contended.
+                let step = result.and_then(|out| (lock(&self.write))(next, &buf, out));
+                window = lock(&self.window);
+                window.free.push(buf);
+                window.next_write += 1;
+                match step {
+                    // Every waiter rechecks: a buffer taken by a lane that did not wait must
+                    // not leave a waiter asleep next to a free buffer.
+                    Ok(true) => self.freed.notify_all(),
+                    Ok(false) => window.stopped = true,
+                    Err(e) => {
+                        window.stopped = true;
+                        window.error = Some(e);
+                    }
+                }
+                if window.stopped {
+                    self.stop.store(true, Ordering::Relaxed);
+                    self.freed.notify_all();
+                    return None;
+                }
+            }
+            window.writing = false;
+        }
+        loop {
+            if window.stopped {
+                return None;
+            }
+            if let Some(buf) = window.free.pop() {
+                return Some(buf);
+            }
+            window = self
+                .freed
+                .wait(window)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Runs the pipeline on `threads` lanes (the calling thread and `threads − 1` more). Each lane
+/// reads the next batch (`read`, under a lock, so batches are numbered in input order),
+/// processes it with `work` without any lock, and hands it to the reorder window; whichever
+/// lane completes the batch that is next in order writes it (`write`) and every batch queued
+/// behind it. So every thread is busy reading, working or writing, and memory is bounded by
+/// `2 × threads` batch buffers. `read` returns `None` at the end; `write` returns `false` to
+/// stop early. Batches are written in order, errors included: a work or write error is
+/// reported in preference to the read error that follows it, and an error in a batch after
+/// the point where `write` stops is not reported.
+fn run_pipeline<M, O, Rd, Wk, Wr>(threads: usize, read: Rd, work: Wk, write: Wr) -> Result<()>
 where
     M: Send,
     O: Send,
-    Rd: FnMut(&mut [u8]) -> Result<Option<M>>,
+    Rd: FnMut(&mut [u8]) -> Result<Option<M>> + Send,
     Wk: Fn(u64, &mut [u8], &M) -> Result<O> + Sync,
     Wr: FnMut(u64, &[u8], O) -> Result<bool> + Send,
 {
-    let buffers = 2 * threads + 2;
-    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(buffers);
-    for _ in 0..buffers {
-        pool_tx
-            .send(vec![0u8; BATCH_LEN])
-            .map_err(|_| Error::Io(io::Error::other("buffer pool closed")))?;
-    }
-    let (work_tx, work_rx) = sync_channel::<Job<M>>(buffers);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<(Job<()>, Result<O>)>(buffers);
-
+    let lanes = threads.max(1);
+    let pipeline = Pipeline {
+        input: Mutex::new(Input {
+            read,
+            next_seq: 0,
+            done: false,
+            error: None,
+        }),
+        window: Mutex::new(Window {
+            ready: BTreeMap::new(),
+            free: (0..lanes)
+                .map(|_| Zeroizing::new(vec![0u8; BATCH_LEN]))
+                .collect(),
+            next_write: 0,
+            writing: false,
+            stopped: false,
+            error: None,
+        }),
+        freed: Condvar::new(),
+        write: Mutex::new(write),
+        stop: AtomicBool::new(false),
+    };
+    let lane = |buf: Zeroizing<Vec<u8>>| {
+        let mut buf = buf;
+        while let Some((seq, meta)) = pipeline.read(&mut buf) {
+            let result = work(seq, &mut buf, &meta);
+            match pipeline.finish(seq, buf, result) {
+                Some(next) => buf = next,
+                None => return,
+            }
+        }
+    };
     thread::scope(|scope| {
-        let work = &work;
-        for _ in 0..threads {
-            let work_rx = Arc::clone(&work_rx);
-            let done_tx = done_tx.clone();
-            scope.spawn(move || worker(&work_rx, &done_tx, work));
+        let lane = &lane;
+        for _ in 1..lanes {
+            let buf = Zeroizing::new(vec![0u8; BATCH_LEN]);
+            scope.spawn(move || lane(buf));
         }
-        drop(done_tx);
-        let writer = scope.spawn(move || -> Result<()> {
-            // Results are handled in batch order, errors included: an error in a batch after
-            // the point where `write` stops is not reported.
-            let mut waiting = BTreeMap::new();
-            let mut next = 0u64;
-            for (job, result) in done_rx {
-                waiting.insert(job.seq, (job.buf, result));
-                while let Some((buf, result)) = waiting.remove(&next) {
-                    if !write(next, &buf, result?)? {
-                        return Ok(());
-                    }
-                    // The reader may have stopped already; a closed pool is not an error.
-                    let _ = pool_tx.send(buf);
-                    next += 1;
-                }
-            }
-            Ok(())
-        });
-        let read_result = (|| -> Result<()> {
-            let mut seq = 0u64;
-            // Without a free buffer the writer has stopped (done or failed); it reports why.
-            while let Ok(mut buf) = pool_rx.recv() {
-                let Some(meta) = read(&mut buf)? else {
-                    return Ok(());
-                };
-                if work_tx.send(Job { seq, buf, meta }).is_err() {
-                    return Ok(());
-                }
-                seq += 1;
-            }
-            Ok(())
-        })();
-        drop(work_tx);
-        drop(pool_rx);
-        match writer.join() {
-            Ok(result) => result?,
-            Err(_) => return Err(Error::Io(io::Error::other("writer thread panicked"))),
-        }
-        read_result
-    })
-}
-
-fn worker<M, O, Wk>(
-    jobs: &Mutex<Receiver<Job<M>>>,
-    done: &SyncSender<(Job<()>, Result<O>)>,
-    work: &Wk,
-) where
-    Wk: Fn(u64, &mut [u8], &M) -> Result<O>,
-{
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(mut job) = job else { return };
-        let result = work(job.seq, &mut job.buf, &job.meta);
-        let done_job = Job {
-            seq: job.seq,
-            buf: job.buf,
-            meta: (),
-        };
-        if done.send((done_job, result)).is_err() {
-            return;
-        }
+        lane(Zeroizing::new(vec![0u8; BATCH_LEN]));
+    });
+    let window = pipeline
+        .window
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(e) = window.error {
+        return Err(e);
+    }
+    if window.stopped {
+        return Ok(());
+    }
+    let input = pipeline
+        .input
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    match input.error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -395,6 +504,157 @@ mod tests {
             assert_eq!(seq, par, "{edit:?}");
         }
         assert!(decrypt_parallel(&mut &[0xd6u8][..], &mut Vec::new(), &keys, Some(&[]), 2).is_ok());
+    }
+
+    /// A pseudo-random delay per batch, so lanes finish batches out of order.
+    fn jitter(seq: u64, salt: u64) {
+        let h = (seq ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+        thread::sleep(std::time::Duration::from_micros(h * 40));
+    }
+
+    /// Runs the pipeline over `batches` numbered batches; `fail_read_at`, `fail_work_at`,
+    /// `fail_write_at` and `stop_at` inject each outcome at that batch. Returns the result and
+    /// the batch numbers written, in order.
+    fn run_numbered(
+        threads: usize,
+        batches: u64,
+        salt: u64,
+        fail_read_at: Option<u64>,
+        fail_work_at: Option<u64>,
+        fail_write_at: Option<u64>,
+        stop_at: Option<u64>,
+    ) -> (Result<()>, Vec<u64>) {
+        let mut next = 0u64;
+        let read = |buf: &mut [u8]| -> Result<Option<u64>> {
+            if Some(next) == fail_read_at {
+                return Err(Error::Io(io::Error::other("read failed")));
+            }
+            if next == batches {
+                return Ok(None);
+            }
+            buf[..8].copy_from_slice(&next.to_le_bytes());
+            next += 1;
+            Ok(Some(next - 1))
+        };
+        let work = |seq: u64, buf: &mut [u8], &meta: &u64| -> Result<u64> {
+            assert_eq!(seq, meta, "batches are numbered in read order");
+            jitter(seq, salt);
+            if Some(seq) == fail_work_at {
+                return Err(Error::TruncatedBody {
+                    segment: seq,
+                    len: 0,
+                });
+            }
+            buf[8] = 0xAB;
+            Ok(seq * 3)
+        };
+        let mut written = Vec::new();
+        let write = |seq: u64, buf: &[u8], out: u64| -> Result<bool> {
+            assert_eq!(out, seq * 3);
+            assert_eq!(
+                buf[..8],
+                seq.to_le_bytes(),
+                "the buffer travels with its batch"
+            );
+            assert_eq!(buf[8], 0xAB);
+            if Some(seq) == fail_write_at {
+                return Err(Error::Io(io::Error::other("write failed")));
+            }
+            written.push(seq);
+            Ok(Some(seq) != stop_at)
+        };
+        let result = run_pipeline(threads, read, work, write);
+        (result, written)
+    }
+
+    #[test]
+    fn reorder_window_writes_batches_in_order_whatever_order_they_finish_in() {
+        for threads in [1, 2, 3, 5] {
+            for salt in [0, 7, 0xDEAD] {
+                for batches in [0, 1, 2, 17, 60] {
+                    let (result, written) =
+                        run_numbered(threads, batches, salt, None, None, None, None);
+                    assert!(result.is_ok(), "{result:?}");
+                    assert_eq!(
+                        written,
+                        (0..batches).collect::<Vec<_>>(),
+                        "threads {threads}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reorder_window_reports_the_first_error_in_batch_order() {
+        for threads in [2, 3] {
+            // A work error stops the output right before its batch.
+            let (result, written) = run_numbered(threads, 40, 3, None, Some(11), None, None);
+            assert!(matches!(
+                result,
+                Err(Error::TruncatedBody { segment: 11, .. })
+            ));
+            assert_eq!(written, (0..11).collect::<Vec<_>>());
+            // A read error comes after every batch read before it.
+            let (result, written) = run_numbered(threads, 40, 5, Some(23), None, None, None);
+            assert!(matches!(result, Err(Error::Io(ref e)) if e.to_string() == "read failed"));
+            assert_eq!(written, (0..23).collect::<Vec<_>>());
+            // ... but a work error before it wins.
+            let (result, _) = run_numbered(threads, 40, 5, Some(23), Some(4), None, None);
+            assert!(matches!(
+                result,
+                Err(Error::TruncatedBody { segment: 4, .. })
+            ));
+            // A write error.
+            let (result, written) = run_numbered(threads, 40, 9, None, None, Some(30), None);
+            assert!(matches!(result, Err(Error::Io(ref e)) if e.to_string() == "write failed"));
+            assert_eq!(written, (0..30).collect::<Vec<_>>());
+            // `write` asking to stop ends the run without an error, even with a later failure.
+            let (result, written) = run_numbered(threads, 40, 1, None, Some(35), None, Some(12));
+            assert!(result.is_ok(), "{result:?}");
+            assert_eq!(written, (0..=12).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn parallel_decryption_of_empty_and_truncated_bodies_matches_sequential() {
+        let key = DataKey::generate();
+        let keys = || [DataKey::from_bytes(*key.secret_bytes())];
+        let plain: Vec<u8> = (0..(BATCH_SEGMENTS * 2 + 1) * SEGMENT_SIZE + 100)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let mut body = Vec::new();
+        encrypt_parallel(&mut &plain[..], &mut body, &key, 2).unwrap();
+        let last = body.len() - (100 + SEGMENT_OVERHEAD);
+        // Cut points: nothing, inside the last segment's nonce, its tag, at a batch edge, …
+        for cut in [
+            0,
+            1,
+            SEGMENT_OVERHEAD - 1,
+            last,
+            last + 5,
+            last + SEGMENT_OVERHEAD - 1,
+            body.len() - 1,
+            BATCH_LEN,
+            BATCH_LEN + 3,
+            body.len(),
+        ] {
+            let body = &body[..cut];
+            let mut want = Vec::new();
+            let seq = Decryptor::new(body, &keys(), None)
+                .unwrap()
+                .copy_to(&mut want);
+            for threads in [2, 3] {
+                let mut got = Vec::new();
+                let par = decrypt_parallel(&mut &body[..], &mut got, &keys(), None, threads);
+                assert_eq!(
+                    format!("{seq:?}"),
+                    format!("{par:?}"),
+                    "cut {cut} threads {threads}"
+                );
+                assert!(got == want, "cut {cut} threads {threads}");
+            }
+        }
     }
 
     #[test]
