@@ -40,6 +40,15 @@ pub const APPLIED_POLICY: &str = "c4gh.dev/applied-policy";
 /// Informational only.
 pub const TES_TASK: &str = "c4gh.dev/tes-task";
 
+/// Namespace label that opts a namespace's TESK tasks in: `c4gh.dev/tesk: enabled`. The TESK
+/// webhook's `namespaceSelector` matches it, so TESK's ConfigMaps in other namespaces never reach
+/// the operator.
+pub const TESK_NAMESPACE_LABEL: &str = "c4gh.dev/tesk";
+
+/// The value of [`STATUS`] on a TESK task ConfigMap whose `drs://` inputs were moved onto the
+/// executor pods.
+pub const STATUS_ADAPTED: &str = "adapted";
+
 /// Pod annotation keys under [`PREFIX`] that the operator accepts.
 pub const KNOWN_POD_ANNOTATIONS: &[&str] = &[INPUTS, POLICY, STATUS, APPLIED_POLICY, TES_TASK];
 

@@ -5,7 +5,8 @@
 //! - [`policy`]: the `Crypt4ghPolicy` CRD; [`controller`] validates policies and writes status.
 //! - [`webhook`]: the HTTPS admission server; [`tls`] serves hot-reloadable certificates that
 //!   [`certs`] creates, stores, publishes (`caBundle`) and rotates under a Lease.
-//! - [`tesk`]: the TESK adapter (moves `drs://` inputs out of the TES task onto executor pods).
+//! - [`tesk`]: the TESK adapter (moves `drs://` inputs out of the TES task onto executor pods);
+//!   [`tesk_webhook`] applies it when TESK creates a task's ConfigMap.
 //!
 //! ```
 //! use c4gh_operator::{effective::{EffectivePolicy, OperatorDefaults}, inject, policy::Crypt4ghPolicySpec};
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod policy;
 pub mod run;
 pub mod tesk;
+pub mod tesk_webhook;
 pub mod tls;
 pub mod webhook;
 pub mod webhook_config;

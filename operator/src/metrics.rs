@@ -29,6 +29,9 @@ pub struct Metrics {
     pub serving_cert_expiry: Gauge,
     /// Policy reconciliations, by outcome (`ready`, `invalid`, `error`).
     pub reconciliations: Family<Outcome, Counter>,
+    /// TESK task ConfigMaps reviewed, by outcome (`adapted`, `unchanged`, `denied`, `skipped`,
+    /// `error`).
+    pub tesk_admissions: Family<Outcome, Counter>,
     registry: Registry,
 }
 
@@ -42,6 +45,7 @@ impl Metrics {
         let certificate_reloads = Counter::default();
         let serving_cert_expiry = Gauge::default();
         let reconciliations = Family::<Outcome, Counter>::default();
+        let tesk_admissions = Family::<Outcome, Counter>::default();
         registry.register(
             "admissions",
             "Admission reviews answered",
@@ -72,6 +76,11 @@ impl Metrics {
             "Crypt4ghPolicy reconciliations",
             reconciliations.clone(),
         );
+        registry.register(
+            "tesk_admissions",
+            "TESK task ConfigMaps reviewed",
+            tesk_admissions.clone(),
+        );
         Self {
             admissions,
             admission_seconds,
@@ -79,6 +88,7 @@ impl Metrics {
             certificate_reloads,
             serving_cert_expiry,
             reconciliations,
+            tesk_admissions,
             registry,
         }
     }

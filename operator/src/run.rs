@@ -14,6 +14,7 @@ use crate::config::{Config, LogFormat, url_host};
 use crate::controller::{self, Context};
 use crate::effective::OperatorDefaults;
 use crate::metrics::Metrics;
+use crate::tesk_webhook;
 use crate::tls::{self, ReloadingResolver};
 use crate::webhook::{self, Health, PolicySource, StaticPolicies, WebhookState};
 
@@ -255,7 +256,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     webhook::serve_tls(
         webhook_listener,
         tls_config,
-        webhook::router(state),
+        webhook::router(state.clone()).merge(tesk_webhook::router(state)),
         stopped(stop_rx),
         Duration::from_secs(config.shutdown_seconds),
     )

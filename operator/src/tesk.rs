@@ -5,15 +5,22 @@
 //! TESK's taskmaster reads the task from `JSON_INPUT` (`{executors: [Job manifests], inputs,
 //! outputs, volumes, resources}`). [`adapt_task`] rewrites that document:
 //! - `drs://` entries leave `inputs` (the filer never sees them);
-//! - their directories join `volumes`, so every executor still mounts the task PVC there;
+//! - the directories of `encrypted` ones join `volumes`, so the taskmaster mounts the task PVC
+//!   there in every executor (the sidecar then writes into the same PVC subPath);
 //! - every executor Job's pod template gets the opt-in label, the `c4gh.dev/inputs` annotation
-//!   and `c4gh.dev/tes-task`.
+//!   (each input with its explicit mode) and `c4gh.dev/tes-task`.
 //!
-//! A TES `streamable: true` input becomes mode `stream`; other inputs use the policy's default.
+//! Modes: a TES `streamable: true` input becomes `stream` when the policy allows it; every other
+//! input gets the policy's `defaultMode`. `plaintext`/`stream` inputs live in a memory-backed
+//! volume the webhook adds, so their directories are not added to `volumes`.
+//!
+//! [`crate::tesk_webhook`] calls this at admission of TESK's task ConfigMap.
 
 use serde_json::{Map, Value, json};
 
 use crate::annotations;
+use crate::effective::EffectivePolicy;
+use crate::inputs::Mode;
 
 /// Why a TES task cannot be adapted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,13 +49,42 @@ pub enum TeskError {
     },
 }
 
-/// Rewrites a TESK `JSON_INPUT` document (see the module docs). Returns `None` when the task has
-/// no `drs://` input (nothing to change).
+/// The result of [`adapt_task`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adapted {
+    /// The rewritten `JSON_INPUT` document.
+    pub task: Value,
+    /// For each entry of the `c4gh.dev/inputs` annotation, its position in the task's original
+    /// `inputs` (so messages can name the input the TES user wrote).
+    pub tes_index: Vec<usize>,
+}
+
+/// Whether the document lists at least one `drs://` input (anything else: `false`).
+pub fn has_drs_inputs(task: &Value) -> bool {
+    task.get("inputs")
+        .and_then(Value::as_array)
+        .is_some_and(|inputs| inputs.iter().any(|i| drs_url(i).is_some()))
+}
+
+fn drs_url(input: &Value) -> Option<&str> {
+    input
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("drs://"))
+}
+
+/// Rewrites a TESK `JSON_INPUT` document (see the module docs) for `policy`'s modes. Returns
+/// `None` when the task has no `drs://` input (nothing to change), so running it on its own
+/// output changes nothing.
 ///
 /// # Errors
 ///
 /// [`TeskError`] when the document is not TESK-shaped or a `drs://` input cannot be served.
-pub fn adapt_task(task_id: &str, task: &Value) -> Result<Option<Value>, TeskError> {
+pub fn adapt_task(
+    task_id: &str,
+    task: &Value,
+    policy: &EffectivePolicy,
+) -> Result<Option<Adapted>, TeskError> {
     let obj = task
         .as_object()
         .ok_or_else(|| TeskError::Shape("not a JSON object".to_owned()))?;
@@ -59,12 +95,13 @@ pub fn adapt_task(task_id: &str, task: &Value) -> Result<Option<Value>, TeskErro
     };
     let mut kept = Vec::new();
     let mut moved = Vec::new();
+    let mut tes_index = Vec::new();
+    let mut encrypted_dirs = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
-        let url = input.get("url").and_then(Value::as_str).unwrap_or_default();
-        if !url.starts_with("drs://") {
+        let Some(url) = drs_url(input) else {
             kept.push(input.clone());
             continue;
-        }
+        };
         if input.get("type").and_then(Value::as_str) == Some("DIRECTORY") {
             return Err(TeskError::Directory {
                 index,
@@ -81,11 +118,17 @@ pub fn adapt_task(task_id: &str, task: &Value) -> Result<Option<Value>, TeskErro
                 url: url.to_owned(),
             });
         }
-        let mut entry = json!({"url": url, "path": path});
-        if input.get("streamable").and_then(Value::as_bool) == Some(true) {
-            entry["mode"] = json!("stream");
+        let streamable = input.get("streamable").and_then(Value::as_bool) == Some(true);
+        let mode = if streamable && policy.allowed_modes.contains(&Mode::Stream) {
+            Mode::Stream
+        } else {
+            policy.default_mode
+        };
+        if mode == Mode::Encrypted {
+            encrypted_dirs.push(crate::inputs::parent_dir(path).to_owned());
         }
-        moved.push(entry);
+        moved.push(json!({"url": url, "path": path, "mode": mode.as_str()}));
+        tes_index.push(index);
     }
     if moved.is_empty() {
         return Ok(None);
@@ -97,10 +140,8 @@ pub fn adapt_task(task_id: &str, task: &Value) -> Result<Option<Value>, TeskErro
         Some(Value::Array(v)) => v.clone(),
         Some(_) => return Err(TeskError::Shape("`volumes` is not a list".to_owned())),
     };
-    for m in &moved {
-        let path = m["path"].as_str().unwrap_or_default();
-        let dir = crate::inputs::parent_dir(path);
-        if !volumes.iter().any(|v| v.as_str() == Some(dir)) {
+    for dir in encrypted_dirs {
+        if !volumes.iter().any(|v| v.as_str() == Some(dir.as_str())) {
             volumes.push(json!(dir));
         }
     }
@@ -110,43 +151,73 @@ pub fn adapt_task(task_id: &str, task: &Value) -> Result<Option<Value>, TeskErro
         .get_mut("executors")
         .and_then(Value::as_array_mut)
         .ok_or_else(|| TeskError::Shape("`executors` is missing or not a list".to_owned()))?;
+    if executors.is_empty() {
+        return Err(TeskError::Shape(
+            "`executors` is empty, so nothing would read the drs:// inputs".to_owned(),
+        ));
+    }
     for (n, job) in executors.iter_mut().enumerate() {
-        let meta = job
+        let template = job
             .pointer_mut("/spec/template")
             .and_then(Value::as_object_mut)
-            .ok_or_else(|| TeskError::Shape(format!("executor {n} has no spec.template")))?
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        let meta = meta
-            .as_object_mut()
+            .ok_or_else(|| TeskError::Shape(format!("executor {n} has no spec.template")))?;
+        let meta = object_entry(template, "metadata")
             .ok_or_else(|| TeskError::Shape(format!("executor {n}: metadata is not an object")))?;
-        insert(
-            meta,
-            "labels",
-            annotations::INJECT_LABEL,
-            annotations::INJECT_ENABLED,
-        )
-        .map_err(|e| TeskError::Shape(format!("executor {n}: {e}")))?;
-        insert(meta, "annotations", annotations::INPUTS, &inputs_json)
-            .map_err(|e| TeskError::Shape(format!("executor {n}: {e}")))?;
-        insert(meta, "annotations", annotations::TES_TASK, task_id)
-            .map_err(|e| TeskError::Shape(format!("executor {n}: {e}")))?;
+        for (map, key, value) in [
+            (
+                "labels",
+                annotations::INJECT_LABEL,
+                annotations::INJECT_ENABLED,
+            ),
+            ("annotations", annotations::INPUTS, inputs_json.as_str()),
+            ("annotations", annotations::TES_TASK, task_id),
+        ] {
+            object_entry(meta, map)
+                .ok_or_else(|| {
+                    TeskError::Shape(format!("executor {n}: metadata.{map} is not an object"))
+                })?
+                .insert(key.to_owned(), json!(value));
+        }
     }
-    Ok(Some(Value::Object(out)))
+    Ok(Some(Adapted {
+        task: Value::Object(out),
+        tes_index,
+    }))
 }
 
-fn insert(meta: &mut Map<String, Value>, map: &str, key: &str, value: &str) -> Result<(), String> {
-    meta.entry(map)
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .ok_or_else(|| format!("metadata.{map} is not an object"))?
-        .insert(key.to_owned(), json!(value));
-    Ok(())
+/// The object under `key`, created when absent or `null` (TESK's Python client writes unset
+/// fields as `null`); `None` when it holds something else.
+fn object_entry<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    let slot = map.entry(key).or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::effective::OperatorDefaults;
+    use crate::policy::Crypt4ghPolicySpec;
+
+    fn policy(modes: &[Mode], default: Mode) -> EffectivePolicy {
+        let spec = Crypt4ghPolicySpec {
+            allowed_hosts: vec!["drs.example.org".into()],
+            allowed_modes: Some(modes.to_vec()),
+            default_mode: Some(default),
+            max_plaintext_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        EffectivePolicy::from_spec("default", &spec, &OperatorDefaults::default()).unwrap()
+    }
+
+    fn encrypted_and_stream() -> EffectivePolicy {
+        policy(&[Mode::Encrypted, Mode::Stream], Mode::Encrypted)
+    }
 
     fn task() -> Value {
         json!({
@@ -162,7 +233,7 @@ mod tests {
             "inputs": [
                 {"url": "drs://drs.example.org/obj-1", "path": "/data/in/sample.bam.c4gh", "type": "FILE"},
                 {"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"},
-                {"url": "drs://drs.example.org/obj-2", "path": "/data/in/reads.fq", "type": "FILE", "streamable": true}
+                {"url": "drs://drs.example.org/obj-2", "path": "/data/stream/reads.fq", "type": "FILE", "streamable": true}
             ],
             "outputs": [{"url": "s3://bucket/out", "path": "/data/out", "type": "DIRECTORY"}],
             "volumes": ["/data/out"],
@@ -172,13 +243,19 @@ mod tests {
 
     #[test]
     fn drs_inputs_move_to_executor_pods() {
-        let out = adapt_task("task-1a2b3c4d", &task()).unwrap().unwrap();
+        let adapted = adapt_task("task-1a2b3c4d", &task(), &encrypted_and_stream())
+            .unwrap()
+            .unwrap();
+        let out = adapted.task;
+        assert_eq!(adapted.tes_index, vec![0, 2]);
         assert_eq!(
             out["inputs"],
             json!([{"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"}])
         );
+        // Only the encrypted input's directory goes onto the PVC; the stream input gets a
+        // memory-backed volume from the webhook.
         assert_eq!(out["volumes"], json!(["/data/out", "/data/in"]));
-        let expected_inputs = r#"[{"path":"/data/in/sample.bam.c4gh","url":"drs://drs.example.org/obj-1"},{"mode":"stream","path":"/data/in/reads.fq","url":"drs://drs.example.org/obj-2"}]"#;
+        let expected_inputs = r#"[{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://drs.example.org/obj-1"},{"mode":"stream","path":"/data/stream/reads.fq","url":"drs://drs.example.org/obj-2"}]"#;
         for n in 0..2 {
             let meta = &out["executors"][n]["spec"]["template"]["metadata"];
             assert_eq!(meta["labels"]["c4gh.dev/inject"], "enabled");
@@ -191,36 +268,104 @@ mod tests {
         );
         assert_eq!(out["outputs"], task()["outputs"]);
         // Adapting the result again changes nothing (no drs:// inputs left).
-        assert_eq!(adapt_task("task-1a2b3c4d", &out).unwrap(), None);
+        assert!(!has_drs_inputs(&out));
+        assert_eq!(
+            adapt_task("task-1a2b3c4d", &out, &encrypted_and_stream()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn modes_follow_the_policy() {
+        // Stream not allowed: streamable is a hint, the input gets the default mode and its
+        // directory goes onto the PVC.
+        let only_encrypted = policy(&[Mode::Encrypted], Mode::Encrypted);
+        let out = adapt_task("t", &task(), &only_encrypted)
+            .unwrap()
+            .unwrap()
+            .task;
+        assert_eq!(
+            out["volumes"],
+            json!(["/data/out", "/data/in", "/data/stream"])
+        );
+        let ann =
+            out["executors"][0]["spec"]["template"]["metadata"]["annotations"]["c4gh.dev/inputs"]
+                .as_str()
+                .unwrap();
+        assert!(!ann.contains(r#""mode":"stream""#), "{ann}");
+        assert_eq!(ann.matches(r#""mode":"encrypted""#).count(), 2, "{ann}");
+        // Plaintext by default: nothing goes onto the PVC.
+        let plaintext = policy(&[Mode::Plaintext], Mode::Plaintext);
+        let out = adapt_task("t", &task(), &plaintext).unwrap().unwrap().task;
+        assert_eq!(out["volumes"], json!(["/data/out"]));
+    }
+
+    #[test]
+    fn null_metadata_from_the_python_client() {
+        // TESK's Python API serializes executor Jobs with `to_dict()`: unset fields are null.
+        let mut t = task();
+        t["executors"][0]["spec"]["template"]["metadata"] =
+            json!({"labels": null, "annotations": null, "name": null});
+        t["executors"][1]["spec"]["template"]["metadata"] = Value::Null;
+        let out = adapt_task("t", &t, &encrypted_and_stream())
+            .unwrap()
+            .unwrap()
+            .task;
+        for n in 0..2 {
+            let meta = &out["executors"][n]["spec"]["template"]["metadata"];
+            assert_eq!(meta["labels"]["c4gh.dev/inject"], "enabled", "executor {n}");
+            assert_eq!(
+                meta["annotations"]["c4gh.dev/tes-task"], "t",
+                "executor {n}"
+            );
+        }
     }
 
     #[test]
     fn tasks_without_drs_are_untouched() {
         let mut t = task();
         t["inputs"] = json!([{"url": "ftp://x/y", "path": "/data/y"}]);
-        assert_eq!(adapt_task("t", &t).unwrap(), None);
+        assert!(!has_drs_inputs(&t));
+        assert_eq!(adapt_task("t", &t, &encrypted_and_stream()).unwrap(), None);
+        t["inputs"] = Value::Null;
+        assert_eq!(adapt_task("t", &t, &encrypted_and_stream()).unwrap(), None);
     }
 
     #[test]
     fn rejects_what_cannot_be_served() {
+        let p = encrypted_and_stream();
         let mut t = task();
         t["inputs"][0]["type"] = json!("DIRECTORY");
         assert_eq!(
-            adapt_task("t", &t).unwrap_err().to_string(),
+            adapt_task("t", &t, &p).unwrap_err().to_string(),
             "TES input 0 (drs://drs.example.org/obj-1) is a DIRECTORY; DRS bundles are not supported, list each file as a FILE input"
         );
         let mut t = task();
         t["inputs"][0]["content"] = json!("inline");
         assert_eq!(
-            adapt_task("t", &t).unwrap_err().to_string(),
+            adapt_task("t", &t, &p).unwrap_err().to_string(),
             "TES input 0 (drs://drs.example.org/obj-1) needs an absolute `path` and no `content`"
         );
-        assert!(matches!(
-            adapt_task("t", &json!([])),
-            Err(TeskError::Shape(_))
-        ));
+        assert_eq!(
+            adapt_task("t", &json!([]), &p).unwrap_err().to_string(),
+            "TESK task JSON: not a JSON object"
+        );
         let mut t = task();
         t["executors"] = json!({});
-        assert!(matches!(adapt_task("t", &t), Err(TeskError::Shape(_))));
+        assert_eq!(
+            adapt_task("t", &t, &p).unwrap_err().to_string(),
+            "TESK task JSON: `executors` is missing or not a list"
+        );
+        t["executors"] = json!([]);
+        assert_eq!(
+            adapt_task("t", &t, &p).unwrap_err().to_string(),
+            "TESK task JSON: `executors` is empty, so nothing would read the drs:// inputs"
+        );
+        let mut t = task();
+        t["executors"][1]["spec"]["template"]["metadata"] = json!({"labels": []});
+        assert_eq!(
+            adapt_task("t", &t, &p).unwrap_err().to_string(),
+            "TESK task JSON: executor 1: metadata.labels is not an object"
+        );
     }
 }

@@ -1,21 +1,33 @@
 //! The MutatingWebhookConfiguration: one definition used when the operator writes it itself
 //! (`--webhook-url`); `manifests/base/webhook.yaml` carries the same rules and a test keeps the
 //! two equal.
+//!
+//! Two webhooks: [`WEBHOOK_NAME`] injects opted-in pods; [`TESK_WEBHOOK_NAME`] adapts TESK's
+//! task ConfigMaps in namespaces labelled `c4gh.dev/tesk: enabled` (see
+//! [`crate::tesk_webhook`]). Both are served by the same server, on different paths.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ServiceReference, WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use crate::annotations;
+use crate::tesk_webhook;
 use crate::webhook::MUTATE_PATH;
 
-/// Name of the single webhook in the configuration.
+/// Name of the pod injection webhook.
 pub const WEBHOOK_NAME: &str = "pods.c4gh.dev";
+
+/// Name of the TESK ConfigMap webhook.
+pub const TESK_WEBHOOK_NAME: &str = "tesk.c4gh.dev";
+
+/// CEL condition selecting TESK task ConfigMaps: named `task-…` and holding the taskmaster's
+/// input, so ordinary ConfigMaps in an opted-in namespace never reach the operator.
+pub const TESK_MATCH_CONDITION: &str = "has(object.metadata.name) && object.metadata.name.startsWith('task-') && ((has(object.binaryData) && 'JSON_INPUT.gz' in object.binaryData) || (has(object.data) && ('JSON_INPUT' in object.data || 'JSON_INPUT.gz' in object.data)))";
 
 /// Namespaces never sent to the webhook (besides the operator's own).
 pub const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
@@ -27,6 +39,24 @@ pub fn client_config_url(url: &str, ca_bundle: ByteString) -> WebhookClientConfi
         ca_bundle: Some(ca_bundle),
         service: None,
     }
+}
+
+/// `client_config` with its path replaced by `path` (the URL's path, or the Service's).
+pub fn with_path(client_config: &WebhookClientConfig, path: &str) -> WebhookClientConfig {
+    let mut c = client_config.clone();
+    if let Some(url) = &mut c.url {
+        let authority_end = url
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|start| url[start..].find('/').map(|j| start + j))
+            .unwrap_or(url.len());
+        url.truncate(authority_end);
+        url.push_str(path);
+    }
+    if let Some(service) = &mut c.service {
+        service.path = Some(path.to_owned());
+    }
+    c
 }
 
 /// `clientConfig` for the in-cluster Service.
@@ -43,9 +73,11 @@ pub fn client_config_service(namespace: &str, service: &str) -> WebhookClientCon
     }
 }
 
-/// The configuration: CREATE of pods carrying the opt-in label, outside system namespaces and
-/// the operator's namespace, `failurePolicy: Fail`, `timeoutSeconds: 10`, `sideEffects: None`,
-/// `reinvocationPolicy: IfNeeded`.
+/// The configuration. Pods: CREATE of pods carrying the opt-in label, outside system
+/// namespaces and the operator's namespace. TESK: CREATE of ConfigMaps matching
+/// [`TESK_MATCH_CONDITION`] in namespaces labelled `c4gh.dev/tesk: enabled` (same exclusions),
+/// at `client_config`'s origin with path [`tesk_webhook::MUTATE_PATH`]. Both: `failurePolicy:
+/// Fail`, `timeoutSeconds: 10`, `sideEffects: None`, `reinvocationPolicy: IfNeeded`.
 pub fn configuration(
     name: &str,
     operator_namespace: &str,
@@ -53,40 +85,65 @@ pub fn configuration(
 ) -> MutatingWebhookConfiguration {
     let mut excluded: Vec<String> = SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect();
     excluded.push(operator_namespace.to_owned());
-    let mut c = MutatingWebhookConfiguration {
-        webhooks: Some(vec![MutatingWebhook {
-            name: WEBHOOK_NAME.to_owned(),
-            admission_review_versions: vec!["v1".to_owned()],
-            client_config,
-            failure_policy: Some("Fail".to_owned()),
-            match_policy: Some("Equivalent".to_owned()),
-            namespace_selector: Some(LabelSelector {
-                match_expressions: Some(vec![LabelSelectorRequirement {
-                    key: "kubernetes.io/metadata.name".to_owned(),
-                    operator: "NotIn".to_owned(),
-                    values: Some(excluded),
-                }]),
-                match_labels: None,
-            }),
-            object_selector: Some(LabelSelector {
-                match_expressions: None,
-                match_labels: Some(BTreeMap::from([(
-                    annotations::INJECT_LABEL.to_owned(),
-                    annotations::INJECT_ENABLED.to_owned(),
-                )])),
-            }),
-            reinvocation_policy: Some("IfNeeded".to_owned()),
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec![String::new()]),
-                api_versions: Some(vec!["v1".to_owned()]),
-                operations: Some(vec!["CREATE".to_owned()]),
-                resources: Some(vec!["pods".to_owned()]),
-                scope: Some("Namespaced".to_owned()),
-            }]),
-            side_effects: "None".to_owned(),
-            timeout_seconds: Some(10),
-            ..MutatingWebhook::default()
+    let not_excluded = LabelSelectorRequirement {
+        key: "kubernetes.io/metadata.name".to_owned(),
+        operator: "NotIn".to_owned(),
+        values: Some(excluded),
+    };
+    let rule = |resource: &str| RuleWithOperations {
+        api_groups: Some(vec![String::new()]),
+        api_versions: Some(vec!["v1".to_owned()]),
+        operations: Some(vec!["CREATE".to_owned()]),
+        resources: Some(vec![resource.to_owned()]),
+        scope: Some("Namespaced".to_owned()),
+    };
+    let common = MutatingWebhook {
+        admission_review_versions: vec!["v1".to_owned()],
+        failure_policy: Some("Fail".to_owned()),
+        match_policy: Some("Equivalent".to_owned()),
+        reinvocation_policy: Some("IfNeeded".to_owned()),
+        side_effects: "None".to_owned(),
+        timeout_seconds: Some(10),
+        ..MutatingWebhook::default()
+    };
+    let tesk = MutatingWebhook {
+        name: TESK_WEBHOOK_NAME.to_owned(),
+        client_config: with_path(&client_config, tesk_webhook::MUTATE_PATH),
+        match_conditions: Some(vec![MatchCondition {
+            name: "tesk-task-configmap".to_owned(),
+            expression: TESK_MATCH_CONDITION.to_owned(),
         }]),
+        namespace_selector: Some(LabelSelector {
+            match_expressions: Some(vec![not_excluded.clone()]),
+            match_labels: Some(BTreeMap::from([(
+                annotations::TESK_NAMESPACE_LABEL.to_owned(),
+                annotations::INJECT_ENABLED.to_owned(),
+            )])),
+        }),
+        // TESK's ConfigMaps carry no label of ours: the match condition does the narrowing.
+        object_selector: Some(LabelSelector::default()),
+        rules: Some(vec![rule("configmaps")]),
+        ..common.clone()
+    };
+    let pods = MutatingWebhook {
+        name: WEBHOOK_NAME.to_owned(),
+        client_config,
+        namespace_selector: Some(LabelSelector {
+            match_expressions: Some(vec![not_excluded]),
+            match_labels: None,
+        }),
+        object_selector: Some(LabelSelector {
+            match_expressions: None,
+            match_labels: Some(BTreeMap::from([(
+                annotations::INJECT_LABEL.to_owned(),
+                annotations::INJECT_ENABLED.to_owned(),
+            )])),
+        }),
+        rules: Some(vec![rule("pods")]),
+        ..common
+    };
+    let mut c = MutatingWebhookConfiguration {
+        webhooks: Some(vec![pods, tesk]),
         ..MutatingWebhookConfiguration::default()
     };
     c.metadata.name = Some(name.to_owned());

@@ -30,6 +30,79 @@ fn webhook_configuration_matches_the_code() {
     assert!(w.timeout_seconds.unwrap() <= 10);
     assert_eq!(w.side_effects, "None");
     assert_eq!(w.reinvocation_policy.as_deref(), Some("IfNeeded"));
+    // The TESK webhook: opted-in namespaces only, TESK task ConfigMaps only.
+    let t = &generated.webhooks.as_ref().unwrap()[1];
+    assert_eq!(t.name, webhook_config::TESK_WEBHOOK_NAME);
+    assert_eq!(t.failure_policy.as_deref(), Some("Fail"));
+    assert!(t.timeout_seconds.unwrap() <= 10);
+    assert_eq!(t.side_effects, "None");
+    assert_eq!(
+        t.client_config.service.as_ref().unwrap().path.as_deref(),
+        Some("/mutate-tesk")
+    );
+    let rule = &t.rules.as_ref().unwrap()[0];
+    assert_eq!(
+        rule.resources.as_deref(),
+        Some(&["configmaps".to_owned()][..])
+    );
+    assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
+    assert_eq!(
+        t.namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["c4gh.dev/tesk"],
+        "enabled"
+    );
+    assert_eq!(
+        t.match_conditions.as_ref().unwrap()[0].expression,
+        webhook_config::TESK_MATCH_CONDITION
+    );
+}
+
+#[test]
+fn url_mode_serves_both_webhooks_from_one_origin() {
+    let config = webhook_config::configuration(
+        "c4gh-operator",
+        "c4gh-system",
+        webhook_config::client_config_url(
+            "https://127.0.0.1:8443/mutate-pods",
+            k8s_openapi::ByteString(b"ca".to_vec()),
+        ),
+    );
+    let urls: Vec<_> = config
+        .webhooks
+        .unwrap()
+        .into_iter()
+        .map(|w| {
+            (
+                w.client_config.url.unwrap(),
+                w.client_config.ca_bundle.unwrap().0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        urls,
+        vec![
+            (
+                "https://127.0.0.1:8443/mutate-pods".to_owned(),
+                b"ca".to_vec()
+            ),
+            (
+                "https://127.0.0.1:8443/mutate-tesk".to_owned(),
+                b"ca".to_vec()
+            ),
+        ]
+    );
+    let bare =
+        webhook_config::client_config_url("https://op.example", k8s_openapi::ByteString(vec![]));
+    assert_eq!(
+        webhook_config::with_path(&bare, "/mutate-tesk")
+            .url
+            .as_deref(),
+        Some("https://op.example/mutate-tesk")
+    );
 }
 
 fn policy(name: &str) -> Result<EffectivePolicy, Vec<String>> {

@@ -1,0 +1,1053 @@
+//! The TESK webhook: admits the creation of TESK's task ConfigMaps and moves their `drs://`
+//! inputs onto the executor pods ([`crate::tesk::adapt_task`]), so TESK needs no change.
+//!
+//! TESK's API creates, per task, a ConfigMap named after the task (`task-…`) holding the
+//! taskmaster's input, then the taskmaster Job that mounts it and runs `taskmaster -f
+//! /jsoninput/JSON_INPUT.gz`. The webhook rewrites that input at CREATE:
+//!
+//! 1. find it: `binaryData["JSON_INPUT.gz"]` (gzip of the JSON, what TESK writes: base64 on the
+//!    wire) or `data["JSON_INPUT"]` (plain JSON, which the taskmaster also reads with `-f`);
+//!    `data["JSON_INPUT.gz"]` is refused (the taskmaster would try to gunzip text);
+//! 2. decompress with a bound ([`MAX_TASK_JSON_BYTES`]: a gzip bomb is refused, not inflated);
+//! 3. a task without `drs://` inputs passes unchanged, before any policy lookup;
+//! 4. take the namespace's `Crypt4ghPolicy` `default` (TESK objects carry no annotation of
+//!    ours), run [`adapt_task`], and check every executor the way pod admission will: the pod
+//!    the taskmaster will create from the executor Job (its template plus the task PVC mounted
+//!    at every `volumes`/input/output directory, as the taskmaster does) goes through
+//!    [`inject::mutate`]; a [`Denial`] denies the ConfigMap, so the TES task is refused at
+//!    creation with the reason, instead of failing later in the filer or at pod admission;
+//! 5. answer with a JSON patch replacing the task input (re-gzipped) and adding
+//!    `c4gh.dev/status: adapted` and `c4gh.dev/applied-policy`.
+//!
+//! The taskmaster Job's `json-input` annotation is left alone: it holds the TES task as the
+//! user submitted it, which TESK's API returns for `GET /tasks/{id}`; the taskmaster never reads
+//! it. Re-invocation finds no `drs://` inputs and changes nothing. Dry-run requests behave the
+//! same (no side effects).
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Volume, VolumeMount,
+};
+use kube::api::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde_json::{Map, Value};
+
+use crate::annotations;
+use crate::denial::Denial;
+use crate::effective::{EffectivePolicy, OperatorDefaults};
+use crate::inject;
+use crate::metrics::Outcome as MetricOutcome;
+use crate::tesk::{TeskError, adapt_task, has_drs_inputs};
+use crate::webhook::{PolicySource, WebhookState};
+
+/// Path of the TESK ConfigMap mutation endpoint.
+pub const MUTATE_PATH: &str = "/mutate-tesk";
+
+/// `binaryData` key of TESK's gzip-compressed taskmaster input.
+pub const GZIP_KEY: &str = "JSON_INPUT.gz";
+
+/// `data` key of an uncompressed taskmaster input.
+pub const PLAIN_KEY: &str = "JSON_INPUT";
+
+/// Largest decompressed task JSON accepted (16 MiB). A ConfigMap holds at most 1 MiB, and task
+/// JSON compresses about tenfold; anything beyond this bound is a gzip bomb.
+pub const MAX_TASK_JSON_BYTES: u64 = 16 << 20;
+
+/// Largest AdmissionReview body accepted (a 1 MiB ConfigMap is ~1.4 MiB in base64).
+pub const MAX_REVIEW_BYTES: usize = 4 << 20;
+
+/// Name TESK's taskmaster gives the task PVC volume in executor pods.
+pub const TASK_VOLUME: &str = "task-volume";
+
+/// Why a TESK task ConfigMap is denied. Every message names the object and says what to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TeskDenial {
+    /// The `binaryData` value is not base64 (the API server never sends this; direct callers
+    /// might).
+    #[error("{what} is not valid base64 ({error}); it must hold the gzip-compressed task JSON")]
+    Base64 {
+        /// The object and key.
+        what: String,
+        /// The decoder's message.
+        error: String,
+    },
+    /// The value is not gzip data.
+    #[error("{what} is not gzip data ({error}); TESK stores the gzip-compressed task JSON there")]
+    Gzip {
+        /// The object and key.
+        what: String,
+        /// The decoder's message.
+        error: String,
+    },
+    /// The value decompresses beyond [`MAX_TASK_JSON_BYTES`].
+    #[error(
+        "{what} decompresses to more than {limit} bytes (the limit for a TESK task JSON); refusing it as a possible gzip bomb"
+    )]
+    TooLarge {
+        /// The object and key.
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The (decompressed) value is not JSON.
+    #[error("{what} is not JSON ({error}); TESK writes the taskmaster's input JSON there")]
+    Json {
+        /// The object and key.
+        what: String,
+        /// The parser's message.
+        error: String,
+    },
+    /// `data["JSON_INPUT.gz"]`: text where the taskmaster expects gzip bytes.
+    #[error(
+        "{what} is text, but the taskmaster gunzips JSON_INPUT.gz; store the gzip bytes in binaryData[JSON_INPUT.gz] (as TESK does) or plain JSON in data[JSON_INPUT]"
+    )]
+    TextGzip {
+        /// The object and key.
+        what: String,
+    },
+    /// The task document cannot be adapted.
+    #[error("TES task {task}: {source}")]
+    Task {
+        /// The task id (ConfigMap name).
+        task: String,
+        /// Why.
+        source: TeskError,
+    },
+    /// The namespace has no policy.
+    #[error(
+        "TES task {task} has drs:// inputs, but namespace {namespace:?} has no Crypt4ghPolicy {name:?}; ask the cluster operator to create one (see manifests/samples/)"
+    )]
+    NoPolicy {
+        /// The task id.
+        task: String,
+        /// The namespace.
+        namespace: String,
+        /// The policy name looked up.
+        name: String,
+    },
+    /// The namespace's policy is invalid.
+    #[error(
+        "TES task {task}: Crypt4ghPolicy {name:?} in namespace {namespace:?} is invalid: {problems}; ask the cluster operator to fix it (kubectl describe crypt4ghpolicy {name} -n {namespace})"
+    )]
+    InvalidPolicy {
+        /// The task id.
+        task: String,
+        /// The namespace.
+        namespace: String,
+        /// The policy name.
+        name: String,
+        /// Its problems, `; `-separated.
+        problems: String,
+    },
+    /// An executor pod would be denied by pod admission.
+    #[error(
+        "TES task {task}, executor {executor}: {denial} (inputs are numbered as in the TES task)"
+    )]
+    Policy {
+        /// The task id.
+        task: String,
+        /// Position of the executor.
+        executor: usize,
+        /// The pod admission's reason, with input numbers of the TES task.
+        denial: Box<Denial>,
+    },
+}
+
+/// What [`mutate`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Not a TESK task ConfigMap (no task input key): allowed unchanged.
+    NotTesk,
+    /// A TESK task without `drs://` inputs (or already adapted): allowed unchanged.
+    Unchanged,
+    /// The adapted ConfigMap (the whole object).
+    Adapted(Value),
+}
+
+/// Where the task input sits in the ConfigMap.
+enum Stored<'a> {
+    /// `binaryData[JSON_INPUT.gz]`, base64 of gzip.
+    Gzip(&'a str),
+    /// `data[JSON_INPUT]`, plain JSON.
+    Plain(&'a str),
+}
+
+/// Decides about one ConfigMap (as JSON) created in `namespace`: see the module docs.
+///
+/// # Errors
+///
+/// A [`TeskDenial`] for malformed task input, a task TESK-with-drs cannot run, or inputs that
+/// break the namespace's policy.
+pub fn mutate(
+    config_map: &Value,
+    namespace: &str,
+    policies: &dyn PolicySource,
+    defaults: &OperatorDefaults,
+) -> Result<Outcome, TeskDenial> {
+    let name = config_map
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let what = |field: &str, key: &str| format!("ConfigMap {namespace}/{name} {field}[{key}]");
+    let string = |field: &str, key: &str| {
+        config_map
+            .get(field)
+            .and_then(|m| m.get(key))
+            .map(|v| v.as_str().unwrap_or_default())
+    };
+    let stored = if let Some(v) = string("binaryData", GZIP_KEY) {
+        Stored::Gzip(v)
+    } else if let Some(v) = string("data", PLAIN_KEY) {
+        Stored::Plain(v)
+    } else if string("data", GZIP_KEY).is_some() {
+        return Err(TeskDenial::TextGzip {
+            what: what("data", GZIP_KEY),
+        });
+    } else {
+        return Ok(Outcome::NotTesk);
+    };
+    let task: Value = match stored {
+        Stored::Gzip(b64) => {
+            let what = what("binaryData", GZIP_KEY);
+            let gz = STANDARD.decode(b64).map_err(|e| TeskDenial::Base64 {
+                what: what.clone(),
+                error: e.to_string(),
+            })?;
+            let json = gunzip(&gz, MAX_TASK_JSON_BYTES, &what)?;
+            serde_json::from_slice(&json).map_err(|e| TeskDenial::Json {
+                what,
+                error: e.to_string(),
+            })?
+        }
+        Stored::Plain(text) => serde_json::from_str(text).map_err(|e| TeskDenial::Json {
+            what: what("data", PLAIN_KEY),
+            error: e.to_string(),
+        })?,
+    };
+    if !has_drs_inputs(&task) {
+        return Ok(Outcome::Unchanged);
+    }
+    let policy_name = annotations::DEFAULT_POLICY_NAME;
+    let policy = policies
+        .lookup(namespace, policy_name)
+        .ok_or_else(|| TeskDenial::NoPolicy {
+            task: name.to_owned(),
+            namespace: namespace.to_owned(),
+            name: policy_name.to_owned(),
+        })?;
+    let effective =
+        EffectivePolicy::from_spec(policy_name, &policy.spec, defaults).map_err(|problems| {
+            TeskDenial::InvalidPolicy {
+                task: name.to_owned(),
+                namespace: namespace.to_owned(),
+                name: policy_name.to_owned(),
+                problems: problems.join("; "),
+            }
+        })?;
+    let task_error = |source| TeskDenial::Task {
+        task: name.to_owned(),
+        source,
+    };
+    let Some(adapted) = adapt_task(name, &task, &effective).map_err(task_error)? else {
+        return Ok(Outcome::Unchanged);
+    };
+    let executors = adapted
+        .task
+        .get("executors")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    for executor in 0..executors {
+        let pod = executor_pod(&adapted.task, executor, name);
+        inject::mutate(&pod, &effective).map_err(|denial| TeskDenial::Policy {
+            task: name.to_owned(),
+            executor,
+            denial: Box::new(renumber(denial, &adapted.tes_index)),
+        })?;
+    }
+    let json = serde_json::to_string(&adapted.task).map_err(|e| {
+        task_error(TeskError::Shape(format!(
+            "cannot serialize the adapted task: {e}"
+        )))
+    })?;
+    let mut out = config_map.clone();
+    let (field, key, value) = match stored {
+        Stored::Gzip(_) => (
+            "binaryData",
+            GZIP_KEY,
+            STANDARD.encode(gzip(json.as_bytes())),
+        ),
+        Stored::Plain(_) => ("data", PLAIN_KEY, json),
+    };
+    if let Some(map) = out.get_mut(field).and_then(Value::as_object_mut) {
+        map.insert(key.to_owned(), Value::String(value));
+    }
+    let meta = out.as_object_mut().map(|o| {
+        o.entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+    });
+    if let Some(meta) = meta.and_then(Value::as_object_mut) {
+        let slot = meta.entry("annotations").or_insert(Value::Null);
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        if let Some(ann) = slot.as_object_mut() {
+            ann.insert(
+                annotations::STATUS.to_owned(),
+                Value::String(annotations::STATUS_ADAPTED.to_owned()),
+            );
+            ann.insert(
+                annotations::APPLIED_POLICY.to_owned(),
+                Value::String(policy_name.to_owned()),
+            );
+        }
+    }
+    Ok(Outcome::Adapted(out))
+}
+
+/// Decompresses (every gzip member, as Python's `gzip.open` does) up to `limit` bytes.
+fn gunzip(gz: &[u8], limit: u64, what: &str) -> Result<Vec<u8>, TeskDenial> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(gz)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| TeskDenial::Gzip {
+            what: what.to_owned(),
+            error: e.to_string(),
+        })?;
+    if out.len() as u64 > limit {
+        return Err(TeskDenial::TooLarge {
+            what: what.to_owned(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// The pod TESK's taskmaster will create for executor `n`, as far as admission looks at it:
+/// the executor Job's pod template (labels, annotations, containers with their mounts,
+/// volumes, process-namespace flags) plus the task PVC, which the taskmaster mounts into the
+/// first container at every `volumes` entry and every input/output directory (`subPath dirN`).
+/// Fields are read leniently (camelCase or the snake_case TESK's Python client writes).
+fn executor_pod(task: &Value, n: usize, task_id: &str) -> Pod {
+    let template = task
+        .pointer(&format!("/executors/{n}/spec/template"))
+        .unwrap_or(&Value::Null);
+    let spec = template.get("spec").unwrap_or(&Value::Null);
+    let field = |v: &Value, camel: &str, snake: &str| {
+        v.get(camel)
+            .filter(|x| !x.is_null())
+            .or_else(|| v.get(snake))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let strings = |v: Value| -> Option<std::collections::BTreeMap<String, String>> {
+        let map: std::collections::BTreeMap<String, String> = v
+            .as_object()?
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        Some(map)
+    };
+    let mut pod = Pod::default();
+    let meta = template.get("metadata").unwrap_or(&Value::Null);
+    pod.metadata.labels = strings(field(meta, "labels", "labels"));
+    pod.metadata.annotations = strings(field(meta, "annotations", "annotations"));
+    let mut containers: Vec<Container> = field(spec, "containers", "containers")
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| Container {
+                    name: c
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    volume_mounts: serde_json::from_value(field(
+                        c,
+                        "volumeMounts",
+                        "volume_mounts",
+                    ))
+                    .ok(),
+                    ..Container::default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut volumes: Vec<Volume> = field(spec, "volumes", "volumes")
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let dirs = taskmaster_dirs(task);
+    if let (Some(first), false) = (containers.first_mut(), dirs.is_empty()) {
+        let mounts = first.volume_mounts.get_or_insert_with(Vec::new);
+        for (i, dir) in dirs.into_iter().enumerate() {
+            if !mounts.iter().any(|m| m.mount_path == dir) {
+                mounts.push(VolumeMount {
+                    name: TASK_VOLUME.to_owned(),
+                    mount_path: dir,
+                    sub_path: Some(format!("dir{i}")),
+                    ..VolumeMount::default()
+                });
+            }
+        }
+        volumes.push(Volume {
+            name: TASK_VOLUME.to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: format!("{task_id}-pvc"),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+    }
+    let flag = |camel: &str, snake: &str| field(spec, camel, snake).as_bool();
+    pod.spec = Some(PodSpec {
+        containers,
+        volumes: Some(volumes),
+        host_pid: flag("hostPID", "host_pid"),
+        share_process_namespace: flag("shareProcessNamespace", "share_process_namespace"),
+        ..PodSpec::default()
+    });
+    pod
+}
+
+/// The directories the taskmaster mounts from the task PVC, in its order without duplicates:
+/// `volumes`, then each input's and output's directory (the path itself for DIRECTORY).
+fn taskmaster_dirs(task: &Value) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    let mut push = |d: &str| {
+        if !d.is_empty() && !dirs.iter().any(|x| x == d) {
+            dirs.push(d.to_owned());
+        }
+    };
+    for v in task
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(d) = v.as_str() {
+            push(d);
+        }
+    }
+    for list in ["inputs", "outputs"] {
+        for io in task
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let path = io.get("path").and_then(Value::as_str).unwrap_or_default();
+            if io.get("type").and_then(Value::as_str) == Some("DIRECTORY") {
+                push(path);
+            } else if let Some(i) = path.rfind('/') {
+                push(&path[..i]);
+            }
+        }
+    }
+    dirs
+}
+
+/// Replaces the position in the inputs annotation by the position in the TES task's `inputs`.
+fn renumber(denial: Denial, tes_index: &[usize]) -> Denial {
+    let map = |i: usize| tes_index.get(i).copied().unwrap_or(i);
+    match denial {
+        Denial::InvalidUrl { index, error } => Denial::InvalidUrl {
+            index: map(index),
+            error,
+        },
+        Denial::HostNotAllowed {
+            index,
+            url,
+            host,
+            policy,
+            allowed,
+        } => Denial::HostNotAllowed {
+            index: map(index),
+            url,
+            host,
+            policy,
+            allowed,
+        },
+        Denial::UnknownPrefix {
+            index,
+            url,
+            prefix,
+            policy,
+        } => Denial::UnknownPrefix {
+            index: map(index),
+            url,
+            prefix,
+            policy,
+        },
+        Denial::ModeNotAllowed {
+            index,
+            url,
+            mode,
+            allowed,
+        } => Denial::ModeNotAllowed {
+            index: map(index),
+            url,
+            mode,
+            allowed,
+        },
+        Denial::InvalidPath { index, path, why } => Denial::InvalidPath {
+            index: map(index),
+            path,
+            why,
+        },
+        Denial::DuplicatePath { index, path } => Denial::DuplicatePath {
+            index: map(index),
+            path,
+        },
+        Denial::PathOutsideMounts {
+            index,
+            path,
+            policy,
+        } => Denial::PathOutsideMounts {
+            index: map(index),
+            path,
+            policy,
+        },
+        Denial::MountConflict {
+            index,
+            path,
+            dir,
+            mode,
+            conflict,
+        } => Denial::MountConflict {
+            index: map(index),
+            path,
+            dir,
+            mode,
+            conflict,
+        },
+        other => other,
+    }
+}
+
+/// The TESK webhook's routes: `POST /mutate-tesk` (request bodies up to [`MAX_REVIEW_BYTES`]).
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route(MUTATE_PATH, post(handler))
+        .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .with_state(state)
+}
+
+async fn handler(
+    State(state): State<WebhookState>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> impl IntoResponse {
+    let count = |result| {
+        state
+            .metrics
+            .tesk_admissions
+            .get_or_create(&MetricOutcome { result })
+            .inc();
+    };
+    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            count("error");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(review_json(AdmissionResponse::invalid(format!(
+                    "not an AdmissionReview request: {e}"
+                )))),
+            );
+        }
+    };
+    let started = Instant::now();
+    let worker_state = state.clone();
+    let worker_req = req.clone();
+    // Decompressing and parsing a task may take milliseconds: keep it off the async workers
+    // that answer pod admissions.
+    let decided = tokio::task::spawn_blocking(move || admit(&worker_state, &worker_req)).await;
+    let (response, result) = decided.unwrap_or_else(|e| {
+        (
+            AdmissionResponse::from(&req).deny(format!("internal error: {e}")),
+            "error",
+        )
+    });
+    count(result);
+    tracing::debug!(elapsed = ?started.elapsed(), result, "TESK admission");
+    (StatusCode::OK, Json(review_json(response)))
+}
+
+/// Answers one admission request; returns the response and the outcome label.
+pub fn admit(
+    state: &WebhookState,
+    req: &AdmissionRequest<DynamicObject>,
+) -> (AdmissionResponse, &'static str) {
+    let response = AdmissionResponse::from(req);
+    let Some(object) = req
+        .object
+        .as_ref()
+        .filter(|_| req.operation == Operation::Create)
+    else {
+        return (response, "skipped");
+    };
+    let before = serde_json::to_value(object).unwrap_or_default();
+    let namespace = req
+        .namespace
+        .clone()
+        .or_else(|| object.metadata.namespace.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let name = object.metadata.name.clone().unwrap_or_default();
+    match mutate(
+        &before,
+        &namespace,
+        state.policies.as_ref(),
+        &state.defaults,
+    ) {
+        Ok(Outcome::NotTesk) => (response, "skipped"),
+        Ok(Outcome::Unchanged) => (response, "unchanged"),
+        Ok(Outcome::Adapted(after)) => {
+            tracing::info!(namespace, configmap = name, "TESK task adapted");
+            match response.with_patch(json_patch::diff(&before, &after)) {
+                Ok(r) => (r, "adapted"),
+                Err(e) => (
+                    AdmissionResponse::from(req)
+                        .deny(format!("internal error serializing the patch: {e}")),
+                    "error",
+                ),
+            }
+        }
+        Err(denial) => {
+            let message = denial.to_string();
+            tracing::info!(namespace, configmap = name, %message, "TESK task denied");
+            (response.deny(message), "denied")
+        }
+    }
+}
+
+/// The AdmissionReview response as JSON, the patch as a base64 string (a Go `[]byte`).
+fn review_json(mut response: AdmissionResponse) -> Value {
+    let patch = response.patch.take();
+    let mut value = serde_json::to_value(response.into_review()).unwrap_or_default();
+    if let (Some(bytes), Some(obj)) = (
+        patch,
+        value
+            .pointer_mut("/response")
+            .and_then(|r| r.as_object_mut()),
+    ) {
+        obj.insert("patch".to_owned(), Value::String(STANDARD.encode(bytes)));
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::webhook::StaticPolicies;
+
+    const POLICIES: &str = r#"
+apiVersion: c4gh.dev/v1alpha1
+kind: Crypt4ghPolicy
+metadata: {name: default, namespace: tasks}
+spec:
+  allowedHosts: [drs.example.org]
+  allowedModes: [encrypted, stream]
+---
+apiVersion: c4gh.dev/v1alpha1
+kind: Crypt4ghPolicy
+metadata: {name: default, namespace: broken}
+spec:
+  allowedHosts: []
+"#;
+
+    fn policies() -> StaticPolicies {
+        StaticPolicies::from_yaml(POLICIES).unwrap()
+    }
+
+    /// A taskmaster input the way TESK's API builds it.
+    fn task() -> Value {
+        json!({
+            "executors": [{
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "task-1a2b3c4d-ex-00",
+                             "labels": {"job-type": "executor", "taskmaster-name": "task-1a2b3c4d", "executor-no": "0"},
+                             "annotations": {"tes-task-name": "align"}},
+                "spec": {"template": {"metadata": {},
+                         "spec": {"containers": [{"name": "task-1a2b3c4d-ex-00", "image": "ubuntu",
+                                                  "command": ["/bin/sh", "-c", "ls /data/in"]}],
+                                  "restartPolicy": "Never"}}}
+            }],
+            "inputs": [
+                {"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"},
+                {"url": "drs://drs.example.org/obj-1", "path": "/data/in/sample.bam.c4gh", "type": "FILE"}
+            ],
+            "outputs": [{"url": "s3://bucket/out", "path": "/data/out", "type": "DIRECTORY"}],
+            "volumes": [],
+            "resources": {"disk_gb": 10.0}
+        })
+    }
+
+    fn gzip_b64(bytes: &[u8]) -> String {
+        STANDARD.encode(gzip(bytes))
+    }
+
+    fn config_map(task: &Value) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "task-1a2b3c4d", "namespace": "tasks",
+                         "annotations": {"tes-task-name": "align"}},
+            "binaryData": {GZIP_KEY: gzip_b64(task.to_string().as_bytes())}
+        })
+    }
+
+    fn run(cm: &Value, namespace: &str) -> Result<Outcome, TeskDenial> {
+        mutate(cm, namespace, &policies(), &OperatorDefaults::default())
+    }
+
+    fn stored_task(cm: &Value) -> Value {
+        let b64 = cm["binaryData"][GZIP_KEY].as_str().unwrap();
+        let json = gunzip(&STANDARD.decode(b64).unwrap(), MAX_TASK_JSON_BYTES, "t").unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    fn denial(cm: &Value, namespace: &str) -> String {
+        run(cm, namespace).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn gzip_round_trip_adapts_and_is_idempotent() {
+        let before = config_map(&task());
+        let Outcome::Adapted(after) = run(&before, "tasks").unwrap() else {
+            panic!("not adapted")
+        };
+        let mut expected = task();
+        expected["inputs"] = json!([task()["inputs"][0]]);
+        expected["volumes"] = json!(["/data/in"]);
+        expected["executors"][0]["spec"]["template"]["metadata"] = json!({
+            "labels": {"c4gh.dev/inject": "enabled"},
+            "annotations": {
+                "c4gh.dev/inputs": r#"[{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://drs.example.org/obj-1"}]"#,
+                "c4gh.dev/tes-task": "task-1a2b3c4d"
+            }
+        });
+        assert_eq!(stored_task(&after), expected);
+        assert_eq!(
+            after["metadata"]["annotations"],
+            json!({"tes-task-name": "align", "c4gh.dev/status": "adapted", "c4gh.dev/applied-policy": "default"})
+        );
+        // Everything else is untouched.
+        let mut rest = after.clone();
+        rest["binaryData"] = before["binaryData"].clone();
+        rest["metadata"]["annotations"] = before["metadata"]["annotations"].clone();
+        assert_eq!(rest, before);
+        // The patch the webhook sends turns the request's object into `after`.
+        let patch = json_patch::diff(&before, &after);
+        let mut patched = before.clone();
+        json_patch::patch(&mut patched, &patch).unwrap();
+        assert_eq!(patched, after);
+        // A second invocation (reinvocationPolicy: IfNeeded) changes nothing.
+        assert_eq!(run(&after, "tasks").unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn plain_json_in_data_is_adapted_in_place() {
+        let cm = json!({
+            "metadata": {"name": "task-1a2b3c4d"},
+            "data": {PLAIN_KEY: task().to_string()}
+        });
+        let Outcome::Adapted(after) = run(&cm, "tasks").unwrap() else {
+            panic!("not adapted")
+        };
+        let stored: Value =
+            serde_json::from_str(after["data"][PLAIN_KEY].as_str().unwrap()).unwrap();
+        let from_gzip = match run(&config_map(&task()), "tasks").unwrap() {
+            Outcome::Adapted(a) => stored_task(&a),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stored, from_gzip);
+        assert!(after.get("binaryData").is_none());
+        assert_eq!(run(&after, "tasks").unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn tasks_without_drs_and_other_config_maps_pass_unchanged() {
+        let mut t = task();
+        t["inputs"] = json!([t["inputs"][0]]);
+        // No policy lookup either: namespace "elsewhere" has none.
+        assert_eq!(
+            run(&config_map(&t), "elsewhere").unwrap(),
+            Outcome::Unchanged
+        );
+        let ordinary = json!({"metadata": {"name": "task-settings"}, "data": {"a": "b"}});
+        assert_eq!(run(&ordinary, "tasks").unwrap(), Outcome::NotTesk);
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused_without_inflating_it() {
+        // 17 MiB of zeros compress to ~17 KiB.
+        let bomb = vec![0u8; (MAX_TASK_JSON_BYTES + (1 << 20)) as usize];
+        let mut cm = config_map(&task());
+        cm["binaryData"][GZIP_KEY] = json!(gzip_b64(&bomb));
+        assert!(cm["binaryData"][GZIP_KEY].as_str().unwrap().len() < 64 << 10);
+        assert_eq!(
+            denial(&cm, "tasks"),
+            "ConfigMap tasks/task-1a2b3c4d binaryData[JSON_INPUT.gz] decompresses to more than 16777216 bytes (the limit for a TESK task JSON); refusing it as a possible gzip bomb"
+        );
+        // The bound is exact.
+        let gz = gzip(&[b' '; 100]);
+        assert_eq!(gunzip(&gz, 100, "x").unwrap().len(), 100);
+        assert!(matches!(
+            gunzip(&gz, 99, "x"),
+            Err(TeskDenial::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn concatenated_gzip_members_are_read_like_python_does() {
+        let text = task().to_string();
+        let (a, b) = text.split_at(text.len() / 2);
+        let mut two = gzip(a.as_bytes());
+        two.extend(gzip(b.as_bytes()));
+        let mut cm = config_map(&task());
+        cm["binaryData"][GZIP_KEY] = json!(STANDARD.encode(two));
+        assert!(matches!(run(&cm, "tasks").unwrap(), Outcome::Adapted(_)));
+    }
+
+    #[test]
+    fn malformed_task_input() {
+        let mut cm = config_map(&task());
+        cm["binaryData"][GZIP_KEY] = json!("not base64!");
+        assert_eq!(
+            denial(&cm, "tasks"),
+            "ConfigMap tasks/task-1a2b3c4d binaryData[JSON_INPUT.gz] is not valid base64 (Invalid symbol 32, offset 3.); it must hold the gzip-compressed task JSON"
+        );
+        cm["binaryData"][GZIP_KEY] = json!(STANDARD.encode(task().to_string()));
+        assert_eq!(
+            denial(&cm, "tasks"),
+            "ConfigMap tasks/task-1a2b3c4d binaryData[JSON_INPUT.gz] is not gzip data (invalid gzip header); TESK stores the gzip-compressed task JSON there"
+        );
+        cm["binaryData"][GZIP_KEY] = json!(gzip_b64(b"{\"inputs\": [drs"));
+        assert_eq!(
+            denial(&cm, "tasks"),
+            "ConfigMap tasks/task-1a2b3c4d binaryData[JSON_INPUT.gz] is not JSON (expected value at line 1 column 13); TESK writes the taskmaster's input JSON there"
+        );
+        let text = json!({"metadata": {"name": "task-1a2b3c4d"}, "data": {GZIP_KEY: "H4sI..."}});
+        assert_eq!(
+            denial(&text, "tasks"),
+            "ConfigMap tasks/task-1a2b3c4d data[JSON_INPUT.gz] is text, but the taskmaster gunzips JSON_INPUT.gz; store the gzip bytes in binaryData[JSON_INPUT.gz] (as TESK does) or plain JSON in data[JSON_INPUT]"
+        );
+        let plain = json!({"metadata": {"name": "task-1a2b3c4d"}, "data": {PLAIN_KEY: "{"}});
+        assert_eq!(
+            denial(&plain, "tasks"),
+            "ConfigMap tasks/task-1a2b3c4d data[JSON_INPUT] is not JSON (EOF while parsing an object at line 1 column 1); TESK writes the taskmaster's input JSON there"
+        );
+        let mut t = task();
+        t["inputs"][1]["type"] = json!("DIRECTORY");
+        assert_eq!(
+            denial(&config_map(&t), "tasks"),
+            "TES task task-1a2b3c4d: TES input 1 (drs://drs.example.org/obj-1) is a DIRECTORY; DRS bundles are not supported, list each file as a FILE input"
+        );
+    }
+
+    #[test]
+    fn policy_denials_say_what_to_fix() {
+        let mut t = task();
+        t["inputs"] = json!([
+            t["inputs"][0],
+            t["inputs"][1],
+            {"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}
+        ]);
+        assert_eq!(
+            denial(&config_map(&t), "tasks"),
+            "TES task task-1a2b3c4d, executor 0: input 2 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: drs.example.org); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
+        );
+        assert_eq!(
+            denial(&config_map(&task()), "elsewhere"),
+            "TES task task-1a2b3c4d has drs:// inputs, but namespace \"elsewhere\" has no Crypt4ghPolicy \"default\"; ask the cluster operator to create one (see manifests/samples/)"
+        );
+        assert_eq!(
+            denial(&config_map(&task()), "broken"),
+            "TES task task-1a2b3c4d: Crypt4ghPolicy \"default\" in namespace \"broken\" is invalid: spec.allowedHosts is empty; list the DRS hosts pods may use; ask the cluster operator to fix it (kubectl describe crypt4ghpolicy default -n broken)"
+        );
+        // A streamable input where the taskmaster mounts the PVC (the output directory): the
+        // FIFO's memory-backed volume cannot go there.
+        let mut t = task();
+        t["inputs"][1] = json!({"url": "drs://drs.example.org/obj-1", "path": "/data/out/reads.fq", "type": "FILE", "streamable": true});
+        assert_eq!(
+            denial(&config_map(&t), "tasks"),
+            "TES task task-1a2b3c4d, executor 0: input 1: path \"/data/out/reads.fq\" needs a memory-backed volume at \"/data/out\" (stream inputs never touch disk), but volume \"task-volume\" is already mounted there; put stream inputs in a directory of their own (inputs are numbered as in the TES task)"
+        );
+        let mut t = task();
+        t["executors"][0]["spec"]["template"]["spec"]["shareProcessNamespace"] = json!(true);
+        assert_eq!(
+            denial(&config_map(&t), "tasks"),
+            "TES task task-1a2b3c4d, executor 0: the pod sets spec.shareProcessNamespace: true, which lets task containers see the c4gh-sidecar's processes (ephemeral key, DRS credentials); remove spec.shareProcessNamespace from pods that read Crypt4GH inputs (inputs are numbered as in the TES task)"
+        );
+    }
+
+    #[test]
+    fn python_client_shapes_are_read() {
+        // TESK's Python API writes executor Jobs with the client's `to_dict()`: snake_case keys,
+        // nulls for unset fields, numbers for quantities.
+        let mut t = task();
+        t["executors"][0]["spec"]["template"] = json!({
+            "metadata": {"labels": null, "annotations": null, "name": null},
+            "spec": {"containers": [{"name": "ex", "image": "ubuntu", "volume_mounts": null,
+                                     "resources": {"requests": {"cpu": 1.0}}}],
+                     "restart_policy": "Never", "share_process_namespace": null}
+        });
+        let Outcome::Adapted(after) = run(&config_map(&t), "tasks").unwrap() else {
+            panic!("not adapted")
+        };
+        let meta = &stored_task(&after)["executors"][0]["spec"]["template"]["metadata"];
+        assert_eq!(meta["labels"]["c4gh.dev/inject"], "enabled");
+        t["executors"][0]["spec"]["template"]["spec"]["share_process_namespace"] = json!(true);
+        assert!(matches!(
+            run(&config_map(&t), "tasks"),
+            Err(TeskDenial::Policy { .. })
+        ));
+    }
+
+    #[test]
+    fn taskmaster_mounts() {
+        let mut t = task();
+        t["volumes"] = json!(["/data/in", "/scratch"]);
+        assert_eq!(
+            taskmaster_dirs(&t),
+            vec!["/data/in", "/scratch", "/data/ref", "/data/out"]
+        );
+        let pod = executor_pod(&t, 0, "task-1a2b3c4d");
+        let spec = pod.spec.unwrap();
+        let mounts = spec.containers[0].volume_mounts.clone().unwrap();
+        assert_eq!(
+            mounts
+                .iter()
+                .map(|m| (m.mount_path.as_str(), m.sub_path.as_deref().unwrap()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("/data/in", "dir0"),
+                ("/scratch", "dir1"),
+                ("/data/ref", "dir2"),
+                ("/data/out", "dir3")
+            ]
+        );
+        let pvc = spec.volumes.unwrap()[0]
+            .persistent_volume_claim
+            .clone()
+            .unwrap();
+        assert_eq!(pvc.claim_name, "task-1a2b3c4d-pvc");
+    }
+
+    fn state() -> WebhookState {
+        WebhookState {
+            policies: Arc::new(policies()),
+            defaults: Arc::new(OperatorDefaults::default()),
+            metrics: Arc::new(Metrics::new()),
+            recorder: None,
+        }
+    }
+
+    async fn post(state: WebhookState, operation: &str, object: &Value) -> Value {
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+                "namespace": "tasks",
+                "operation": operation,
+                "userInfo": {"username": "system:serviceaccount:tesk:taskmaster"},
+                "object": object,
+                "oldObject": null,
+                "dryRun": false
+            }
+        });
+        let response = router(state)
+            .oneshot(
+                Request::post(MUTATE_PATH)
+                    .header("content-type", "application/json")
+                    .body(Body::from(review.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&body).unwrap()["response"].clone()
+    }
+
+    #[tokio::test]
+    async fn over_http_adapt_deny_and_skip() {
+        let state = state();
+        let before = config_map(&task());
+        let response = post(state.clone(), "CREATE", &before).await;
+        assert_eq!(response["allowed"], true);
+        assert_eq!(response["patchType"], "JSONPatch");
+        let patch: json_patch::Patch = serde_json::from_slice(
+            &STANDARD
+                .decode(response["patch"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let mut patched = before.clone();
+        json_patch::patch(&mut patched, &patch).unwrap();
+        let Outcome::Adapted(expected) = run(&before, "tasks").unwrap() else {
+            panic!("not adapted")
+        };
+        assert_eq!(stored_task(&patched), stored_task(&expected));
+
+        let mut t = task();
+        t["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
+        let response = post(state.clone(), "CREATE", &config_map(&t)).await;
+        assert_eq!(response["allowed"], false);
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("TES task task-1a2b3c4d, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed")
+        );
+
+        let response = post(state.clone(), "UPDATE", &config_map(&t)).await;
+        assert_eq!(response["allowed"], true);
+        assert!(response.get("patch").is_none());
+
+        let metrics = state.metrics.encode();
+        for line in [
+            "c4gh_operator_tesk_admissions_total{result=\"adapted\"} 1",
+            "c4gh_operator_tesk_admissions_total{result=\"denied\"} 1",
+            "c4gh_operator_tesk_admissions_total{result=\"skipped\"} 1",
+        ] {
+            assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+        }
+    }
+}
