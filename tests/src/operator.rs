@@ -107,6 +107,11 @@ impl Operator {
         http_get(self.health_port, "/readyz")
     }
 
+    /// The operator's answer to `GET /metrics` on its health port (status line, headers, body).
+    pub fn metrics(&self) -> String {
+        http_get(self.health_port, "/metrics")
+    }
+
     /// The operator's log so far (last `lines` lines).
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)

@@ -1,0 +1,400 @@
+//! The TESK adapter through a real kube-apiserver: a TESK task ConfigMap (gzip + base64, as
+//! TESK's API writes it) created in a namespace labelled `c4gh.dev/tesk=enabled` is stored
+//! adapted (its `drs://` inputs moved onto the executor pod template); the executor Job built
+//! from the adapted manifest, with the task PVC mounts TESK's taskmaster adds, gets a pod that
+//! the real Job controller creates and the webhook injects; a task fetching from a host outside
+//! the policy is refused with the webhook's message; ConfigMaps outside the opt-in never reach
+//! the operator.
+
+// Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use c4gh_e2e::operator::{Operator, OperatorOptions, WEBHOOK_CONFIG};
+use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+/// Opted-in namespace.
+const NS: &str = "tesk";
+/// Namespace without the opt-in label.
+const OFF: &str = "tesk-off";
+const TASK: &str = "task-1a2b3c4d";
+const HOST: &str = "127.0.0.1:8443";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+/// An executor Job the way TESK's API builds it (labels `job-type`, `taskmaster-name`,
+/// `executor-no`; the container runs the TES executor's command).
+fn executor(task: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": format!("{task}-ex-00"),
+            "labels": {"job-type": "executor", "taskmaster-name": task, "executor-no": "0"},
+            "annotations": {"tes-task-name": "align"}
+        },
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": format!("{task}-ex-00"), "image": "ubuntu:24.04",
+                    "command": ["/bin/sh", "-c", "crypt4gh decrypt < /data/in/sample.bam.c4gh | wc -c > /data/out/n"],
+                    "resources": {"requests": {"cpu": "1"}}
+                }]
+            }
+        }}
+    })
+}
+
+/// The taskmaster input (`JSON_INPUT`) of a TES task.
+fn task_input(task: &str, inputs: Value) -> Value {
+    json!({
+        "inputs": inputs,
+        "outputs": [{"url": "s3://bucket/out", "path": "/data/out", "type": "DIRECTORY"}],
+        "volumes": [],
+        "resources": {"disk_gb": 10.0},
+        "executors": [executor(task)]
+    })
+}
+
+/// TESK's task ConfigMap: named after the task, the input gzip-compressed in
+/// `binaryData["JSON_INPUT.gz"]` (base64 on the wire).
+fn task_config_map(name: &str, input: &Value) -> ConfigMap {
+    let mut cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": {"tes-task-name": "align"}}
+    }))
+    .unwrap();
+    cm.binary_data = Some(
+        [(
+            "JSON_INPUT.gz".to_owned(),
+            ByteString(gzip(input.to_string().as_bytes())),
+        )]
+        .into(),
+    );
+    cm
+}
+
+fn stored_input(cm: &ConfigMap) -> Value {
+    let gz = &cm.binary_data.as_ref().unwrap()["JSON_INPUT.gz"].0;
+    serde_json::from_slice(&gunzip(gz)).unwrap()
+}
+
+/// The mounts TESK's taskmaster adds to the first executor container: the task PVC at every
+/// `volumes` entry and every input/output directory, `subPath dirN`, in that order.
+fn with_taskmaster_mounts(task: &str, input: &Value, mut job: Value) -> Value {
+    let mut dirs: Vec<String> = Vec::new();
+    let mut push = |d: String| {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    };
+    for v in input["volumes"].as_array().unwrap() {
+        push(v.as_str().unwrap().to_owned());
+    }
+    for io in input["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(input["outputs"].as_array().unwrap())
+    {
+        let path = io["path"].as_str().unwrap();
+        if io["type"] == "DIRECTORY" {
+            push(path.to_owned());
+        } else {
+            push(path[..path.rfind('/').unwrap()].to_owned());
+        }
+    }
+    let mounts: Vec<Value> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| json!({"name": "task-volume", "mountPath": d, "subPath": format!("dir{i}")}))
+        .collect();
+    let spec = &mut job["spec"]["template"]["spec"];
+    spec["containers"][0]["volumeMounts"] = Value::Array(mounts);
+    spec["volumes"] = json!([{"name": "task-volume",
+                              "persistentVolumeClaim": {"claimName": format!("{task}-pvc")}}]);
+    job
+}
+
+async fn namespace(client: &Client, name: &str, labels: Value) {
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+async fn create_policy(client: &Client) {
+    let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
+    let resource = ApiResource::from_gvk(&gvk);
+    let mut policy = DynamicObject::new("default", &resource).within(NS);
+    policy.data = json!({"spec": {"allowedHosts": [HOST], "allowPort": true}});
+    Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+}
+
+fn metric(metrics: &str, result: &str) -> Option<String> {
+    let prefix = format!("c4gh_operator_tesk_admissions_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyhow::Result<()> {
+    let plane = ControlPlane::start(Options {
+        controller_manager: true,
+        ..Options::default()
+    })
+    .await?;
+    let client = plane.client().await?;
+    let root = workspace::root().join("manifests");
+    manifests::apply(&plane, &root.join("overlays").join("local-process"))?;
+    let operator = Operator::start(&plane, &OperatorOptions::default()).await?;
+
+    // Both webhooks are registered by URL on the operator's one server, with the caBundle.
+    let config = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(WEBHOOK_CONFIG)
+        .await?;
+    let webhooks = config.webhooks.unwrap();
+    let origin = operator.webhook_url().trim_end_matches("/mutate-pods");
+    assert_eq!(
+        webhooks
+            .iter()
+            .map(|w| (w.name.as_str(), w.client_config.url.clone().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("pods.c4gh.dev", format!("{origin}/mutate-pods")),
+            ("tesk.c4gh.dev", format!("{origin}/mutate-tesk")),
+        ]
+    );
+    let bundle = webhooks[0].client_config.ca_bundle.clone().unwrap();
+    assert!(!bundle.0.is_empty());
+    assert_eq!(webhooks[1].client_config.ca_bundle.as_ref(), Some(&bundle));
+
+    namespace(&client, NS, json!({"c4gh.dev/tesk": "enabled"})).await;
+    namespace(&client, OFF, json!({})).await;
+    create_policy(&client).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+
+    // A TES task with one https:// and one drs:// input.
+    let https_input = json!({"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE", "name": "ref"});
+    let drs_input = json!({"url": format!("drs://{HOST}/obj-1"), "path": "/data/in/sample.bam.c4gh", "type": "FILE", "name": "bam"});
+    let input = task_input(TASK, json!([https_input, drs_input]));
+    // The policy reaches the operator's cache asynchronously: retry the first creation briefly.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match config_maps
+            .create(&PostParams::default(), &task_config_map(TASK, &input))
+            .await
+        {
+            Ok(_) => break,
+            Err(err)
+                if Instant::now() < deadline && err.to_string().contains("no Crypt4ghPolicy") =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!(
+                "creating the task ConfigMap: {err}\n{}",
+                operator.log_tail(30)
+            ),
+        }
+    }
+
+    // What the apiserver stored is the adapted task, compared in full.
+    let stored = config_maps.get(TASK).await?;
+    let inputs_annotation = format!(
+        r#"[{{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://{HOST}/obj-1"}}]"#
+    );
+    let mut expected = input.clone();
+    expected["inputs"] = json!([https_input]);
+    expected["volumes"] = json!(["/data/in"]);
+    expected["executors"][0]["spec"]["template"]["metadata"] = json!({
+        "labels": {"c4gh.dev/inject": "enabled"},
+        "annotations": {"c4gh.dev/inputs": inputs_annotation, "c4gh.dev/tes-task": TASK}
+    });
+    let adapted = stored_input(&stored);
+    assert_eq!(adapted, expected);
+    let annotations = stored.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["c4gh.dev/status"], "adapted");
+    assert_eq!(annotations["c4gh.dev/applied-policy"], "default");
+    assert_eq!(annotations["tes-task-name"], "align");
+
+    // A task without drs:// inputs is stored byte for byte as TESK wrote it.
+    let plain = task_config_map(
+        "task-00c0ffee",
+        &task_input("task-00c0ffee", json!([https_input])),
+    );
+    let stored_plain = config_maps.create(&PostParams::default(), &plain).await?;
+    assert_eq!(stored_plain.binary_data, plain.binary_data);
+    assert_eq!(
+        stored_plain.metadata.annotations,
+        plain.metadata.annotations
+    );
+    // Neither an ordinary ConfigMap in the opted-in namespace nor a task ConfigMap in a
+    // namespace without the label reaches the operator (the latter has no policy: had it been
+    // sent, it would have been denied).
+    let ordinary: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "task-settings"}, "data": {"threads": "4"}}),
+    )?;
+    config_maps
+        .create(&PostParams::default(), &ordinary)
+        .await?;
+    let off = task_config_map(TASK, &input);
+    let stored_off = Api::<ConfigMap>::namespaced(client.clone(), OFF)
+        .create(&PostParams::default(), &off)
+        .await?;
+    assert_eq!(stored_off.binary_data, off.binary_data);
+    let metrics = operator.metrics();
+    assert_eq!(
+        metric(&metrics, "adapted").as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "unchanged").as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "skipped"), None, "{metrics}");
+
+    // TESK's taskmaster creates the executor Job from the adapted manifest, adding the task PVC
+    // mounts; the Job controller creates the pod; the pod webhook injects it.
+    let job: Job = serde_json::from_value(with_taskmaster_mounts(
+        TASK,
+        &adapted,
+        adapted["executors"][0].clone(),
+    ))?;
+    let in_mount = job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/data/in")
+        .cloned()
+        .expect("the taskmaster mounts the drs:// input's directory from the PVC");
+    Api::<Job>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &job)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pod = loop {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("job-name={TASK}-ex-00")))
+            .await?;
+        if let Some(pod) = list.items.into_iter().next() {
+            break pod;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pod for the executor Job within 120 s\n{}\n{}",
+            plane.log_tails(20),
+            operator.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let annotations = pod.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["c4gh.dev/status"], "injected");
+    assert_eq!(annotations["c4gh.dev/inputs"], inputs_annotation);
+    assert_eq!(annotations["c4gh.dev/tes-task"], TASK);
+    let spec = pod.spec.unwrap();
+    let init = spec.init_containers.unwrap();
+    assert_eq!(
+        (init[0].name.as_str(), init[0].restart_policy.as_deref()),
+        ("c4gh-sidecar", Some("Always")),
+        "native sidecar first"
+    );
+    assert_eq!(init[1].name, "c4gh-gate");
+    let env = init[0].env.clone().unwrap();
+    let c4gh_inputs = env
+        .iter()
+        .find(|e| e.name == "C4GH_INPUTS")
+        .and_then(|e| e.value.clone())
+        .unwrap();
+    assert!(
+        c4gh_inputs.contains(&format!("drs://{HOST}/obj-1")),
+        "{c4gh_inputs}"
+    );
+    let sidecar_mount = init[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/data/in")
+        .expect("the sidecar mounts the input directory");
+    assert_eq!(
+        (
+            sidecar_mount.name.as_str(),
+            sidecar_mount.sub_path.as_deref()
+        ),
+        ("task-volume", in_mount.sub_path.as_deref()),
+        "the sidecar writes into the executor's PVC subPath"
+    );
+    let task_container = &spec.containers[0];
+    assert!(
+        task_container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "C4GH_SECRET_KEY")
+    );
+
+    // A task fetching from a host outside the policy is refused with the webhook's message,
+    // and nothing is stored.
+    let evil = task_input(
+        "task-deadbeef",
+        json!([https_input, {"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}]),
+    );
+    let err = config_maps
+        .create(
+            &PostParams::default(),
+            &task_config_map("task-deadbeef", &evil),
+        )
+        .await
+        .expect_err("a task fetching from a host outside the policy must be refused");
+    let message = err.to_string();
+    let expected = format!(
+        "admission webhook \"tesk.c4gh.dev\" denied the request: TES task task-deadbeef, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: {HOST}); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
+    );
+    assert!(
+        message.contains(&expected),
+        "unexpected rejection: {message}"
+    );
+    assert!(config_maps.get_opt("task-deadbeef").await?.is_none());
+    Ok(())
+}
