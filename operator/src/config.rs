@@ -54,8 +54,8 @@ pub struct Config {
     )]
     pub webhook_config: String,
     /// Run outside the cluster: write the MutatingWebhookConfiguration with this
-    /// `clientConfig.url` (e.g. `https://127.0.0.1:8443/mutate-pods`); the URL's host is added to
-    /// the serving certificate.
+    /// `clientConfig.url` (e.g. `https://127.0.0.1:8443/mutate-pods`; the TESK webhook gets the
+    /// same origin with `/mutate-tesk`); the URL's host is added to the serving certificate.
     #[arg(long, env = "C4GH_OPERATOR_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
     /// Secret holding the self-managed CA and serving certificate.
