@@ -324,6 +324,19 @@ pub enum Publish {
     Url(String),
 }
 
+/// Writes `bundle` as `caBundle` into every webhook of `config` (the pod and the TESK webhook
+/// alike); returns whether anything changed.
+pub fn set_ca_bundle(config: &mut MutatingWebhookConfiguration, bundle: &ByteString) -> bool {
+    let mut changed = false;
+    for w in config.webhooks.iter_mut().flatten() {
+        if w.client_config.ca_bundle.as_ref() != Some(bundle) {
+            w.client_config.ca_bundle = Some(bundle.clone());
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// Self-managed certificates: the loop every replica runs.
 pub struct SelfManaged {
     /// API client.
@@ -484,14 +497,7 @@ impl SelfManaged {
                     tracing::warn!(what, "webhook configuration not found; apply the manifests");
                     return Ok(());
                 };
-                let mut changed = false;
-                for w in existing.webhooks.iter_mut().flatten() {
-                    if w.client_config.ca_bundle.as_ref() != Some(&bundle) {
-                        w.client_config.ca_bundle = Some(bundle.clone());
-                        changed = true;
-                    }
-                }
-                if changed {
+                if set_ca_bundle(&mut existing, &bundle) {
                     api.replace(&self.webhook_config_name, &PostParams::default(), &existing)
                         .await
                         .map_err(|source| CertError::Api {
@@ -585,4 +591,34 @@ pub async fn load_files(
         source,
     })?;
     Ok(Some((cert, certified)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_bundle_goes_into_every_webhook() {
+        let mut config = webhook_config::configuration(
+            "c4gh-operator",
+            "c4gh-system",
+            webhook_config::client_config_service("c4gh-system", "c4gh-operator"),
+        );
+        let bundle = ByteString(b"-----BEGIN CERTIFICATE-----".to_vec());
+        assert!(set_ca_bundle(&mut config, &bundle));
+        let webhooks = config.webhooks.clone().unwrap();
+        assert_eq!(webhooks.len(), 2);
+        for w in &webhooks {
+            assert_eq!(
+                w.client_config.ca_bundle.as_ref(),
+                Some(&bundle),
+                "{}",
+                w.name
+            );
+        }
+        assert!(
+            !set_ca_bundle(&mut config, &bundle),
+            "nothing left to change"
+        );
+    }
 }
