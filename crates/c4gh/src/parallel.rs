@@ -3,8 +3,9 @@
 //! each read a batch, seal or open it in place, and hand it to a bounded reorder window; the
 //! lane that completes the batch next in order writes it and every batch queued behind it.
 //! No thread only waits on I/O, so `threads` equals the number of busy threads. Memory is
-//! bounded by a fixed pool of `2 × threads` batch buffers (16 segments, about 1 MiB each),
-//! whatever the file size; no data buffer is allocated per segment or per batch.
+//! bounded by a pool of at most `2 × threads` batch buffers (16 segments, about 1 MiB each),
+//! allocated on first use, whatever the file size; no data buffer is allocated per segment or
+//! per batch. A body of one batch is handled on the calling thread alone.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -56,9 +57,10 @@ pub fn decrypt_parallel<R: Read + Send, W: Write + Send>(
     let ranges = keep_ranges(edit_list);
     let mut range_idx = 0usize;
     let mut written = 0u64;
-    let read = |buf: &mut [u8]| -> Result<Option<(usize, bool)>> {
+    let read = |buf: &mut [u8]| -> Result<Option<((usize, bool), bool)>> {
         let len = read_full(input, buf)?;
-        Ok((len > 0).then_some((len, len < buf.len())))
+        let at_eof = len < buf.len();
+        Ok((len > 0).then_some(((len, at_eof), at_eof)))
     };
     if ranges.is_empty() {
         return Ok(0);
@@ -121,7 +123,7 @@ pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
     let mut total = 0u64;
     let mut done = false;
     // Plaintext of segment j goes to its place in the sealed layout: j·65564 + 12.
-    let read = |buf: &mut [u8]| -> Result<Option<Vec<usize>>> {
+    let read = |buf: &mut [u8]| -> Result<Option<(Vec<usize>, bool)>> {
         if done {
             return Ok(None);
         }
@@ -138,7 +140,7 @@ pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
                 break;
             }
         }
-        Ok((!lens.is_empty()).then_some(lens))
+        Ok((!lens.is_empty()).then_some((lens, done)))
     };
     let work = |_seq: u64, buf: &mut [u8], lens: &Vec<usize>| -> Result<Vec<usize>> {
         for (j, &len) in lens.iter().enumerate() {
@@ -245,7 +247,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Input<Rd> {
     read: Rd,
     next_seq: u64,
-    done: bool,
     error: Option<Error>,
 }
 
@@ -253,6 +254,8 @@ struct Input<Rd> {
 struct Window<O> {
     ready: BTreeMap<u64, (Zeroizing<Vec<u8>>, Result<O>)>,
     free: Vec<Zeroizing<Vec<u8>>>,
+    /// Buffers allocated so far; at most [`Pipeline::max_buffers`].
+    allocated: usize,
     next_write: u64,
     /// A lane is writing; it writes every batch that becomes ready in order before it stops.
     writing: bool,
@@ -268,93 +271,30 @@ struct Pipeline<Rd, Wr, O> {
     /// Signalled when a buffer returns to the pool or the pipeline stops.
     freed: Condvar,
     write: Mutex<Wr>,
-    stop: AtomicBool,
+    /// The input has ended (or failed), or the writer stopped: no lane reads again.
+    input_done: AtomicBool,
+    max_buffers: usize,
 }
 
 impl<M, O, Rd, Wr> Pipeline<Rd, Wr, O>
 where
-    Rd: FnMut(&mut [u8]) -> Result<Option<M>>,
+    Rd: FnMut(&mut [u8]) -> Result<Option<(M, bool)>>,
     Wr: FnMut(u64, &[u8], O) -> Result<bool>,
 {
-    /// Reads the next batch into `buf`; `None` when the input has ended, failed, or the
-    /// pipeline stopped.
-    fn read(&self, buf: &mut [u8]) -> Option<(u64, M)> {
-        if self.stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut input = lock(&self.input);
-        if input.done {
-            return None;
-        }
-        match (input.read)(buf) {
-            Ok(Some(meta)) => {
-                let seq = input.next_seq;
-                input.next_seq += 1;
-                Some((seq, meta))
-            }
-            Ok(None) => {
-                input.done = true;
-                None
-            }
-            Err(e) => {
-                input.done = true;
-                input.error = Some(e);
-                None
-            }
-        }
-    }
-
-    /// Hands in batch `seq`. If no lane is writing, this lane writes every batch that is ready
-    /// in order, then takes a free buffer for its next batch (waiting while the window is
-    /// full). `None` when the pipeline has stopped.
-    fn finish(
-        &self,
-        seq: u64,
-        buf: Zeroizing<Vec<u8>>,
-        result: Result<O>,
-    ) -> Option<Zeroizing<Vec<u8>>> {
+    /// A free buffer, allocated on first need, waiting while the window is full; `None` when
+    /// there is nothing more to read.
+    fn buffer(&self) -> Option<Zeroizing<Vec<u8>>> {
         let mut window = lock(&self.window);
-        if window.stopped {
-            return None;
-        }
-        window.ready.insert(seq, (buf, result));
-        if !window.writing {
-            window.writing = true;
-            loop {
-                let next = window.next_write;
-                let Some((buf, result)) = window.ready.remove(&next) else {
-                    break;
-                };
-                drop(window);
-                // Only the lane holding `writing` gets here, so this lock is never contended.
-                let step = result.and_then(|out| (lock(&self.write))(next, &buf, out));
-                window = lock(&self.window);
-                window.free.push(buf);
-                window.next_write += 1;
-                match step {
-                    // Every waiter rechecks: a buffer taken by a lane that did not wait must
-                    // not leave a waiter asleep next to a free buffer.
-                    Ok(true) => self.freed.notify_all(),
-                    Ok(false) => window.stopped = true,
-                    Err(e) => {
-                        window.stopped = true;
-                        window.error = Some(e);
-                    }
-                }
-                if window.stopped {
-                    self.stop.store(true, Ordering::Relaxed);
-                    self.freed.notify_all();
-                    return None;
-                }
-            }
-            window.writing = false;
-        }
         loop {
-            if window.stopped {
+            if window.stopped || self.input_done.load(Ordering::Relaxed) {
                 return None;
             }
             if let Some(buf) = window.free.pop() {
                 return Some(buf);
+            }
+            if window.allocated < self.max_buffers {
+                window.allocated += 1;
+                return Some(Zeroizing::new(vec![0u8; BATCH_LEN]));
             }
             window = self
                 .freed
@@ -362,22 +302,119 @@ where
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
+
+    /// Reads the next batch into `buf`; `None` when the input has ended or failed, or the
+    /// pipeline stopped.
+    fn read(&self, buf: &mut [u8]) -> Option<(u64, M)> {
+        let mut input = lock(&self.input);
+        if self.input_done.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (batch, last) = match (input.read)(buf) {
+            Ok(Some((meta, last))) => (Some(meta), last),
+            Ok(None) => (None, true),
+            Err(e) => {
+                input.error = Some(e);
+                (None, true)
+            }
+        };
+        if last {
+            self.end_input();
+        }
+        let seq = input.next_seq;
+        input.next_seq += 1;
+        batch.map(|meta| (seq, meta))
+    }
+
+    /// No lane reads again; lanes waiting for a buffer give up.
+    fn end_input(&self) {
+        self.input_done.store(true, Ordering::Relaxed);
+        let _window = lock(&self.window);
+        self.freed.notify_all();
+    }
+
+    /// Hands in batch `seq`. If no lane is writing, this lane writes every batch that is ready
+    /// in order, returning their buffers to the pool.
+    fn finish(&self, seq: u64, buf: Zeroizing<Vec<u8>>, result: Result<O>) {
+        let mut window = lock(&self.window);
+        if window.stopped {
+            return;
+        }
+        window.ready.insert(seq, (buf, result));
+        if window.writing {
+            return;
+        }
+        window.writing = true;
+        loop {
+            let next = window.next_write;
+            let Some((buf, result)) = window.ready.remove(&next) else {
+                break;
+            };
+            drop(window);
+            // Only the lane holding `writing` gets here, so this lock is never contended.
+            let step = result.and_then(|out| (lock(&self.write))(next, &buf, out));
+            window = lock(&self.window);
+            window.free.push(buf);
+            window.next_write += 1;
+            // Every waiter rechecks: a buffer taken by a lane that did not wait must not leave
+            // a waiter asleep next to a free buffer.
+            self.freed.notify_all();
+            match step {
+                Ok(true) => {}
+                Ok(false) => window.stopped = true,
+                Err(e) => {
+                    window.stopped = true;
+                    window.error = Some(e);
+                }
+            }
+            if window.stopped {
+                self.input_done.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+        window.writing = false;
+    }
+
+    /// One lane: read, work and hand in batches until there are none left. Starts with
+    /// `first`, a batch this lane has already read.
+    fn lane<Wk>(&self, work: &Wk, mut first: Option<(Zeroizing<Vec<u8>>, u64, M)>)
+    where
+        Wk: Fn(u64, &mut [u8], &M) -> Result<O>,
+    {
+        loop {
+            let (mut buf, seq, meta) = match first.take() {
+                Some(batch) => batch,
+                None => {
+                    let Some(mut buf) = self.buffer() else { return };
+                    let Some((seq, meta)) = self.read(&mut buf) else {
+                        lock(&self.window).free.push(buf);
+                        return;
+                    };
+                    (buf, seq, meta)
+                }
+            };
+            let result = work(seq, &mut buf, &meta);
+            self.finish(seq, buf, result);
+        }
+    }
 }
 
-/// Runs the pipeline on `threads` lanes (the calling thread and `threads − 1` more). Each lane
-/// reads the next batch (`read`, under a lock, so batches are numbered in input order),
-/// processes it with `work` without any lock, and hands it to the reorder window; whichever
-/// lane completes the batch that is next in order writes it (`write`) and every batch queued
-/// behind it. So every thread is busy reading, working or writing, and memory is bounded by
-/// `2 × threads` batch buffers. `read` returns `None` at the end; `write` returns `false` to
-/// stop early. Batches are written in order, errors included: a work or write error is
-/// reported in preference to the read error that follows it, and an error in a batch after
-/// the point where `write` stops is not reported.
+/// Runs the pipeline on up to `threads` lanes (the calling thread and `threads − 1` more,
+/// started only when the input holds more than one batch). Each lane reads the next batch
+/// (`read`, under a lock, so batches are numbered in input order), processes it with `work`
+/// without any lock, and hands it to the reorder window; whichever lane completes the batch
+/// that is next in order writes it (`write`) and every batch queued behind it. So every thread
+/// is busy reading, working or writing, and memory is bounded by `2 × threads` batch buffers,
+/// allocated on first use. `read` returns `None` at the end, or the batch's metadata and
+/// whether it is known to be the last; `write` returns `false` to stop early. Batches are
+/// written in order, errors included: a work or write error is reported in preference to the
+/// read error that follows it, and an error in a batch after the point where `write` stops is
+/// not reported.
 fn run_pipeline<M, O, Rd, Wk, Wr>(threads: usize, read: Rd, work: Wk, write: Wr) -> Result<()>
 where
     M: Send,
     O: Send,
-    Rd: FnMut(&mut [u8]) -> Result<Option<M>> + Send,
+    Rd: FnMut(&mut [u8]) -> Result<Option<(M, bool)>> + Send,
     Wk: Fn(u64, &mut [u8], &M) -> Result<O> + Sync,
     Wr: FnMut(u64, &[u8], O) -> Result<bool> + Send,
 {
@@ -386,14 +423,12 @@ where
         input: Mutex::new(Input {
             read,
             next_seq: 0,
-            done: false,
             error: None,
         }),
         window: Mutex::new(Window {
             ready: BTreeMap::new(),
-            free: (0..lanes)
-                .map(|_| Zeroizing::new(vec![0u8; BATCH_LEN]))
-                .collect(),
+            free: Vec::new(),
+            allocated: 0,
             next_write: 0,
             writing: false,
             stopped: false,
@@ -401,26 +436,25 @@ where
         }),
         freed: Condvar::new(),
         write: Mutex::new(write),
-        stop: AtomicBool::new(false),
+        input_done: AtomicBool::new(false),
+        max_buffers: 2 * lanes,
     };
-    let lane = |buf: Zeroizing<Vec<u8>>| {
-        let mut buf = buf;
-        while let Some((seq, meta)) = pipeline.read(&mut buf) {
-            let result = work(seq, &mut buf, &meta);
-            match pipeline.finish(seq, buf, result) {
-                Some(next) => buf = next,
-                None => return,
-            }
-        }
-    };
-    thread::scope(|scope| {
-        let lane = &lane;
-        for _ in 1..lanes {
-            let buf = Zeroizing::new(vec![0u8; BATCH_LEN]);
-            scope.spawn(move || lane(buf));
-        }
-        lane(Zeroizing::new(vec![0u8; BATCH_LEN]));
+    // The first batch is read before any thread starts: a short input needs none.
+    let first = pipeline.buffer().and_then(|mut buf| {
+        let (seq, meta) = pipeline.read(&mut buf)?;
+        Some((buf, seq, meta))
     });
+    if first.is_some() {
+        thread::scope(|scope| {
+            let (pipeline, work) = (&pipeline, &work);
+            if !pipeline.input_done.load(Ordering::Relaxed) {
+                for _ in 1..lanes {
+                    scope.spawn(move || pipeline.lane(work, None));
+                }
+            }
+            pipeline.lane(work, first);
+        });
+    }
     let window = pipeline
         .window
         .into_inner()
@@ -525,16 +559,17 @@ mod tests {
         stop_at: Option<u64>,
     ) -> (Result<()>, Vec<u64>) {
         let mut next = 0u64;
-        let read = |buf: &mut [u8]| -> Result<Option<u64>> {
+        let read = |buf: &mut [u8]| -> Result<Option<(u64, bool)>> {
             if Some(next) == fail_read_at {
                 return Err(Error::Io(io::Error::other("read failed")));
             }
+            // Half the runs learn of the end only from an empty read.
             if next == batches {
                 return Ok(None);
             }
             buf[..8].copy_from_slice(&next.to_le_bytes());
             next += 1;
-            Ok(Some(next - 1))
+            Ok(Some((next - 1, salt % 2 == 1 && next == batches)))
         };
         let work = |seq: u64, buf: &mut [u8], &meta: &u64| -> Result<u64> {
             assert_eq!(seq, meta, "batches are numbered in read order");
@@ -549,7 +584,13 @@ mod tests {
             Ok(seq * 3)
         };
         let mut written = Vec::new();
+        let mut buffers = std::collections::BTreeSet::new();
         let write = |seq: u64, buf: &[u8], out: u64| -> Result<bool> {
+            buffers.insert(buf.as_ptr() as usize);
+            assert!(
+                buffers.len() <= 2 * threads.max(1),
+                "the pool is bounded by two buffers per lane"
+            );
             assert_eq!(out, seq * 3);
             assert_eq!(
                 buf[..8],
