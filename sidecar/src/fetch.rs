@@ -24,7 +24,7 @@ use drs::flavour::{ClientPublicKey, Crypt4ghDrs, HeaderFlavour};
 use drs::resolve::{ObjectRef, PrefixMap};
 use drs::types::DrsObject;
 use drs::uri::ParseOptions;
-use drs::{BodyExpectation, Client, ClientConfig, FetchedHeader, Progress};
+use drs::{BodyExpectation, Client, ClientConfig, FetchedHeader, PipelineError, Progress};
 use tokio::io::AsyncReadExt;
 
 use crate::cleanup::Cleanup;
@@ -358,30 +358,35 @@ impl Fetcher {
                 .await
                 .map_err(out_err)?;
             part.write_all(&header.bytes).await.map_err(out_err)?;
+            let file = part.take_file().await.map_err(out_err)?;
+            let part_path = part.part_path().to_owned();
             let increments = Increments::new(progress);
             let report = self
                 .client
-                .download_body(
+                .download_body_blocking(
                     &object.id,
                     &target,
                     &expect,
-                    part.writer().map_err(out_err)?,
                     Some(&|p: Progress| increments.update(p.done)),
+                    move |body| output::write_body(body, file, &part_path),
                 )
                 .await;
             match report {
-                Ok(report) => {
-                    part.commit().await.map_err(out_err)?;
+                Ok((report, file)) => {
+                    part.commit_synced(file).await.map_err(out_err)?;
                     return Ok(Fetched {
                         bytes: report.bytes,
                         feeder: None,
                     });
                 }
-                Err(drs::Error::BodyChanged { .. }) if restarts < MAX_RESTARTS => {
+                Err(PipelineError::Download(drs::Error::BodyChanged { .. }))
+                    if restarts < MAX_RESTARTS =>
+                {
                     restarts += 1;
                     tracing::warn!(object = %object.id, "body changed during the fetch; starting over");
                 }
-                Err(e) => return Err(e.into()),
+                Err(PipelineError::Consumer(e)) => return Err(consumer_error(&object.id, e)),
+                Err(PipelineError::Download(e)) => return Err(e.into()),
             }
         }
     }
@@ -415,88 +420,40 @@ impl Fetcher {
             let mut part = PartFile::create(path, PLAINTEXT_MODE, Arc::clone(&self.cleanup))
                 .await
                 .map_err(out_err)?;
+            let file = part.take_file().await.map_err(out_err)?;
+            let part_path = part.part_path().to_owned();
+            let limit = self.max_plaintext;
             let increments = Increments::new(progress);
             let result = self
-                .decrypting_download(
+                .client
+                .download_body_blocking(
                     &object.id,
                     &target,
                     &expect,
-                    &opened,
-                    &increments,
-                    |mut plain| async move {
-                        let n = part
-                            .copy_from(&mut plain, self.max_plaintext, &|_| ())
-                            .await;
-                        (part, n)
-                    },
+                    Some(&|p: Progress| increments.update(p.done)),
+                    move |body| output::decrypt_body(body, file, &part_path, &opened, limit),
                 )
                 .await;
             match result {
-                Ok((part, bytes)) => {
+                Ok((_, (file, bytes))) => {
                     if self.remove_plaintext {
                         self.cleanup.register(path);
                     }
-                    part.commit().await.map_err(out_err)?;
+                    part.commit_synced(file).await.map_err(out_err)?;
                     return Ok(Fetched {
                         bytes,
                         feeder: None,
                     });
                 }
-                Err(FetchError::Drs(drs::Error::BodyChanged { .. })) if restarts < MAX_RESTARTS => {
+                Err(PipelineError::Download(drs::Error::BodyChanged { .. }))
+                    if restarts < MAX_RESTARTS =>
+                {
                     restarts += 1;
                     tracing::warn!(object = %object.id, "body changed during the fetch; starting over");
                 }
-                Err(e) => return Err(e),
+                Err(PipelineError::Consumer(e)) => return Err(consumer_error(&object.id, e)),
+                Err(PipelineError::Download(e)) => return Err(e.into()),
             }
-        }
-    }
-
-    /// Downloads the body into a bounded pipe while `consume` reads its decryption; returns what
-    /// `consume` returned once both the download verified and the consumer succeeded.
-    async fn decrypting_download<F, Fut, T>(
-        &self,
-        object_id: &str,
-        target: &drs::Target,
-        expect: &BodyExpectation,
-        opened: &OpenedHeader,
-        increments: &Increments<'_>,
-        consume: F,
-    ) -> Result<(T, u64), FetchError>
-    where
-        F: FnOnce(c4gh::body_async::AsyncDecryptor<tokio::io::DuplexStream>) -> Fut,
-        Fut: std::future::Future<Output = (T, Result<u64, OutputError>)>,
-    {
-        let (mut tx, rx) = tokio::io::duplex(PIPE_BYTES);
-        let plain = c4gh::body_async::AsyncDecryptor::new(
-            rx,
-            &opened.data_keys,
-            opened.edit_list.as_deref(),
-        )
-        .map_err(|e| FetchError::Decrypt {
-            object: object_id.to_owned(),
-            detail: e.to_string(),
-        })?;
-        let download = async {
-            let report = self
-                .client
-                .download_body(
-                    object_id,
-                    target,
-                    expect,
-                    &mut tx,
-                    Some(&|p: Progress| increments.update(p.done)),
-                )
-                .await;
-            drop(tx);
-            report
-        };
-        let (report, (value, consumed)) = tokio::join!(download, consume(plain));
-        match (report, consumed) {
-            (Ok(_), Ok(n)) => Ok((value, n)),
-            (Err(drs::Error::Write { .. }), Err(e)) | (Ok(_), Err(e)) => {
-                Err(consumer_error(object_id, e))
-            }
-            (Err(e), _) => Err(e.into()),
         }
     }
 
@@ -547,6 +504,10 @@ fn consumer_error(object_id: &str, e: OutputError) -> FetchError {
         OutputError::Body(io) => FetchError::Decrypt {
             object: object_id.to_owned(),
             detail: io.to_string(),
+        },
+        OutputError::Crypt4gh(e) => FetchError::Decrypt {
+            object: object_id.to_owned(),
+            detail: e.to_string(),
         },
         OutputError::TooLarge { limit } => FetchError::PlaintextTooLarge {
             object: object_id.to_owned(),

@@ -7,9 +7,12 @@
 //! body reader reports a size or checksum mismatch as an error at its end — so a final name
 //! always holds verified content.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use c4gh::header::OpenedHeader;
+use drs::BodyReader;
 
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -147,6 +150,35 @@ impl PartFile {
         copy(reader, self.writer()?, &part, limit, progress).await
     }
 
+    /// Path of the `.part` file.
+    pub fn part_path(&self) -> &Path {
+        &self.part
+    }
+
+    /// Takes the file (what was written so far flushed) for a blocking writer; finish with
+    /// [`PartFile::commit_synced`]. Dropping the `PartFile` still removes the `.part` file.
+    pub async fn take_file(&mut self) -> Result<std::fs::File, OutputError> {
+        let part = self.part.clone();
+        self.writer()?.flush().await.map_err(write_err(&part))?;
+        let file = self.file.take().ok_or_else(|| OutputError::Write {
+            path: self.part.clone(),
+            source: io::Error::other("file already closed"),
+        })?;
+        Ok(file.into_inner().into_std().await)
+    }
+
+    /// Renames a file taken with [`PartFile::take_file`], written and fsynced by its writer, to
+    /// its final name.
+    pub async fn commit_synced(self, file: std::fs::File) -> Result<(), OutputError> {
+        drop(file);
+        tokio::fs::rename(&self.part, &self.dest)
+            .await
+            .map_err(write_err(&self.dest))?;
+        self.cleanup.forget(&self.part);
+        let _ = atomic::sync_dir(&self.dest);
+        Ok(())
+    }
+
     /// Flushes, fsyncs and renames the file to its final name.
     pub async fn commit(mut self) -> Result<(), OutputError> {
         let part = self.part.clone();
@@ -207,6 +239,95 @@ where
         }
         writer.write_all(&buf[..n]).await.map_err(write_err(path))?;
         progress(n as u64);
+    }
+}
+
+/// Blocking writer of an `encrypted` body: writes every received buffer (vectored, no copy)
+/// and fsyncs once at the end. Runs on the pipeline's blocking thread.
+pub fn write_body(
+    body: &mut BodyReader,
+    mut file: std::fs::File,
+    part: &Path,
+) -> Result<std::fs::File, OutputError> {
+    body.copy_to(&mut file).map_err(write_err(part))?;
+    file.sync_all().map_err(write_err(part))?;
+    Ok(file)
+}
+
+/// Threads decrypting a `plaintext` body (the pipeline's blocking thread and one more).
+const DECRYPT_THREADS: usize = 2;
+
+/// Blocking writer of a `plaintext` body: decrypts it in batches on [`DECRYPT_THREADS`]
+/// threads into `file`, stops once more than `limit` plaintext bytes would be written, and
+/// fsyncs once at the end. Returns the file and the plaintext bytes written.
+pub fn decrypt_body(
+    body: &mut BodyReader,
+    file: std::fs::File,
+    part: &Path,
+    opened: &OpenedHeader,
+    limit: Option<u64>,
+) -> Result<(std::fs::File, u64), OutputError> {
+    let mut out = Limited {
+        file,
+        written: 0,
+        limit,
+        too_large: false,
+        write_failed: false,
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(DECRYPT_THREADS);
+    let result = c4gh::parallel::decrypt_parallel(
+        body,
+        &mut out,
+        &opened.data_keys,
+        opened.edit_list.as_deref(),
+        threads,
+    );
+    match result {
+        Ok(n) => {
+            out.file.sync_all().map_err(write_err(part))?;
+            Ok((out.file, n))
+        }
+        Err(_) if out.too_large => Err(OutputError::TooLarge {
+            limit: limit.unwrap_or(0),
+        }),
+        Err(c4gh::Error::Io(source)) if out.write_failed => Err(OutputError::Write {
+            path: part.to_owned(),
+            source,
+        }),
+        Err(c4gh::Error::Io(source)) => Err(OutputError::Body(source)),
+        Err(e) => Err(OutputError::Crypt4gh(e)),
+    }
+}
+
+/// A file writer that refuses to go past a plaintext limit and remembers why it failed.
+struct Limited {
+    file: std::fs::File,
+    written: u64,
+    limit: Option<u64>,
+    too_large: bool,
+    write_failed: bool,
+}
+
+impl Write for Limited {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(limit) = self.limit
+            && self.written + buf.len() as u64 > limit
+        {
+            self.too_large = true;
+            return Err(io::Error::other("plaintext limit exceeded"));
+        }
+        let n = self
+            .file
+            .write(buf)
+            .inspect_err(|_| self.write_failed = true)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush().inspect_err(|_| self.write_failed = true)
     }
 }
 

@@ -2,17 +2,27 @@
 //! sha-256 checks, progress; and [`Client::fetch_to_file`], which writes header ‖ body to
 //! `<dest>.part` and renames it into place only when everything checked out.
 //!
+//! Two ways to consume a body: [`Client::download_body`] writes into an `AsyncWrite` on the
+//! calling task; [`Client::download_body_blocking`] is a pipeline — the network task only
+//! receives (TLS, HTTP) and hands ~1 MiB batches of the received buffers (no copy) through a
+//! bounded channel to a consumer on a blocking thread, which hashes and writes (or decrypts)
+//! them with a [`BodyReader`]. Receiving, hashing and writing then run on different cores.
+//!
 //! What the checks mean (see `docs/drs-crypt4gh.md` §4): the DRS object's `size` and `sha-256`
 //! describe the **encrypted body** (the file without its header). The sha-256 catches what
 //! Crypt4GH's per-segment MACs cannot: dropped, reordered or duplicated segments.
 
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bytes::{Buf, Bytes};
 use reqwest::header::{CONTENT_RANGE, ETAG, HeaderValue, IF_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use crate::client::{Client, FetchedHeader, Req, Target};
 use crate::error::{Error, Result};
@@ -24,6 +34,11 @@ use crate::types::{DrsObject, redact_url};
 pub const MAX_BODY_RESTARTS: u32 = 3;
 /// Cap on resumes of one body download (each must make progress).
 pub const MAX_RESUMES: u32 = 1000;
+/// Bytes the network task collects before handing a batch to a blocking consumer.
+pub const PIPELINE_BATCH_BYTES: usize = 1 << 20;
+/// Batches queued between the network task and a blocking consumer (memory bound: this many
+/// batches plus the one being filled and the one being consumed).
+pub const PIPELINE_DEPTH: usize = 4;
 
 /// What the body must be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,7 +118,8 @@ impl Client {
     /// Streams the body at `target` into `sink`, resuming with `Range`/`If-Range` after dropped
     /// connections and stalls (each resume must follow progress; at most
     /// [`RetryPolicy::max_attempts`](crate::RetryPolicy) failures in a row), and checks length,
-    /// ETag and sha-256.
+    /// ETag and sha-256. Hashing and writing run on the calling task; for large bodies prefer
+    /// [`Client::download_body_blocking`].
     ///
     /// A body whose ETag changes mid-download cannot be continued in a stream: that is
     /// [`Error::BodyChanged`]; [`Client::fetch_to_file`] restarts in that case.
@@ -120,19 +136,138 @@ impl Client {
         sink: &mut W,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<BodyReport> {
+        let mut writer = AsyncSink {
+            sink,
+            hasher: Sha256::new(),
+            object: object_id,
+        };
+        let st = self
+            .download_into(object_id, target, expect, &mut writer, progress)
+            .await?;
+        writer.sink.flush().await.map_err(|source| Error::Write {
+            object: object_id.to_owned(),
+            path: PathBuf::new(),
+            source,
+        })?;
+        let sha256 = hex(&writer.hasher.finalize());
+        let hashed = st.done;
+        verify(object_id, expect, st, hashed, sha256)
+    }
+
+    /// Downloads the body like [`Client::download_body`], as a pipeline: this task receives and
+    /// hands the received buffers in batches of about [`PIPELINE_BATCH_BYTES`] through a
+    /// channel of [`PIPELINE_DEPTH`] batches to `consume`, which runs on a blocking thread and
+    /// reads the body from a [`BodyReader`] (which hashes what it hands out). Memory stays
+    /// bounded whatever the body size.
+    ///
+    /// When `consume` returns `Ok` before the end, the rest of the body is still read and hashed
+    /// (and discarded), so the checksum always covers the whole body. When the download fails or
+    /// is cancelled, the reader returns an error to `consume` instead of a clean end, so a
+    /// consumer never mistakes a cut-off body for a complete one.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::Consumer`] with `consume`'s error when it failed (unless the download
+    /// failed first); otherwise [`PipelineError::Download`] with the errors of
+    /// [`Client::download_body`].
+    pub async fn download_body_blocking<T, E, F>(
+        &self,
+        object_id: &str,
+        target: &Target,
+        expect: &BodyExpectation,
+        progress: Option<ProgressFn<'_>>,
+        consume: F,
+    ) -> std::result::Result<(BodyReport, T), PipelineError<E>>
+    where
+        F: FnOnce(&mut BodyReader) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+        let consumer = tokio::task::spawn_blocking(move || {
+            let mut reader = BodyReader::new(rx);
+            let result = consume(&mut reader);
+            let drained = match &result {
+                Ok(_) => reader.drain(),
+                Err(_) => Ok(()),
+            };
+            (
+                result,
+                drained,
+                reader.bytes,
+                hex(&reader.hasher.finalize()),
+            )
+        });
+        let mut sink = ChannelSink {
+            tx,
+            batch: Vec::new(),
+            len: 0,
+            consumer_gone: false,
+            object: object_id,
+        };
+        let downloaded = match self
+            .download_into(object_id, target, expect, &mut sink, progress)
+            .await
+        {
+            Ok(st) => sink.flush().await.map(|()| st),
+            Err(e) => Err(e),
+        };
+        let consumer_gone = sink.consumer_gone;
+        let end = if downloaded.is_ok() {
+            Msg::End
+        } else {
+            Msg::Failed
+        };
+        let _ = sink.tx.send(end).await;
+        drop(sink);
+        let (consumed, drained, hashed, sha256) = consumer.await.map_err(|e| {
+            PipelineError::Download(Error::Write {
+                object: object_id.to_owned(),
+                path: PathBuf::new(),
+                source: io::Error::other(format!("the body consumer did not finish: {e}")),
+            })
+        })?;
+        let st = match (downloaded, consumed) {
+            (Err(e), _) if !consumer_gone => return Err(PipelineError::Download(e)),
+            (_, Err(e)) => return Err(PipelineError::Consumer(e)),
+            (Err(e), Ok(_)) => return Err(PipelineError::Download(e)),
+            (Ok(st), Ok(value)) => (st, value),
+        };
+        drained.map_err(|source| {
+            PipelineError::Download(Error::Write {
+                object: object_id.to_owned(),
+                path: PathBuf::new(),
+                source,
+            })
+        })?;
+        let (st, value) = st;
+        verify(object_id, expect, st, hashed, sha256)
+            .map(|report| (report, value))
+            .map_err(PipelineError::Download)
+    }
+
+    /// The resume loop shared by both forms; returns the final state.
+    async fn download_into<S: PassSink>(
+        &self,
+        object_id: &str,
+        target: &Target,
+        expect: &BodyExpectation,
+        sink: &mut S,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<Finished> {
         let mut state = State {
             done: 0,
-            hasher: Sha256::new(),
             etag: expect.etag.clone(),
             resumes: 0,
             failures: 0,
         };
         let url = redact_url(target.url.as_str());
         loop {
-            match self
+            let pass = self
                 .body_pass(object_id, target, expect, sink, progress, &mut state)
-                .await?
-            {
+                .await;
+            sink.end_pass().await?;
+            match pass? {
                 None => break,
                 Some(why) => {
                     state.failures += 1;
@@ -182,38 +317,20 @@ impl Client {
                 }
             }
         }
-        sink.flush().await.map_err(|source| Error::Write {
-            object: object_id.to_owned(),
-            path: PathBuf::new(),
-            source,
-        })?;
-        let sha256 = hex(&state.hasher.finalize());
-        if let Some(want) = &expect.sha256
-            && !want.eq_ignore_ascii_case(&sha256)
-        {
-            return Err(Error::Checksum {
-                object: object_id.to_owned(),
-                kind: "sha-256".into(),
-                expected: want.clone(),
-                actual: sha256,
-            });
-        }
-        Ok(BodyReport {
-            bytes: state.done,
+        Ok(Finished {
+            done: state.done,
             etag: state.etag,
-            sha256,
             resumes: state.resumes,
-            checksum_verified: expect.sha256.is_some(),
         })
     }
 
     /// One request; `Ok(None)` when the body is complete.
-    async fn body_pass<W: AsyncWrite + Unpin + Send>(
+    async fn body_pass<S: PassSink>(
         &self,
         object_id: &str,
         target: &Target,
         expect: &BodyExpectation,
-        sink: &mut W,
+        sink: &mut S,
         progress: Option<ProgressFn<'_>>,
         st: &mut State,
     ) -> Result<Option<Interrupted>> {
@@ -230,6 +347,7 @@ impl Client {
         let mut req = Req::new(Method::GET, target.url.clone(), object_id);
         req.headers = target.headers.clone();
         req.credentials = target.credentials;
+        req.body_download = true;
         if st.done > 0 {
             let range = HeaderValue::from_str(&format!("bytes={}-", st.done))
                 .map_err(|_| length_err("cannot build Range header".into()))?;
@@ -330,29 +448,25 @@ impl Client {
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
             };
-            let mut data = &chunk[..];
+            let mut data = chunk;
             if skip > 0 {
                 let n = usize::try_from(skip.min(data.len() as u64)).unwrap_or(data.len());
-                data = &data[n..];
+                data.advance(n);
                 skip -= n as u64;
             }
             if data.is_empty() {
                 continue;
             }
-            let new_done = st.done + data.len() as u64;
+            let len = data.len() as u64;
+            let new_done = st.done + len;
             if let Some(size) = expect.size
                 && new_done > size
             {
                 return Err(length_err(format!("server sent more than {size} bytes")));
             }
-            sink.write_all(data).await.map_err(|source| Error::Write {
-                object: object_id.to_owned(),
-                path: PathBuf::new(),
-                source,
-            })?;
-            st.hasher.update(data);
+            sink.put(data).await?;
             st.done = new_done;
-            window_bytes += data.len() as u64;
+            window_bytes += len;
             if window_start.elapsed() >= self.cfg.timeouts.rate_window {
                 if window_bytes < self.cfg.timeouts.min_rate {
                     // Not progress: a trickling server must not reset the failure count.
@@ -434,22 +548,16 @@ impl Client {
             let header = self.fetch_header(flavour, obj, object, key).await?;
             let target = self.target(obj, flavour.body_locator(obj, object)?).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
-            let file = tokio::fs::File::create(part)
-                .await
-                .map_err(write_err(part))?;
-            let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
-            out.write_all(&header.bytes)
-                .await
-                .map_err(write_err(part))?;
+            let mut file = std::fs::File::create(part).map_err(write_err(part))?;
+            file.write_all(&header.bytes).map_err(write_err(part))?;
             let body = self
-                .download_body(&object.id, &target, &expect, &mut out, progress)
+                .download_body_blocking(&object.id, &target, &expect, progress, move |body| {
+                    body.copy_to(&mut file)?;
+                    file.sync_all()
+                })
                 .await;
             match body {
-                Ok(body) => {
-                    out.flush().await.map_err(write_err(part))?;
-                    let file = out.into_inner();
-                    file.sync_all().await.map_err(write_err(part))?;
-                    drop(file);
+                Ok((body, ())) => {
                     tokio::fs::rename(part, dest)
                         .await
                         .map_err(write_err(dest))?;
@@ -469,12 +577,15 @@ impl Client {
                         restarts,
                     });
                 }
-                Err(Error::BodyChanged { before, after, .. }) if restarts < MAX_BODY_RESTARTS => {
+                Err(PipelineError::Consumer(source)) => return Err(write_err(part)(source)),
+                Err(PipelineError::Download(Error::BodyChanged { before, after, .. }))
+                    if restarts < MAX_BODY_RESTARTS =>
+                {
                     restarts += 1;
                     tracing::warn!(object = %object.id, %before, %after, "body changed during fetch; starting over");
                     refreshed = Some(self.object(obj).await?);
                 }
-                Err(e) => return Err(e),
+                Err(PipelineError::Download(e)) => return Err(e),
             }
         }
     }
@@ -492,10 +603,319 @@ impl Interrupted {
 
 struct State {
     done: u64,
-    hasher: Sha256,
     etag: Option<String>,
     resumes: u32,
     failures: u32,
+}
+
+/// What the resume loop ends with.
+#[derive(Debug, Clone)]
+struct Finished {
+    done: u64,
+    etag: Option<String>,
+    resumes: u32,
+}
+
+/// Checks that `hashed` bytes with digest `sha256` are the whole body the loop received and
+/// that the digest is the expected one.
+fn verify(
+    object_id: &str,
+    expect: &BodyExpectation,
+    st: Finished,
+    hashed: u64,
+    sha256: String,
+) -> Result<BodyReport> {
+    if hashed != st.done {
+        return Err(Error::Write {
+            object: object_id.to_owned(),
+            path: PathBuf::new(),
+            source: io::Error::other(format!(
+                "the consumer saw {hashed} of {} body bytes",
+                st.done
+            )),
+        });
+    }
+    if let Some(want) = &expect.sha256
+        && !want.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(Error::Checksum {
+            object: object_id.to_owned(),
+            kind: "sha-256".into(),
+            expected: want.clone(),
+            actual: sha256,
+        });
+    }
+    Ok(BodyReport {
+        bytes: st.done,
+        etag: st.etag,
+        sha256,
+        resumes: st.resumes,
+        checksum_verified: expect.sha256.is_some(),
+    })
+}
+
+/// Why [`Client::download_body_blocking`] failed (exhaustive: a pipeline has two sides).
+#[derive(Debug)]
+pub enum PipelineError<E> {
+    /// The download failed (status, transport, length, checksum …).
+    Download(Error),
+    /// The consumer failed.
+    Consumer(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for PipelineError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::Download(e) => e.fmt(f),
+            PipelineError::Consumer(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for PipelineError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PipelineError::Download(e) => Some(e),
+            PipelineError::Consumer(e) => Some(e),
+        }
+    }
+}
+
+/// Where a body pass puts the bytes it received.
+trait PassSink: Send {
+    /// Takes the next body bytes (already length-checked).
+    fn put(&mut self, data: Bytes) -> impl Future<Output = Result<()>> + Send;
+    /// Called after every pass, complete or interrupted.
+    fn end_pass(&mut self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Hashes and writes on the downloading task.
+struct AsyncSink<'a, W> {
+    sink: &'a mut W,
+    hasher: Sha256,
+    object: &'a str,
+}
+
+impl<W: AsyncWrite + Unpin + Send> PassSink for AsyncSink<'_, W> {
+    async fn put(&mut self, data: Bytes) -> Result<()> {
+        self.sink
+            .write_all(&data)
+            .await
+            .map_err(|source| Error::Write {
+                object: self.object.to_owned(),
+                path: PathBuf::new(),
+                source,
+            })?;
+        self.hasher.update(&data);
+        Ok(())
+    }
+
+    async fn end_pass(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A message from the network task to a [`BodyReader`].
+enum Msg {
+    /// Received buffers, in order.
+    Data(Vec<Bytes>),
+    /// The download completed (length and ETag checked; the checksum is checked afterwards).
+    End,
+    /// The download failed.
+    Failed,
+}
+
+/// Batches received buffers into a channel.
+struct ChannelSink<'a> {
+    tx: mpsc::Sender<Msg>,
+    batch: Vec<Bytes>,
+    len: usize,
+    /// The consumer hung up (it failed or stopped reading).
+    consumer_gone: bool,
+    object: &'a str,
+}
+
+impl ChannelSink<'_> {
+    async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.len = 0;
+        let batch = std::mem::take(&mut self.batch);
+        if self.tx.send(Msg::Data(batch)).await.is_err() {
+            self.consumer_gone = true;
+            return Err(Error::Write {
+                object: self.object.to_owned(),
+                path: PathBuf::new(),
+                source: io::Error::new(io::ErrorKind::BrokenPipe, "the body consumer stopped"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl PassSink for ChannelSink<'_> {
+    async fn put(&mut self, data: Bytes) -> Result<()> {
+        self.len += data.len();
+        self.batch.push(data);
+        if self.len >= PIPELINE_BATCH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn end_pass(&mut self) -> Result<()> {
+        self.flush().await
+    }
+}
+
+/// The consumer's side of [`Client::download_body_blocking`]: the body in order, as
+/// [`Read`] or as the received buffers themselves ([`BodyReader::next_chunk`],
+/// [`BodyReader::copy_to`], which write without copying). Everything handed out is hashed.
+///
+/// Its methods block; use it only on a blocking thread (the consumer closure runs on one).
+/// After the last byte it reports the end (`Ok(0)` / `None`) only when the download completed;
+/// a failed or cancelled download is an error.
+pub struct BodyReader {
+    rx: mpsc::Receiver<Msg>,
+    pending: VecDeque<Bytes>,
+    hasher: Sha256,
+    bytes: u64,
+    ended: bool,
+}
+
+impl std::fmt::Debug for BodyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyReader")
+            .field("bytes", &self.bytes)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodyReader {
+    fn new(rx: mpsc::Receiver<Msg>) -> Self {
+        BodyReader {
+            rx,
+            pending: VecDeque::new(),
+            hasher: Sha256::new(),
+            bytes: 0,
+            ended: false,
+        }
+    }
+
+    /// Body bytes handed out so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Waits until buffers are pending; `false` at the end of a complete body.
+    fn fill(&mut self) -> io::Result<bool> {
+        while self.pending.is_empty() {
+            if self.ended {
+                return Ok(false);
+            }
+            match self.rx.blocking_recv() {
+                Some(Msg::Data(batch)) => self.pending.extend(batch),
+                Some(Msg::End) => self.ended = true,
+                Some(Msg::Failed) => {
+                    return Err(io::Error::other("the body download failed"));
+                }
+                None => return Err(io::Error::other("the body download was cancelled")),
+            }
+        }
+        Ok(true)
+    }
+
+    fn take(&mut self, chunk: &Bytes) {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+    }
+
+    /// The next received buffer; `None` at the end of a complete body.
+    ///
+    /// # Errors
+    ///
+    /// When the download failed or was cancelled.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let chunk = self.pending.pop_front().unwrap_or_default();
+        self.take(&chunk);
+        Ok(Some(chunk))
+    }
+
+    /// Writes the rest of the body to `out` with one vectored write per batch (no copy in user
+    /// space); returns the bytes written.
+    ///
+    /// # Errors
+    ///
+    /// When the download failed or was cancelled, or writing failed.
+    pub fn copy_to<W: Write + ?Sized>(&mut self, out: &mut W) -> io::Result<u64> {
+        let mut written = 0u64;
+        while self.fill()? {
+            let batch: Vec<Bytes> = self.pending.drain(..).collect();
+            for chunk in &batch {
+                self.take(chunk);
+                written += chunk.len() as u64;
+            }
+            write_all_vectored(out, &batch)?;
+        }
+        Ok(written)
+    }
+
+    /// Reads and hashes the rest of the body without keeping it.
+    fn drain(&mut self) -> io::Result<()> {
+        while let Some(chunk) = self.next_chunk()? {
+            drop(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || !self.fill()? {
+            return Ok(0);
+        }
+        let Some(front) = self.pending.front_mut() else {
+            return Ok(0);
+        };
+        let n = front.len().min(buf.len());
+        buf[..n].copy_from_slice(&front[..n]);
+        front.advance(n);
+        if front.is_empty() {
+            self.pending.pop_front();
+        }
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes every byte of `chunks` with vectored writes.
+fn write_all_vectored<W: Write + ?Sized>(out: &mut W, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| IoSlice::new(c))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the file accepted no more bytes",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl State {

@@ -132,6 +132,10 @@ pub struct ClientConfig {
     pub max_json_bytes: usize,
     /// `User-Agent`.
     pub user_agent: String,
+    /// Download bodies over HTTP/1.1 (a connection pool of its own) even where the server offers
+    /// HTTP/2: one bulk stream per connection, without HTTP/2 framing and flow control. API
+    /// calls and headers use HTTP/2 when offered either way.
+    pub http1_bodies: bool,
 }
 
 impl Default for ClientConfig {
@@ -150,6 +154,7 @@ impl Default for ClientConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_json_bytes: 16 << 20,
             user_agent: concat!("c4gh-drs-client/", env!("CARGO_PKG_VERSION")).into(),
+            http1_bodies: true,
         }
     }
 }
@@ -179,6 +184,7 @@ pub struct Target {
 pub struct Client {
     pub(crate) http: reqwest::Client,
     no_redirect: reqwest::Client,
+    bodies: reqwest::Client,
     pub(crate) cfg: ClientConfig,
     cache: ResolverCache,
 }
@@ -192,6 +198,8 @@ pub(crate) struct Req<'a> {
     pub(crate) credentials: bool,
     pub(crate) object: &'a str,
     pub(crate) no_redirect: bool,
+    /// A body download (uses the body client, see [`ClientConfig::http1_bodies`]).
+    pub(crate) body_download: bool,
 }
 
 impl<'a> Req<'a> {
@@ -204,6 +212,7 @@ impl<'a> Req<'a> {
             credentials: false,
             object,
             no_redirect: false,
+            body_download: false,
         }
     }
 }
@@ -240,13 +249,16 @@ impl Client {
                 });
             }
         }
-        let build = |redirect: reqwest::redirect::Policy| {
+        let build = |redirect: reqwest::redirect::Policy, http1: bool| {
             let mut b = reqwest::Client::builder()
                 .use_rustls_tls()
                 .https_only(!cfg.uri_options.allow_http)
                 .connect_timeout(cfg.timeouts.connect)
                 .redirect(redirect)
                 .user_agent(cfg.user_agent.clone());
+            if http1 {
+                b = b.http1_only();
+            }
             for r in &roots {
                 b = b.add_root_certificate(r.clone());
             }
@@ -255,8 +267,9 @@ impl Client {
             })
         };
         Ok(Self {
-            http: build(reqwest::redirect::Policy::limited(5))?,
-            no_redirect: build(reqwest::redirect::Policy::none())?,
+            http: build(reqwest::redirect::Policy::limited(5), false)?,
+            no_redirect: build(reqwest::redirect::Policy::none(), false)?,
+            bodies: build(reqwest::redirect::Policy::limited(5), cfg.http1_bodies)?,
             cache: ResolverCache::new(cfg.resolver_cache_ttl, 4096),
             cfg,
         })
@@ -844,6 +857,8 @@ impl Client {
     async fn attempt(&self, req: &Req<'_>) -> Result<Attempt> {
         let http = if req.no_redirect {
             &self.no_redirect
+        } else if req.body_download {
+            &self.bodies
         } else {
             &self.http
         };

@@ -48,8 +48,8 @@ pub mod types;
 pub mod uri;
 
 pub use body::{
-    BodyExpectation, BodyReport, FetchReport, MAX_BODY_RESTARTS, MAX_RESUMES, Progress, ProgressFn,
-    part_path,
+    BodyExpectation, BodyReader, BodyReport, FetchReport, MAX_BODY_RESTARTS, MAX_RESUMES,
+    PIPELINE_BATCH_BYTES, PIPELINE_DEPTH, PipelineError, Progress, ProgressFn, part_path,
 };
 pub use client::{
     Client, ClientConfig, DEFAULT_MAX_HEADER_BYTES, FetchedHeader, RetryPolicy,
