@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 use crate::body::{
     CIPHER_SEGMENT_SIZE, DataKey, Decryptor, Encryptor, SEGMENT_OVERHEAD, SEGMENT_SIZE, keep_ranges,
@@ -57,10 +57,14 @@ pub fn decrypt_parallel<R: Read + Send, W: Write + Send>(
     let ranges = keep_ranges(edit_list);
     let mut range_idx = 0usize;
     let mut written = 0u64;
-    let read = |buf: &mut [u8]| -> Result<Option<((usize, bool), bool)>> {
+    let read = |buf: &mut [u8]| -> Result<Option<Batch<(usize, bool)>>> {
         let len = read_full(input, buf)?;
         let at_eof = len < buf.len();
-        Ok((len > 0).then_some(((len, at_eof), at_eof)))
+        Ok((len > 0).then_some(Batch {
+            meta: (len, at_eof),
+            filled: len,
+            last: at_eof,
+        }))
     };
     if ranges.is_empty() {
         return Ok(0);
@@ -123,7 +127,7 @@ pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
     let mut total = 0u64;
     let mut done = false;
     // Plaintext of segment j goes to its place in the sealed layout: j·65564 + 12.
-    let read = |buf: &mut [u8]| -> Result<Option<(Vec<usize>, bool)>> {
+    let read = |buf: &mut [u8]| -> Result<Option<Batch<Vec<usize>>>> {
         if done {
             return Ok(None);
         }
@@ -140,7 +144,13 @@ pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
                 break;
             }
         }
-        Ok((!lens.is_empty()).then_some((lens, done)))
+        // Sealing writes at most up to the end of the last segment read.
+        let filled = lens.len() * CIPHER_SEGMENT_SIZE;
+        Ok((!lens.is_empty()).then_some(Batch {
+            meta: lens,
+            filled,
+            last: done,
+        }))
     };
     let work = |_seq: u64, buf: &mut [u8], lens: &Vec<usize>| -> Result<Vec<usize>> {
         for (j, &len) in lens.iter().enumerate() {
@@ -243,6 +253,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What `read` reports about the batch it read.
+struct Batch<M> {
+    /// Passed to `work` with the buffer.
+    meta: M,
+    /// Bytes of the buffer written by `read` and `work` together, from its start.
+    filled: usize,
+    /// The input is known to end with this batch.
+    last: bool,
+}
+
+/// A batch buffer. The bytes ever filled held plaintext and are zeroized on drop (only those:
+/// a short input does not pay for clearing a whole batch).
+struct Buffer {
+    bytes: Vec<u8>,
+    dirty: usize,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if let Some(dirty) = self.bytes.get_mut(..self.dirty) {
+            dirty.zeroize();
+        }
+    }
+}
+
 /// The reading end, shared by every lane: whoever holds it reads the next batch.
 struct Input<Rd> {
     read: Rd,
@@ -252,8 +287,8 @@ struct Input<Rd> {
 
 /// The reorder window: batches finished out of order wait here for their turn to be written.
 struct Window<O> {
-    ready: BTreeMap<u64, (Zeroizing<Vec<u8>>, Result<O>)>,
-    free: Vec<Zeroizing<Vec<u8>>>,
+    ready: BTreeMap<u64, (Buffer, Result<O>)>,
+    free: Vec<Buffer>,
     /// Buffers allocated so far; at most [`Pipeline::max_buffers`].
     allocated: usize,
     next_write: u64,
@@ -278,12 +313,12 @@ struct Pipeline<Rd, Wr, O> {
 
 impl<M, O, Rd, Wr> Pipeline<Rd, Wr, O>
 where
-    Rd: FnMut(&mut [u8]) -> Result<Option<(M, bool)>>,
+    Rd: FnMut(&mut [u8]) -> Result<Option<Batch<M>>>,
     Wr: FnMut(u64, &[u8], O) -> Result<bool>,
 {
     /// A free buffer, allocated on first need, waiting while the window is full; `None` when
     /// there is nothing more to read.
-    fn buffer(&self) -> Option<Zeroizing<Vec<u8>>> {
+    fn buffer(&self) -> Option<Buffer> {
         let mut window = lock(&self.window);
         loop {
             if window.stopped || self.input_done.load(Ordering::Relaxed) {
@@ -294,7 +329,10 @@ where
             }
             if window.allocated < self.max_buffers {
                 window.allocated += 1;
-                return Some(Zeroizing::new(vec![0u8; BATCH_LEN]));
+                return Some(Buffer {
+                    bytes: vec![0u8; BATCH_LEN],
+                    dirty: 0,
+                });
             }
             window = self
                 .freed
@@ -305,13 +343,16 @@ where
 
     /// Reads the next batch into `buf`; `None` when the input has ended or failed, or the
     /// pipeline stopped.
-    fn read(&self, buf: &mut [u8]) -> Option<(u64, M)> {
+    fn read(&self, buf: &mut Buffer) -> Option<(u64, M)> {
         let mut input = lock(&self.input);
         if self.input_done.load(Ordering::Relaxed) {
             return None;
         }
-        let (batch, last) = match (input.read)(buf) {
-            Ok(Some((meta, last))) => (Some(meta), last),
+        let (batch, last) = match (input.read)(&mut buf.bytes) {
+            Ok(Some(batch)) => {
+                buf.dirty = buf.dirty.max(batch.filled.min(buf.bytes.len()));
+                (Some(batch.meta), batch.last)
+            }
             Ok(None) => (None, true),
             Err(e) => {
                 input.error = Some(e);
@@ -335,7 +376,7 @@ where
 
     /// Hands in batch `seq`. If no lane is writing, this lane writes every batch that is ready
     /// in order, returning their buffers to the pool.
-    fn finish(&self, seq: u64, buf: Zeroizing<Vec<u8>>, result: Result<O>) {
+    fn finish(&self, seq: u64, buf: Buffer, result: Result<O>) {
         let mut window = lock(&self.window);
         if window.stopped {
             return;
@@ -352,7 +393,7 @@ where
             };
             drop(window);
             // Only the lane holding `writing` gets here, so this lock is never contended.
-            let step = result.and_then(|out| (lock(&self.write))(next, &buf, out));
+            let step = result.and_then(|out| (lock(&self.write))(next, &buf.bytes, out));
             window = lock(&self.window);
             window.free.push(buf);
             window.next_write += 1;
@@ -377,7 +418,7 @@ where
 
     /// One lane: read, work and hand in batches until there are none left. Starts with
     /// `first`, a batch this lane has already read.
-    fn lane<Wk>(&self, work: &Wk, mut first: Option<(Zeroizing<Vec<u8>>, u64, M)>)
+    fn lane<Wk>(&self, work: &Wk, mut first: Option<(Buffer, u64, M)>)
     where
         Wk: Fn(u64, &mut [u8], &M) -> Result<O>,
     {
@@ -393,7 +434,7 @@ where
                     (buf, seq, meta)
                 }
             };
-            let result = work(seq, &mut buf, &meta);
+            let result = work(seq, &mut buf.bytes, &meta);
             self.finish(seq, buf, result);
         }
     }
@@ -405,8 +446,7 @@ where
 /// without any lock, and hands it to the reorder window; whichever lane completes the batch
 /// that is next in order writes it (`write`) and every batch queued behind it. So every thread
 /// is busy reading, working or writing, and memory is bounded by `2 × threads` batch buffers,
-/// allocated on first use. `read` returns `None` at the end, or the batch's metadata and
-/// whether it is known to be the last; `write` returns `false` to stop early. Batches are
+/// allocated on first use. `read` returns `None` at the end, or a [`Batch`]; `write` returns `false` to stop early. Batches are
 /// written in order, errors included: a work or write error is reported in preference to the
 /// read error that follows it, and an error in a batch after the point where `write` stops is
 /// not reported.
@@ -414,7 +454,7 @@ fn run_pipeline<M, O, Rd, Wk, Wr>(threads: usize, read: Rd, work: Wk, write: Wr)
 where
     M: Send,
     O: Send,
-    Rd: FnMut(&mut [u8]) -> Result<Option<(M, bool)>> + Send,
+    Rd: FnMut(&mut [u8]) -> Result<Option<Batch<M>>> + Send,
     Wk: Fn(u64, &mut [u8], &M) -> Result<O> + Sync,
     Wr: FnMut(u64, &[u8], O) -> Result<bool> + Send,
 {
@@ -559,7 +599,7 @@ mod tests {
         stop_at: Option<u64>,
     ) -> (Result<()>, Vec<u64>) {
         let mut next = 0u64;
-        let read = |buf: &mut [u8]| -> Result<Option<(u64, bool)>> {
+        let read = |buf: &mut [u8]| -> Result<Option<Batch<u64>>> {
             if Some(next) == fail_read_at {
                 return Err(Error::Io(io::Error::other("read failed")));
             }
@@ -569,7 +609,11 @@ mod tests {
             }
             buf[..8].copy_from_slice(&next.to_le_bytes());
             next += 1;
-            Ok(Some((next - 1, salt % 2 == 1 && next == batches)))
+            Ok(Some(Batch {
+                meta: next - 1,
+                filled: 9,
+                last: salt % 2 == 1 && next == batches,
+            }))
         };
         let work = |seq: u64, buf: &mut [u8], &meta: &u64| -> Result<u64> {
             assert_eq!(seq, meta, "batches are numbered in read order");
