@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::num::NonZeroU64;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -176,29 +177,37 @@ fn open_for_streaming(path: &Path, start: u64, len: u64) -> io::Result<File> {
 /// The body as a stream of [`CHUNK`]-sized frames. Each chunk is read by a blocking-pool task
 /// with `pread` straight into the frame's buffer (no intermediate copy, no zero-filling), and
 /// the next chunk is read while the current one is being sent, so at most two chunks per
-/// response are in memory and disk reads overlap the network.
+/// response are in memory and disk reads overlap the network. The kernel is asked to read
+/// [`READ_AHEAD`] bytes beyond the chunk being read into the page cache (`WILLNEED`), so a cold
+/// file keeps the disk busy.
 fn chunks(file: File, start: u64, len: u64) -> impl Stream<Item = io::Result<Bytes>> {
     struct State {
         file: Arc<File>,
         offset: u64,
         end: u64,
+        advised: u64,
         pending: Option<JoinHandle<io::Result<Bytes>>>,
     }
     impl State {
         fn read_next(&mut self) {
-            let want = (self.end - self.offset).min(CHUNK as u64) as usize;
+            let want = (self.end - self.offset).min(CHUNK as u64);
+            let next = self.offset + want;
+            let ahead_end = next.saturating_add(READ_AHEAD).min(self.end);
+            let ahead = self.advised.max(next)..ahead_end;
+            self.advised = self.advised.max(ahead_end);
             self.pending = (want > 0).then(|| {
                 let file = Arc::clone(&self.file);
                 let offset = self.offset;
-                tokio::task::spawn_blocking(move || read_at(&file, offset, want))
+                tokio::task::spawn_blocking(move || read_at(&file, offset, want as usize, ahead))
             });
-            self.offset += want as u64;
+            self.offset = next;
         }
     }
     let mut state = State {
         file: Arc::new(file),
         offset: start,
         end: start.saturating_add(len),
+        advised: start,
         pending: None,
     };
     state.read_next();
@@ -212,8 +221,16 @@ fn chunks(file: File, start: u64, len: u64) -> impl Stream<Item = io::Result<Byt
     })
 }
 
-/// Reads exactly `want` bytes at `offset` into a new buffer.
-fn read_at(file: &File, offset: u64, want: usize) -> io::Result<Bytes> {
+/// How far beyond the chunk being read the kernel is asked to read ahead (into the page cache,
+/// not this process's memory).
+const READ_AHEAD: u64 = 8 * CHUNK as u64;
+
+/// Reads exactly `want` bytes at `offset` into a new buffer, after asking the kernel to start
+/// reading `ahead` into the page cache (a hint: errors are ignored).
+fn read_at(file: &File, offset: u64, want: usize, ahead: Range<u64>) -> io::Result<Bytes> {
+    if let Some(len) = NonZeroU64::new(ahead.end.saturating_sub(ahead.start)) {
+        let _ = rustix::fs::fadvise(file, ahead.start, Some(len), rustix::fs::Advice::WillNeed);
+    }
     let mut buf = Vec::with_capacity(want);
     while buf.len() < want {
         let at = offset + buf.len() as u64;

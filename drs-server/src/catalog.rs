@@ -14,7 +14,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use c4gh::SecretKey;
+use c4gh::header::{EncryptedHeader, OpenedHeader};
 
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +122,22 @@ pub struct Object {
     pub body_path: PathBuf,
     /// The strong ETag of the body: `"sha256-<hex of the body's SHA-256>"`.
     pub etag: String,
+    /// The header opened with the server's key, filled by the first header request (see
+    /// [`Object::opened_header`]). Secret: the data keys zeroize on drop and `Debug` elides them.
+    opened: OnceLock<OpenedHeader>,
+}
+
+impl Object {
+    /// The stored header opened with `server_key`: its data keys and edit list. The first call
+    /// pays the X25519 agreement that opens the packets; later calls reuse the result, so a
+    /// re-encryption needs only the fresh writer key and its agreement with the recipient.
+    pub fn opened_header(&self, server_key: &SecretKey) -> Result<&OpenedHeader, c4gh::Error> {
+        if let Some(opened) = self.opened.get() {
+            return Ok(opened);
+        }
+        let opened = EncryptedHeader::parse(&self.header)?.open(&[server_key], None)?;
+        Ok(self.opened.get_or_init(|| opened))
+    }
 }
 
 /// Checks an object ID: 1–128 characters from `A-Z a-z 0-9 . _ ~ : -`, not starting with `.`.
@@ -287,6 +306,7 @@ fn load_object(dir: &Path, id: &str) -> Result<Object, CatalogError> {
         header,
         body_path: paths.body,
         etag,
+        opened: OnceLock::new(),
     })
 }
 

@@ -5,8 +5,10 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
+use c4gh::DataKey;
 use c4gh::keys::{PublicKey, SecretKey};
 
+use crate::catalog::Object;
 use crate::problem::Problem;
 
 /// This project's header for the requester's public key.
@@ -78,16 +80,26 @@ pub fn fingerprint(key: &PublicKey) -> String {
     hex::encode(&sha2::Sha256::digest(key.as_bytes())[..4])
 }
 
-/// Re-encrypts `stored` (the header encrypted for the server) for `recipient` with a fresh
-/// writer key, keeping only the packets the server key opens.
+/// The header of `object` re-encrypted for `recipient`: the packets the server key opens (data
+/// keys and edit list, opened once per object, see [`Object::opened_header`]) sealed with a
+/// fresh writer key. Packets for other keys are not passed on.
 pub fn reencrypt(
-    id: &str,
-    stored: &[u8],
+    object: &Object,
     server_key: &SecretKey,
     recipient: &PublicKey,
 ) -> Result<Vec<u8>, Problem> {
-    c4gh::header::reencrypt(stored, server_key, std::slice::from_ref(recipient), true)
-        .map_err(|e| Problem::not_crypt4gh(id, e))
+    let id = &object.record.id;
+    let opened = object
+        .opened_header(server_key)
+        .map_err(|e| Problem::not_crypt4gh(id, e))?;
+    let data_keys: Vec<&DataKey> = opened.data_keys.iter().collect();
+    c4gh::header::build(
+        &SecretKey::generate(),
+        std::slice::from_ref(recipient),
+        &data_keys,
+        opened.edit_list.as_deref(),
+    )
+    .map_err(|e| Problem::not_crypt4gh(id, e))
 }
 
 #[cfg(test)]

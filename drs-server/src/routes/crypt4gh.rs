@@ -70,7 +70,7 @@ async fn header_response(
     let principal = state.authenticate(headers).await?;
     let object = state.readable(id, &principal)?;
     let recipient = crypt::requester_key(headers)?;
-    let header_bytes = crypt::reencrypt(id, &object.header, &state.server_key, &recipient)?;
+    let header_bytes = crypt::reencrypt(&object, &state.server_key, &recipient)?;
     state.metrics.reencryptions.inc();
     tracing::info!(
         object = %id,
