@@ -1,16 +1,20 @@
-//! `cargo xtask bench drs`: `c4gh-drs-server` on loopback TLS (not a timed test; numbers are
+//! `cargo xtask bench drs`: `c4gh-drs-server` on loopback (not a timed test; numbers are
 //! printed).
 //!
-//! Builds and runs the load generator `drs-server/examples/bench.rs` in release mode:
-//! re-encrypted headers per second with p50/p99 latency at 1, 16 and 256 concurrent clients
-//! (bounded by a request count and a time limit per level), and body throughput over HTTPS vs
-//! reading the same body file from disk, as a ratio (target ≥ 0.9).
+//! Builds the release server binary and the load generator `drs-server/examples/bench.rs`
+//! (which documents what it measures), then runs the load generator: the server runs as its own
+//! process and the clients (the load generator, `curl`, a reqwest client process) in others.
+//! Re-encrypted headers per second with p50/p99 latency at 1, 16 and 256 concurrent clients
+//! (bounded by a request count and a time limit per level); body throughput over HTTPS and plain
+//! HTTP vs reading the same body file, with a cold page cache (root only: caches are dropped
+//! before every run) and a warm one, plus the loopback TCP and TLS ceilings (target ≥ 0.9).
 //!
 //! Environment: `C4GH_BENCH_DRS_MIB` body size (default 512), `C4GH_BENCH_DRS_REQUESTS`
 //! requests per level (default 20000), `C4GH_BENCH_DRS_SECONDS` time limit per level
 //! (default 20).
 
 use std::env;
+use std::path::PathBuf;
 
 use crate::run::{Cmd, Error};
 
@@ -31,17 +35,21 @@ pub fn bench() -> Result<(), Error> {
     let seconds = setting("C4GH_BENCH_DRS_SECONDS", 20)?;
     Cmd::new("cargo")
         .args([
-            "run",
+            "build",
             "--release",
-            "--quiet",
+            "--locked",
             "--package",
             "drs-server",
             "--features",
             "test-support",
+            "--bin",
+            "c4gh-drs-server",
             "--example",
             "bench",
-            "--",
         ])
+        .run()?;
+    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    Cmd::new(release.join("examples/bench"))
         .args([mib, requests, seconds])
         .run()
 }
