@@ -49,8 +49,8 @@ pub enum Command {
 /// How to reach DRS servers (shared by `run` and `fetch`).
 #[derive(Debug, Clone, Args)]
 pub struct DrsArgs {
-    /// DRS hosts that may be contacted, as `host` or `host:port`, comma-separated. Empty: any host
-    /// (a warning is logged in `run`).
+    /// DRS hosts that may be contacted, as `host` or `host:port`, comma-separated. Empty: `run`
+    /// refuses to fetch unless `--allow-any-host`; `fetch` contacts the hosts of its URIs.
     #[arg(long, env = "C4GH_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     /// PEM bundle of CA certificates trusted for DRS TLS, in addition to the built-in web roots.
@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "C4GH_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Development: contact any DRS host when `C4GH_ALLOWED_HOSTS` is empty. Without it an
+    /// empty allow list fails the run (fail closed).
+    #[arg(long, env = "C4GH_ALLOW_ANY_HOST", value_parser = BoolishValueParser::new())]
+    pub allow_any_host: bool,
     /// DRS options.
     #[command(flatten)]
     pub drs: DrsArgs,

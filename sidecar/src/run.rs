@@ -29,7 +29,7 @@ use crate::harden;
 use crate::inputs::{self, Input};
 use crate::key::{self, EphemeralKey, SECRET_KEY_FILE};
 use crate::roots::Roots;
-use crate::status::{InputState, Phase, Status, StatusError, StatusWriter};
+use crate::status::{FLUSH_INTERVAL, InputState, Phase, Status, StatusError, StatusWriter};
 use crate::telemetry::{self, Metrics};
 
 /// Why `run` could not even start (after these, the process exits non-zero and the kubelet
@@ -114,6 +114,7 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     let parsed = inputs::load(args.inputs.as_deref(), args.inputs_file.as_deref());
     let list: Vec<Input> = parsed.as_ref().map(Clone::clone).unwrap_or_default();
     let status = Arc::new(StatusWriter::create(&key_dir, Status::starting(&list))?);
+    let flusher = status.spawn_flusher(FLUSH_INTERVAL);
     let mut feeders = JoinSet::new();
     let mut summary = Summary::default();
 
@@ -155,6 +156,8 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     }
     feeders.abort_all();
     while feeders.join_next().await.is_some() {}
+    flusher.abort();
+    let _ = flusher.await;
     summary.key_shredded = match key::shred(&key_file) {
         Ok(shredded) => shredded,
         Err(e) => {
@@ -206,6 +209,18 @@ async fn fetch_all(
     summary: &mut Summary,
 ) -> Result<(), RunError> {
     let started = Instant::now();
+    let any_host = args.drs.allowed_hosts.iter().all(|h| h.trim().is_empty());
+    if any_host && !args.allow_any_host {
+        let reason = "C4GH_ALLOWED_HOSTS is empty, so no DRS host may be contacted; set it to the \
+                      DRS hosts the inputs come from (host[:port], comma-separated), or set \
+                      C4GH_ALLOW_ANY_HOST=true (--allow-any-host) for development";
+        tracing::error!(reason, "cannot fetch");
+        status.update(|s| {
+            s.phase = Phase::Failed;
+            s.message = format!("sidecar configuration rejected: {reason}");
+        })?;
+        return Ok(());
+    }
     let roots = if args.input_roots.is_empty() {
         Roots::from_own_mounts(&[args.key_dir.as_path()])
     } else {
@@ -238,8 +253,10 @@ async fn fetch_all(
             return Ok(());
         }
     };
-    if args.drs.allowed_hosts.is_empty() {
-        tracing::warn!("C4GH_ALLOWED_HOSTS is empty: any DRS host may be contacted");
+    if any_host {
+        tracing::warn!(
+            "C4GH_ALLOWED_HOSTS is empty and C4GH_ALLOW_ANY_HOST is set: any DRS host may be contacted"
+        );
     }
     status.update(|s| {
         s.phase = Phase::Fetching;

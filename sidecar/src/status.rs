@@ -4,11 +4,20 @@
 //! `{"phase": "Starting"|"Fetching"|"Ready"|"Failed", "message": "…", "inputs": [{"url", "path",
 //! "mode", "state": "Pending"|"Fetching"|"Done"|"Failed", "bytes": N, "error": "…"?}],
 //! "updated": "RFC3339"}`, written atomically (`.status.json.part`, rename) with mode 0444.
+//!
+//! Writes are coalesced: a change of the phase is written at once (so `Ready` and `Failed`
+//! reach the probe and the gate without delay), while per-input changes (state, byte counts)
+//! only mark the document dirty once a flusher runs ([`StatusWriter::spawn_flusher`]), which
+//! writes the latest document at most every [`FLUSH_INTERVAL`]. Every write holds the lock
+//! and writes the current document, so the file never goes back to an older state. The
+//! file lives on the memory-backed key volume: the rename gives readers atomicity, the fsync
+//! costs next to nothing there and keeps the same guarantee on a disk-backed directory.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +26,8 @@ use crate::inputs::{Input, Mode};
 
 /// Name of the status file in the key directory.
 pub const STATUS_FILE: &str = "status.json";
+/// Longest delay of a per-input change once a flusher runs (phase changes are immediate).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The sidecar's overall phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,11 +186,17 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// Owns the status document and rewrites the file atomically after each change.
+/// Owns the status document and rewrites the file atomically: at once for phase changes,
+/// coalesced for per-input changes while a flusher runs.
 #[derive(Debug)]
 pub struct StatusWriter {
     path: PathBuf,
     status: Mutex<Status>,
+    /// Per-input changes wait for the flusher (set by [`StatusWriter::spawn_flusher`]).
+    coalescing: AtomicBool,
+    /// The file is older than the document.
+    dirty: AtomicBool,
+    wake: tokio::sync::Notify,
 }
 
 impl StatusWriter {
@@ -188,18 +205,29 @@ impl StatusWriter {
         let writer = StatusWriter {
             path: key_dir.join(STATUS_FILE),
             status: Mutex::new(initial),
+            coalescing: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
         };
         writer.update(|_| ())?;
         Ok(writer)
     }
 
-    /// Applies `change` and rewrites the file.
-    pub fn update(&self, change: impl FnOnce(&mut Status)) -> Result<(), StatusError> {
-        let mut status = self
-            .status
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `change` and rewrites the file now.
+    pub fn update(&self, change: impl FnOnce(&mut Status)) -> Result<(), StatusError> {
+        let mut status = self.lock();
         change(&mut status);
+        self.write_locked(&mut status)
+    }
+
+    fn write_locked(&self, status: &mut Status) -> Result<(), StatusError> {
+        self.dirty.store(false, Ordering::Release);
         status.updated = now();
         let json = serde_json::to_vec_pretty(&*status).map_err(|source| StatusError::Json {
             path: self.path.clone(),
@@ -211,25 +239,59 @@ impl StatusWriter {
         })
     }
 
-    /// Updates one input's entry.
+    /// Updates one input's entry: written by the flusher within [`FLUSH_INTERVAL`] when one
+    /// runs, else at once.
     pub fn input(
         &self,
         index: usize,
         change: impl FnOnce(&mut InputStatus),
     ) -> Result<(), StatusError> {
-        self.update(|s| {
-            if let Some(entry) = s.inputs.get_mut(index) {
-                change(entry);
+        let mut status = self.lock();
+        if let Some(entry) = status.inputs.get_mut(index) {
+            change(entry);
+        }
+        if self.coalescing.load(Ordering::Acquire) {
+            self.dirty.store(true, Ordering::Release);
+            drop(status);
+            self.wake.notify_one();
+            Ok(())
+        } else {
+            self.write_locked(&mut status)
+        }
+    }
+
+    /// Writes the document if a per-input change is not on disk yet.
+    pub fn flush(&self) -> Result<(), StatusError> {
+        let mut status = self.lock();
+        if self.dirty.load(Ordering::Acquire) {
+            self.write_locked(&mut status)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// From now on per-input changes are coalesced: a task writes the latest document at most
+    /// every `interval`. Abort the task (and await it) before removing the status file.
+    pub fn spawn_flusher(
+        self: &std::sync::Arc<Self>,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        self.coalescing.store(true, Ordering::Release);
+        let writer = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                writer.wake.notified().await;
+                tokio::time::sleep(interval).await;
+                if let Err(e) = writer.flush() {
+                    tracing::warn!(error = %e, "cannot write the status file");
+                }
             }
         })
     }
 
     /// A copy of the current document.
     pub fn snapshot(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.lock().clone()
     }
 
     /// Path of the status file.
@@ -294,5 +356,60 @@ mod tests {
             "{}",
             long.len()
         );
+    }
+
+    #[tokio::test]
+    async fn coalesced_input_changes_are_written_and_phase_changes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(STATUS_FILE);
+        let writer = std::sync::Arc::new(
+            StatusWriter::create(dir.path(), Status::starting(&sample())).unwrap(),
+        );
+        let flusher = writer.spawn_flusher(Duration::from_millis(400));
+        let read = || Status::read(&file).unwrap();
+
+        for n in 0..100 {
+            writer.input(0, |i| i.bytes = n).unwrap();
+        }
+        writer.input(0, |i| i.state = InputState::Done).unwrap();
+        assert_eq!(read().inputs[0].state, InputState::Pending, "coalesced");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while read().inputs[0].state != InputState::Done {
+            assert!(std::time::Instant::now() < deadline, "never flushed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(read().inputs[0].bytes, 99);
+
+        writer
+            .input(1, |i| {
+                i.state = InputState::Failed;
+                i.error = Some("boom".into());
+            })
+            .unwrap();
+        writer
+            .update(|s| {
+                s.phase = Phase::Failed;
+                s.message = "1 of 2 inputs failed".into();
+            })
+            .unwrap();
+        let now = read();
+        assert_eq!(
+            now.phase,
+            Phase::Failed,
+            "a phase change is written at once"
+        );
+        assert_eq!(
+            now.inputs[1].state,
+            InputState::Failed,
+            "with the pending input change"
+        );
+        assert_eq!(now, writer.snapshot());
+
+        flusher.abort();
+        let _ = flusher.await;
+        std::fs::remove_file(&file).unwrap();
+        writer.input(0, |i| i.bytes = 1).unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!file.exists(), "no write after the flusher stopped");
     }
 }

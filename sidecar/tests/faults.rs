@@ -373,3 +373,53 @@ async fn invalid_input_list_fails_the_gate_with_the_reason() {
     assert!(termination.contains("input list rejected"), "{termination}");
     assert!(sidecar.signal_and_wait(Signal::SIGTERM).success());
 }
+
+/// Regression: an empty `C4GH_ALLOWED_HOSTS` used to let `run` contact any host (with a
+/// warning). It now fails closed before any request and says what to set; the explicit
+/// development switch `C4GH_ALLOW_ANY_HOST=true` restores the old behaviour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_allow_list_fails_closed_unless_any_host_is_allowed() {
+    let server = FaultyServer::start().await;
+    let plaintext = setup(&server, "open", Fault::default());
+    let env = |work: &Path, extra: Vec<(String, String)>| RunEnv {
+        inputs: format!(
+            r#"[{{"url":"{}","path":"{}/data/obj.bin","mode":"plaintext"}}]"#,
+            server.drs_uri("open"),
+            work.display()
+        ),
+        key_dir: work.join("key"),
+        root: work.join("data"),
+        ca_pem: server.ca_pem().to_owned(),
+        token: None,
+        allowed_host: String::new(),
+        extra,
+    };
+
+    let work = tempfile::tempdir().unwrap();
+    let mut sidecar = Sidecar::start(&env(work.path(), Vec::new()), work.path());
+    let status = tokio::task::block_in_place(|| sidecar.wait_settled());
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    for needle in ["C4GH_ALLOWED_HOSTS is empty", "C4GH_ALLOW_ANY_HOST=true"] {
+        assert!(status.message.contains(needle), "{:?}", status.message);
+    }
+    assert_eq!(server.object_requests("open"), 0);
+    let (gate, termination, _) = run_gate(&work.path().join("key"), work.path(), 5);
+    assert_eq!(gate.code(), Some(1));
+    assert!(
+        termination.contains("C4GH_ALLOWED_HOSTS is empty"),
+        "{termination}"
+    );
+    assert!(entries_under(&work.path().join("data")).is_empty());
+    assert!(sidecar.signal_and_wait(Signal::SIGTERM).success());
+
+    let work = tempfile::tempdir().unwrap();
+    let allow = vec![("C4GH_ALLOW_ANY_HOST".to_owned(), "true".to_owned())];
+    let mut sidecar = Sidecar::start(&env(work.path(), allow), work.path());
+    let status = tokio::task::block_in_place(|| sidecar.wait_settled());
+    let mut outcome = Outcome {
+        status,
+        work,
+        sidecar,
+    };
+    assert_ready_with(&mut outcome, &plaintext);
+}

@@ -805,7 +805,7 @@ impl BodyReader {
     }
 
     /// Body bytes handed out so far.
-    pub fn bytes(&self) -> u64 {
+    pub fn bytes_read(&self) -> u64 {
         self.bytes
     }
 
@@ -994,5 +994,98 @@ mod tests {
             part_path(Path::new("/data/in/x.c4gh")),
             PathBuf::from("/data/in/x.c4gh.part")
         );
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> Msg {
+        Msg::Data(parts.iter().map(|p| Bytes::from_static(p)).collect())
+    }
+
+    #[test]
+    fn reader_hands_out_everything_in_order_and_hashes_it() {
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(chunks(&[b"abc", b"", b"defg"])).unwrap();
+        tx.try_send(chunks(&[b"hij"])).unwrap();
+        tx.try_send(Msg::End).unwrap();
+        let mut reader = BodyReader::new(rx);
+        let mut first = [0u8; 2];
+        assert_eq!(reader.read(&mut first).unwrap(), 2);
+        assert_eq!(&first, b"ab");
+        assert_eq!(
+            reader.next_chunk().unwrap().unwrap(),
+            Bytes::from_static(b"c")
+        );
+        let mut out = Vec::new();
+        assert_eq!(reader.copy_to(&mut out).unwrap(), 7);
+        assert_eq!(out, b"defghij");
+        assert_eq!(reader.read(&mut first).unwrap(), 0, "clean end");
+        assert_eq!(reader.bytes_read(), 10);
+        assert_eq!(
+            hex(&reader.hasher.finalize()),
+            hex(&Sha256::digest(b"abcdefghij"))
+        );
+    }
+
+    #[test]
+    fn reader_never_reports_a_failed_or_cancelled_download_as_the_end() {
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(chunks(&[b"abc"])).unwrap();
+        tx.try_send(Msg::Failed).unwrap();
+        let mut out = Vec::new();
+        let e = BodyReader::new(rx).copy_to(&mut out).unwrap_err();
+        assert_eq!(out, b"abc");
+        assert!(e.to_string().contains("failed"), "{e}");
+
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(chunks(&[b"abc"])).unwrap();
+        drop(tx);
+        let mut reader = BodyReader::new(rx);
+        let mut buf = [0u8; 8];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        let e = reader.read(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("cancelled"), "{e}");
+    }
+
+    #[test]
+    fn drain_hashes_what_an_early_consumer_left() {
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(chunks(&[b"abc", b"def"])).unwrap();
+        tx.try_send(Msg::End).unwrap();
+        let mut reader = BodyReader::new(rx);
+        let mut one = [0u8; 1];
+        reader.read_exact(&mut one).unwrap();
+        reader.drain().unwrap();
+        assert_eq!(reader.bytes_read(), 6);
+        assert_eq!(
+            hex(&reader.hasher.finalize()),
+            hex(&Sha256::digest(b"abcdef"))
+        );
+    }
+
+    /// A writer that takes at most 2 bytes per call, to exercise partial vectored writes.
+    struct Stingy(Vec<u8>);
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(2);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_writes_survive_partial_writes() {
+        let parts = [
+            Bytes::from_static(b"hello "),
+            Bytes::new(),
+            Bytes::from_static(b"wor"),
+            Bytes::from_static(b"ld"),
+        ];
+        let mut out = Stingy(Vec::new());
+        write_all_vectored(&mut out, &parts).unwrap();
+        assert_eq!(out.0, b"hello world");
     }
 }
