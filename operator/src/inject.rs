@@ -71,17 +71,47 @@ pub fn should_inject(pod: &Pod) -> bool {
 ///
 /// A [`Denial`] when an annotation or input breaks the policy.
 pub fn mutate(pod: &Pod, policy: &EffectivePolicy) -> Result<Pod, Denial> {
+    Ok(match injection(pod, policy)? {
+        Some(injection) => injection.apply(pod),
+        None => pod.clone(),
+    })
+}
+
+/// The fields of a pod that the injection sets, with their new values. Every other field of the
+/// pod is left as it was, which is what lets [`Injection::patch`] look at these fields only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Injection {
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.containers` (mounts and `C4GH_SECRET_KEY` added to task containers).
+    pub containers: Vec<Container>,
+    /// `spec.initContainers` (the sidecar and the gate first).
+    pub init_containers: Vec<Container>,
+    /// `spec.securityContext` (`fsGroup`).
+    pub security_context: PodSecurityContext,
+    /// `spec.volumes`.
+    pub volumes: Vec<Volume>,
+}
+
+/// Computes the [`Injection`] for `pod`: `None` when it did not opt in.
+///
+/// # Errors
+///
+/// A [`Denial`] when an annotation or input breaks the policy.
+pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection>, Denial> {
     if !should_inject(pod) {
-        return Ok(pod.clone());
+        return Ok(None);
     }
     check_annotations(pod)?;
-    let annotations_map = pod.metadata.annotations.clone().unwrap_or_default();
     let inputs = inputs::parse(
-        annotations_map.get(annotations::INPUTS).map(String::as_str),
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::INPUTS))
+            .map(String::as_str),
         policy,
     )?;
-    let mut out = pod.clone();
-    let spec = out.spec.as_mut().ok_or(Denial::NoSpec)?;
+    let spec = pod.spec.as_ref().ok_or(Denial::NoSpec)?;
     if spec.host_pid == Some(true) {
         return Err(Denial::SharedProcesses { field: "hostPID" });
     }
@@ -102,19 +132,25 @@ pub fn mutate(pod: &Pod, policy: &EffectivePolicy) -> Result<Pod, Denial> {
     }
     let plan = plan_volumes(&inputs, spec, &tasks, policy)?;
 
+    let mut volumes = spec.volumes.clone().unwrap_or_default();
     for v in pod_volumes(&plan, policy) {
-        ensure_volume(spec, v);
+        ensure_volume(&mut volumes, v);
     }
     let security = sidecar_security(spec.security_context.as_ref());
     let sidecar = sidecar_container(&inputs, &plan, policy, security.clone());
     let gate = gate_container(policy, security);
-    let init = spec.init_containers.get_or_insert_with(Vec::new);
-    init.retain(|c| c.name != SIDECAR_NAME && c.name != GATE_NAME);
-    init.insert(0, sidecar);
-    init.insert(1, gate);
+    let mut init_containers: Vec<Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.name != SIDECAR_NAME && c.name != GATE_NAME)
+        .cloned()
+        .collect();
+    init_containers.splice(0..0, [sidecar, gate]);
 
+    let mut containers = spec.containers.clone();
     for &i in &tasks {
-        let c = &mut spec.containers[i];
+        let c = &mut containers[i];
         ensure_mount(
             c,
             VolumeMount {
@@ -130,21 +166,183 @@ pub fn mutate(pod: &Pod, policy: &EffectivePolicy) -> Result<Pod, Denial> {
         ensure_env(c, "C4GH_SECRET_KEY", SECRET_KEY_FILE);
     }
 
-    let sc = spec
-        .security_context
-        .get_or_insert_with(PodSecurityContext::default);
-    if sc.fs_group.is_none() {
-        sc.fs_group = Some(SIDECAR_UID);
-        sc.fs_group_change_policy = Some("OnRootMismatch".to_owned());
+    let mut security_context = spec.security_context.clone().unwrap_or_default();
+    if security_context.fs_group.is_none() {
+        security_context.fs_group = Some(SIDECAR_UID);
+        security_context.fs_group_change_policy = Some("OnRootMismatch".to_owned());
     }
 
-    let ann = out.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    ann.insert(
+    let mut annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    annotations.insert(
         annotations::STATUS.to_owned(),
         annotations::STATUS_INJECTED.to_owned(),
     );
-    ann.insert(annotations::APPLIED_POLICY.to_owned(), policy.name.clone());
-    Ok(out)
+    annotations.insert(annotations::APPLIED_POLICY.to_owned(), policy.name.clone());
+    Ok(Some(Injection {
+        annotations,
+        containers,
+        init_containers,
+        security_context,
+        volumes,
+    }))
+}
+
+impl Injection {
+    /// `pod` with the injection applied.
+    pub fn apply(self, pod: &Pod) -> Pod {
+        let mut out = pod.clone();
+        out.metadata.annotations = Some(self.annotations);
+        let spec = out.spec.get_or_insert_with(PodSpec::default);
+        spec.containers = self.containers;
+        spec.init_containers = Some(self.init_containers);
+        spec.security_context = Some(self.security_context);
+        spec.volumes = Some(self.volumes);
+        out
+    }
+
+    /// The JSON Patch (RFC 6902) from `before` to `before` with the injection applied, as JSON
+    /// bytes: the same operations, in the same order, as `json_patch::diff` of the two pods'
+    /// JSON. Only the fields the injection sets are compared, unchanged containers and volumes
+    /// are compared as typed values, and added ones are written straight from their types
+    /// (object keys in field order rather than sorted, which JSON does not distinguish).
+    pub fn patch(&self, before: &Pod) -> Vec<u8> {
+        let mut w = PatchWriter::default();
+        let spec = before.spec.as_ref();
+        // Keys in the order `json_patch::diff` visits them: sorted, those of the new object
+        // first, then removals (the injection removes none of these fields).
+        w.option(
+            "/metadata/annotations",
+            before.metadata.annotations.as_ref(),
+            &self.annotations,
+        );
+        w.array(
+            "/spec/containers",
+            spec.map_or(&[][..], |s| &s.containers),
+            &self.containers,
+        );
+        w.option_array(
+            "/spec/initContainers",
+            spec.and_then(|s| s.init_containers.as_deref()),
+            &self.init_containers,
+        );
+        w.option(
+            "/spec/securityContext",
+            spec.and_then(|s| s.security_context.as_ref()),
+            &self.security_context,
+        );
+        w.option_array(
+            "/spec/volumes",
+            spec.and_then(|s| s.volumes.as_deref()),
+            &self.volumes,
+        );
+        w.finish()
+    }
+}
+
+/// Writes JSON Patch operations straight into a byte buffer.
+struct PatchWriter {
+    out: Vec<u8>,
+}
+
+impl Default for PatchWriter {
+    fn default() -> Self {
+        Self {
+            out: Vec::with_capacity(4096),
+        }
+    }
+}
+
+/// One operation as `json_patch` serialises it (`op`, `path`, then `value`).
+#[derive(serde::Serialize)]
+struct Op<'a, T: serde::Serialize> {
+    op: &'static str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a T>,
+}
+
+impl PatchWriter {
+    fn op<T: serde::Serialize>(&mut self, op: &'static str, path: &str, value: Option<&T>) {
+        self.out.push(if self.out.is_empty() { b'[' } else { b',' });
+        // Writing into a Vec fails only on a map with non-string keys, which pods do not have.
+        let _ = serde_json::to_writer(&mut self.out, &Op { op, path, value });
+    }
+
+    /// A field that is `before` (absent when `None`) and becomes `after`.
+    fn option<T: serde::Serialize + PartialEq>(
+        &mut self,
+        path: &str,
+        before: Option<&T>,
+        after: &T,
+    ) {
+        match before {
+            None => self.op("add", path, Some(after)),
+            Some(b) if b == after => {}
+            Some(b) => self.nested(path, b, after),
+        }
+    }
+
+    /// An optional array that becomes `after`.
+    fn option_array<T: serde::Serialize + PartialEq>(
+        &mut self,
+        path: &str,
+        before: Option<&[T]>,
+        after: &[T],
+    ) {
+        match before {
+            None => self.op("add", path, Some(&after)),
+            Some(b) => self.array(path, b, after),
+        }
+    }
+
+    /// Element by element, as `json_patch::diff` compares arrays.
+    fn array<T: serde::Serialize + PartialEq>(&mut self, path: &str, before: &[T], after: &[T]) {
+        let mut shift = 0usize;
+        for idx in 0..before.len().max(after.len()) {
+            let at = format!("{path}/{}", idx - shift);
+            match (before.get(idx), after.get(idx)) {
+                (Some(b), Some(a)) if b == a => {}
+                (Some(b), Some(a)) => self.nested(&at, b, a),
+                (Some(_), None) => {
+                    shift += 1;
+                    self.op::<()>("remove", &at, None);
+                }
+                (None, Some(a)) => self.op("add", &at, Some(a)),
+                (None, None) => {}
+            }
+        }
+    }
+
+    /// A changed value: `json_patch::diff` of the two values' JSON under `path`.
+    fn nested<T: serde::Serialize>(&mut self, path: &str, before: &T, after: &T) {
+        // Conversion fails only for maps with non-string keys, which pods do not have.
+        let (Ok(b), Ok(a)) = (serde_json::to_value(before), serde_json::to_value(after)) else {
+            return;
+        };
+        for op in json_patch::diff(&b, &a).0 {
+            match op {
+                json_patch::PatchOperation::Add(o) => {
+                    self.op("add", &format!("{path}{}", o.path), Some(&o.value));
+                }
+                json_patch::PatchOperation::Replace(o) => {
+                    self.op("replace", &format!("{path}{}", o.path), Some(&o.value));
+                }
+                json_patch::PatchOperation::Remove(o) => {
+                    self.op::<()>("remove", &format!("{path}{}", o.path), None);
+                }
+                // `diff` produces only add, replace and remove (json-patch 4 `diff.rs`).
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.out.is_empty() {
+            self.out.push(b'[');
+        }
+        self.out.push(b']');
+        self.out
+    }
 }
 
 /// Denies unknown keys under `c4gh.dev/` (labels other than the opt-in label, annotations other
@@ -554,8 +752,7 @@ fn read_only(volume: &str, path: &str) -> VolumeMount {
 }
 
 /// Replaces the volume with the same name, or appends it.
-fn ensure_volume(spec: &mut PodSpec, volume: Volume) {
-    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+fn ensure_volume(volumes: &mut Vec<Volume>, volume: Volume) {
     match volumes.iter_mut().find(|v| v.name == volume.name) {
         Some(existing) => *existing = volume,
         None => volumes.push(volume),
@@ -577,5 +774,89 @@ fn ensure_env(container: &mut Container, name: &str, value: &str) {
     match envs.iter_mut().find(|e| e.name == name) {
         Some(existing) => *existing = env(name, value),
         None => envs.push(env(name, value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effective::OperatorDefaults;
+    use crate::policy::Crypt4ghPolicy;
+
+    const POLICY: &str = include_str!("../tests/golden/policy.yaml");
+    const INPUTS: [&str; 5] = [
+        include_str!("../tests/golden/job-pod.input.yaml"),
+        include_str!("../tests/golden/tesk-executor.input.yaml"),
+        include_str!("../tests/golden/mesh-and-init.input.yaml"),
+        include_str!("../tests/golden/no-inputs.input.yaml"),
+        include_str!("../tests/golden/second-pass.input.yaml"),
+    ];
+
+    fn policy() -> EffectivePolicy {
+        let p: Crypt4ghPolicy = serde_yaml_ng::from_str(POLICY).unwrap();
+        EffectivePolicy::from_spec("default", &p.spec, &OperatorDefaults::default()).unwrap()
+    }
+
+    /// The typed patch has the operations of `json_patch::diff` of the whole pods, in order,
+    /// and turns the input into the injected pod.
+    fn assert_patch_matches_full_diff(pod: &Pod) {
+        let injection = injection(pod, &policy()).unwrap().unwrap();
+        let after = serde_json::to_value(injection.clone().apply(pod)).unwrap();
+        let before = serde_json::to_value(pod).unwrap();
+        let typed: json_patch::Patch = serde_json::from_slice(&injection.patch(pod)).unwrap();
+        assert_eq!(typed, json_patch::diff(&before, &after));
+        let mut patched = before;
+        json_patch::patch(&mut patched, &typed).unwrap();
+        assert_eq!(patched, after);
+    }
+
+    #[test]
+    fn patch_equals_the_full_diff_for_every_golden_input() {
+        for input in INPUTS {
+            assert_patch_matches_full_diff(&serde_yaml_ng::from_str(input).unwrap());
+        }
+    }
+
+    #[test]
+    fn patch_of_an_injected_pod_is_empty() {
+        let pod: Pod = serde_yaml_ng::from_str(INPUTS[1]).unwrap();
+        let injected = mutate(&pod, &policy()).unwrap();
+        let again = injection(&injected, &policy()).unwrap().unwrap();
+        assert_eq!(again.patch(&injected), b"[]");
+    }
+
+    #[test]
+    fn patch_removes_stale_duplicate_init_containers_and_keeps_existing_fields() {
+        let mut pod: Pod = serde_yaml_ng::from_str(INPUTS[1]).unwrap();
+        let spec = pod.spec.as_mut().unwrap();
+        let named = |name: &str| Container {
+            name: name.to_owned(),
+            image: Some("old".to_owned()),
+            ..Container::default()
+        };
+        spec.init_containers = Some(vec![
+            named(GATE_NAME),
+            named("setup"),
+            named(SIDECAR_NAME),
+            named(GATE_NAME),
+        ]);
+        spec.security_context = Some(PodSecurityContext {
+            run_as_user: Some(1000),
+            ..PodSecurityContext::default()
+        });
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: KEY_VOLUME.to_owned(),
+            ..Volume::default()
+        });
+        assert_patch_matches_full_diff(&pod);
+    }
+
+    #[test]
+    fn not_opted_in_has_no_injection() {
+        let pod: Pod =
+            serde_yaml_ng::from_str(include_str!("../tests/golden/not-opted-in.input.yaml"))
+                .unwrap();
+        assert_eq!(injection(&pod, &policy()).unwrap(), None);
+        assert_eq!(mutate(&pod, &policy()).unwrap(), pod);
     }
 }

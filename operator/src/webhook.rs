@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
@@ -117,7 +117,7 @@ pub fn router(state: WebhookState) -> Router {
 async fn mutate_handler(
     State(state): State<WebhookState>,
     Json(review): Json<AdmissionReview<Pod>>,
-) -> impl IntoResponse {
+) -> Response {
     let started = Instant::now();
     let req: AdmissionRequest<Pod> = match review.try_into() {
         Ok(r) => r,
@@ -127,15 +127,14 @@ async fn mutate_handler(
                 .admissions
                 .get_or_create(&Outcome { result: "error" })
                 .inc();
-            return (
+            return review_response(
                 StatusCode::BAD_REQUEST,
-                Json(review_json(AdmissionResponse::invalid(format!(
-                    "not an AdmissionReview request: {e}"
-                )))),
+                AdmissionResponse::invalid(format!("not an AdmissionReview request: {e}")),
             );
         }
     };
     let (response, result) = admit(&state, &req);
+    let reply = review_response(StatusCode::OK, response);
     state
         .metrics
         .admissions
@@ -145,26 +144,64 @@ async fn mutate_handler(
         .metrics
         .admission_seconds
         .observe(started.elapsed().as_secs_f64());
-    (StatusCode::OK, Json(review_json(response)))
+    reply
 }
 
-/// The AdmissionReview response as JSON, with the patch as a base64 string (the encoding of a
-/// Go `[]byte`); kube-core would write it as an array of numbers, four times larger and slow.
-fn review_json(mut response: AdmissionResponse) -> serde_json::Value {
+/// The AdmissionReview response, serialised straight to bytes with the patch as a base64 string
+/// (the encoding of a Go `[]byte`); kube-core would write it as an array of numbers, four times
+/// larger and slow.
+fn review_response(status: StatusCode, mut response: AdmissionResponse) -> Response {
     let patch = response.patch.take();
-    let mut value = serde_json::to_value(response.into_review()).unwrap_or_default();
-    if let (Some(bytes), Some(obj)) = (
-        patch,
-        value
-            .pointer_mut("/response")
-            .and_then(|r| r.as_object_mut()),
-    ) {
-        obj.insert(
-            "patch".to_owned(),
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        );
+    let review = ReviewOut {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: ResponseOut {
+            response: &response,
+            patch: patch.as_deref().map(Base64),
+        },
+    };
+    match serde_json::to_vec(&review) {
+        Ok(body) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize the admission response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
-    value
+}
+
+/// An `AdmissionReview` carrying a response.
+#[derive(serde::Serialize)]
+struct ReviewOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'a str,
+    response: ResponseOut<'a>,
+}
+
+/// An [`AdmissionResponse`] (without its patch bytes) and the patch in base64.
+#[derive(serde::Serialize)]
+struct ResponseOut<'a> {
+    #[serde(flatten)]
+    response: &'a AdmissionResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<Base64<'a>>,
+}
+
+/// Bytes serialised as a standard base64 string.
+struct Base64<'a>(&'a [u8]);
+
+impl serde::Serialize for Base64<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
 }
 
 /// Answers one admission request; returns the response and the outcome label.
@@ -205,7 +242,7 @@ pub fn admit(
                 name: policy_name.clone(),
                 problems: problems.join("; "),
             })
-            .and_then(|effective| inject::mutate(pod, &effective)),
+            .and_then(|effective| inject::injection(pod, &effective)),
     };
     let pod_desc = pod
         .metadata
@@ -214,11 +251,8 @@ pub fn admit(
         .or_else(|| pod.metadata.generate_name.as_ref().map(|g| format!("{g}*")))
         .unwrap_or_default();
     match result {
-        Ok(mutated) => {
-            let patch = json_patch::diff(
-                &serde_json::to_value(pod).unwrap_or_default(),
-                &serde_json::to_value(&mutated).unwrap_or_default(),
-            );
+        Ok(injection) => {
+            let patch = injection.map(|i| i.patch(pod));
             tracing::info!(namespace, pod = pod_desc, policy = policy_name, "injected");
             emit(
                 state,
@@ -229,8 +263,15 @@ pub fn admit(
                 "Injected",
                 format!("c4gh sidecar injected into pod {pod_desc} (policy {policy_name})"),
             );
-            match response.with_patch(patch) {
-                Ok(r) => (r, "injected"),
+            // `with_patch` sets the patch type; the bytes are the ones written by
+            // `Injection::patch` (an empty patch when there is nothing to inject).
+            match response.with_patch(json_patch::Patch::default()) {
+                Ok(mut r) => {
+                    if let Some(bytes) = patch {
+                        r.patch = Some(bytes);
+                    }
+                    (r, "injected")
+                }
                 Err(e) => (
                     AdmissionResponse::from(req)
                         .deny(format!("internal error serializing the patch: {e}")),
