@@ -6,7 +6,8 @@
 //! - `plaintext` mode (`--decrypt`) vs min(curl, decrypt ceiling), the ceiling being in-memory
 //!   single-stream decryption with the `c4gh` crate (target ≥ 0.8×);
 //! - peak RSS of each client, from `getrusage(RUSAGE_CHILDREN)` in a helper process that runs only
-//!   that client (target ≤ 32 MiB);
+//!   that client (target ≤ 32 MiB), and its CPU seconds (user + system) per GiB, which stay
+//!   meaningful on a busy machine where the rates do not;
 //! - time from starting `c4gh-sidecar run` until `status.json` says `Ready`, for 200 small inputs
 //!   (target < 1 s), then SIGTERM and a check that it exits 0 and the key file is gone.
 //!
@@ -45,7 +46,12 @@ pub fn rusage_helper(args: &[String]) -> Result<(), Error> {
     let seconds = start.elapsed().as_secs_f64();
     let usage = getrusage(UsageWho::RUSAGE_CHILDREN)
         .map_err(|e| Error::Message(format!("getrusage: {e}")))?;
-    println!("maxrss_kib={} seconds={seconds}", usage.max_rss());
+    let cpu = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    println!(
+        "maxrss_kib={} seconds={seconds} cpu_seconds={}",
+        usage.max_rss(),
+        cpu(usage.user_time()) + cpu(usage.system_time())
+    );
     if status.success() {
         Ok(())
     } else {
@@ -56,6 +62,8 @@ pub fn rusage_helper(args: &[String]) -> Result<(), Error> {
 struct Measured {
     seconds: f64,
     maxrss_mib: f64,
+    /// User + system CPU seconds of the client (all its threads).
+    cpu_seconds: f64,
 }
 
 fn measured(program: &Path, args: &[&str]) -> Result<Measured, Error> {
@@ -85,6 +93,7 @@ fn measured(program: &Path, args: &[&str]) -> Result<Measured, Error> {
     Ok(Measured {
         seconds: field("seconds=")?,
         maxrss_mib: field("maxrss_kib=")? / 1024.0,
+        cpu_seconds: field("cpu_seconds=")?,
     })
 }
 
@@ -356,9 +365,11 @@ pub fn bench() -> Result<(), Error> {
         }
         runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         let rss = runs.iter().map(|r| r.maxrss_mib).fold(0.0, f64::max);
+        let cpu = runs.iter().map(|r| r.cpu_seconds).fold(f64::MAX, f64::min);
         Ok(Measured {
             seconds: runs[0].seconds,
             maxrss_mib: rss,
+            cpu_seconds: cpu,
         })
     };
     let curl = best(Path::new("curl"), &curl_args, "out.curl")?;
@@ -377,21 +388,26 @@ pub fn bench() -> Result<(), Error> {
     let plain_ref = c.min(ceiling);
     println!();
     println!("c4gh-sidecar benchmark: {mib} MiB object on loopback TLS (best of 3)");
+    let per_gib = |m: &Measured| m.cpu_seconds / body_gib;
     println!(
-        "  curl (body only)        {c:6.2} GiB/s   peak RSS {:6.1} MiB",
-        curl.maxrss_mib
+        "  curl (body only)        {c:6.2} GiB/s   peak RSS {:6.1} MiB   CPU {:5.2} s/GiB",
+        curl.maxrss_mib,
+        per_gib(&curl)
     );
     println!(
-        "  encrypted mode          {e:6.2} GiB/s   peak RSS {:6.1} MiB   {:.2}x curl (target >= 0.9)",
+        "  encrypted mode          {e:6.2} GiB/s   peak RSS {:6.1} MiB   CPU {:5.2} s/GiB   {:.2}x curl (target >= 0.9)",
         encrypted.maxrss_mib,
+        per_gib(&encrypted),
         e / c
     );
     println!("  decrypt ceiling         {ceiling:6.2} GiB/s   (c4gh, one stream, in memory)");
     println!(
-        "  plaintext mode          {p:6.2} GiB/s   peak RSS {:6.1} MiB   {:.2}x min(curl, ceiling) (target >= 0.8)",
+        "  plaintext mode          {p:6.2} GiB/s   peak RSS {:6.1} MiB   CPU {:5.2} s/GiB   {:.2}x min(curl, ceiling) (target >= 0.8)",
         plaintext.maxrss_mib,
+        per_gib(&plaintext),
         p / plain_ref
     );
+    println!("  (CPU: user + system seconds of the client, lowest of the 3 runs, per GiB of body)");
     println!(
         "  {SMALL_INPUTS} small inputs ready in {:.3} s (concurrency 4), {:.3} s (concurrency 16) (target < 1 s)",
         ready, ready16
