@@ -423,3 +423,34 @@ async fn empty_allow_list_fails_closed_unless_any_host_is_allowed() {
     };
     assert_ready_with(&mut outcome, &plaintext);
 }
+
+/// The pipelined `plaintext` path (network task → channel → decrypting threads): a body that
+/// decrypts cleanly but fails the checksum, and a cut-off body, both fail with their specific
+/// error and leave neither a final-named file nor a `.part`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_checksum_mismatch_and_truncation_leave_nothing() {
+    let cases = [
+        (
+            "pbadsum",
+            Fault {
+                wrong_checksum: true,
+                ..Fault::default()
+            },
+            "sha-256",
+        ),
+        (
+            "pshort",
+            Fault {
+                truncate_body: Some(100_000),
+                ..Fault::default()
+            },
+            "bytes",
+        ),
+    ];
+    for (id, fault, needle) in cases {
+        let server = FaultyServer::start().await;
+        setup(&server, id, fault);
+        let mut outcome = run_one(&server, id, "plaintext", None).await;
+        assert_failed(&mut outcome, needle);
+    }
+}
