@@ -24,9 +24,10 @@ use crate::catalog::Object;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 
-/// Read size and frame size when streaming a body: few system calls and blocking-pool handoffs
-/// per byte, and frames large enough for TLS to send full records.
-const CHUNK: usize = 1024 * 1024;
+/// Read size and frame size when streaming a body: large enough for few system calls and
+/// blocking-pool handoffs and for TLS to send full records, small enough that a chunk is still
+/// in the CPU cache when TLS encrypts it (256 KiB downloaded faster than 1 MiB in an A/B run).
+const CHUNK: usize = 256 * 1024;
 
 /// An inclusive byte range within a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,9 +222,9 @@ fn chunks(file: File, start: u64, len: u64) -> impl Stream<Item = io::Result<Byt
     })
 }
 
-/// How far beyond the chunk being read the kernel is asked to read ahead (into the page cache,
-/// not this process's memory).
-const READ_AHEAD: u64 = 8 * CHUNK as u64;
+/// How far beyond the chunk being read the kernel is asked to read ahead (8 MiB, into the page
+/// cache, not this process's memory).
+const READ_AHEAD: u64 = 8 << 20;
 
 /// Reads exactly `want` bytes at `offset` into a new buffer, after asking the kernel to start
 /// reading `ahead` into the page cache (a hint: errors are ignored).
