@@ -535,6 +535,24 @@ mod tests {
         assert!(!atomic::part_path(&path).exists());
     }
 
+    #[test]
+    fn limited_writer_stops_at_the_plaintext_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain");
+        let mut out = Limited {
+            file: std::fs::File::create(&path).unwrap(),
+            written: 0,
+            limit: Some(5),
+            too_large: false,
+            write_failed: false,
+        };
+        out.write_all(b"12345").unwrap();
+        assert!(!out.too_large, "exactly the limit is allowed");
+        assert!(out.write_all(b"6").is_err());
+        assert!(out.too_large && !out.write_failed);
+        assert_eq!(std::fs::read(&path).unwrap(), b"12345");
+    }
+
     /// A reader yielding `data` and then failing with `kind`.
     fn tokio_test_reader(data: &'static [u8], kind: io::ErrorKind) -> impl AsyncRead + Unpin {
         data.chain(FailingReader(kind))
