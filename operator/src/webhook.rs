@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -114,11 +115,45 @@ pub fn router(state: WebhookState) -> Router {
         .with_state(state)
 }
 
+/// Parses the body with `serde_json` directly (axum's `Json` also tracks the path of every field
+/// for its error messages); rejections as with `Json`: 415 without a JSON content type
+/// (`application/json` or `application/*+json`), 400 for a body that is not an AdmissionReview.
 async fn mutate_handler(
     State(state): State<WebhookState>,
-    Json(review): Json<AdmissionReview<Pod>>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        });
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a request with `Content-Type: application/json`",
+        )
+            .into_response();
+    }
+    let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            state
+                .metrics
+                .admissions
+                .get_or_create(&Outcome { result: "error" })
+                .inc();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the body is not an AdmissionReview: {e}"),
+            )
+                .into_response();
+        }
+    };
     let req: AdmissionRequest<Pod> = match review.try_into() {
         Ok(r) => r,
         Err(e) => {
@@ -455,5 +490,86 @@ pub async fn serve_tls(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("webhook connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("webhook drain timed out; closing open connections"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn state() -> WebhookState {
+        WebhookState {
+            policies: Arc::new(
+                StaticPolicies::from_yaml(include_str!("../tests/golden/policy.yaml")).unwrap(),
+            ),
+            defaults: Arc::new(OperatorDefaults::default()),
+            metrics: Arc::new(Metrics::new()),
+            recorder: None,
+        }
+    }
+
+    async fn post(content_type: &str, body: &str) -> (StatusCode, Vec<u8>) {
+        let response = router(state())
+            .oneshot(
+                Request::post(MUTATE_PATH)
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body.to_vec())
+    }
+
+    #[tokio::test]
+    async fn rejects_bodies_that_are_not_json_admission_reviews() {
+        let (status, body) = post("text/plain", "{}").await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(String::from_utf8(body).unwrap().contains("application/json"));
+        let (status, body) = post("application/json", "{not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8(body).unwrap().starts_with("the body is not an AdmissionReview"));
+    }
+
+    #[tokio::test]
+    async fn answers_with_a_base64_patch() {
+        let pod: serde_json::Value = serde_yaml_ng::from_str::<Pod>(include_str!(
+            "../tests/golden/tesk-executor.input.yaml"
+        ))
+        .map(|p| serde_json::to_value(p).unwrap())
+        .unwrap();
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "tasks",
+                "operation": "CREATE",
+                "userInfo": {"username": "test"},
+                "object": pod,
+            }
+        });
+        let (status, body) = post("application/json; charset=utf-8", &review.to_string()).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(answer["kind"], "AdmissionReview");
+        assert_eq!(answer["response"]["uid"], "u-1");
+        assert_eq!(answer["response"]["allowed"], true);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(answer["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        assert!(!patch.0.is_empty());
     }
 }
