@@ -532,10 +532,18 @@ mod tests {
     async fn rejects_bodies_that_are_not_json_admission_reviews() {
         let (status, body) = post("text/plain", "{}").await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(String::from_utf8(body).unwrap().contains("application/json"));
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("application/json")
+        );
         let (status, body) = post("application/json", "{not json").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(String::from_utf8(body).unwrap().starts_with("the body is not an AdmissionReview"));
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .starts_with("the body is not an AdmissionReview")
+        );
     }
 
     #[tokio::test]
