@@ -142,7 +142,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let operator = PathBuf::from(arg(&args, "--operator").expect("--operator PATH is required"));
     let requests: usize =
-        arg(&args, "--requests").map_or(5000, |n| n.parse().expect("--requests N"));
+        arg(&args, "--requests").map_or(20000, |n| n.parse().expect("--requests N"));
     let operator_log = arg(&args, "--operator-log").unwrap_or_else(|| "info".to_owned());
 
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,11 @@ use c4gh_operator::config::{Config, LogFormat};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator: admission allocates many small objects per request
+/// on every worker, and the images link musl statically, whose allocator serialises threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -2,7 +2,7 @@
 //! (`operator/examples/admission_load.rs`, which documents what is measured) and runs it:
 //! admission p50/p99 latency and throughput at 1, 32 and 256 concurrent requests over TLS on
 //! loopback, the CPU time per request of the operator and of the load generator, and the
-//! operator's RSS. Requests per level: `C4GH_BENCH_OPERATOR_REQUESTS` (default 5000); the
+//! operator's RSS. Requests per level: `C4GH_BENCH_OPERATOR_REQUESTS` (default 20000); the
 //! operator's log filter: `C4GH_BENCH_OPERATOR_LOG` (default `info`, as deployed).
 
 use std::env;
@@ -26,7 +26,7 @@ pub fn bench() -> Result<(), Error> {
         ])
         .run()?;
     let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    let requests = env::var("C4GH_BENCH_OPERATOR_REQUESTS").unwrap_or_else(|_| "5000".into());
+    let requests = env::var("C4GH_BENCH_OPERATOR_REQUESTS").unwrap_or_else(|_| "20000".into());
     let log = env::var("C4GH_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".into());
     Cmd::new(release.join("examples/admission_load"))
         .args(["--operator"])
