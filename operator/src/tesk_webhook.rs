@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
@@ -50,7 +50,7 @@ use crate::effective::{EffectivePolicy, OperatorDefaults};
 use crate::inject;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::tesk::{TeskError, adapt_task, has_drs_inputs};
-use crate::webhook::{PolicySource, WebhookState};
+use crate::webhook::{PolicySource, WebhookState, review_response};
 
 /// Path of the TESK ConfigMap mutation endpoint.
 pub const MUTATE_PATH: &str = "/mutate-tesk";
@@ -560,7 +560,7 @@ pub fn router(state: WebhookState) -> Router {
 async fn handler(
     State(state): State<WebhookState>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
-) -> impl IntoResponse {
+) -> Response {
     let count = |result| {
         state
             .metrics
@@ -572,11 +572,9 @@ async fn handler(
         Ok(r) => r,
         Err(e) => {
             count("error");
-            return (
+            return review_response(
                 StatusCode::BAD_REQUEST,
-                Json(review_json(AdmissionResponse::invalid(format!(
-                    "not an AdmissionReview request: {e}"
-                )))),
+                AdmissionResponse::invalid(format!("not an AdmissionReview request: {e}")),
             );
         }
     };
@@ -594,7 +592,7 @@ async fn handler(
     });
     count(result);
     tracing::debug!(elapsed = ?started.elapsed(), result, "TESK admission");
-    (StatusCode::OK, Json(review_json(response)))
+    review_response(StatusCode::OK, response)
 }
 
 /// Answers one admission request; returns the response and the outcome label.
@@ -642,21 +640,6 @@ pub fn admit(
             (response.deny(message), "denied")
         }
     }
-}
-
-/// The AdmissionReview response as JSON, the patch as a base64 string (a Go `[]byte`).
-fn review_json(mut response: AdmissionResponse) -> Value {
-    let patch = response.patch.take();
-    let mut value = serde_json::to_value(response.into_review()).unwrap_or_default();
-    if let (Some(bytes), Some(obj)) = (
-        patch,
-        value
-            .pointer_mut("/response")
-            .and_then(|r| r.as_object_mut()),
-    ) {
-        obj.insert("patch".to_owned(), Value::String(STANDARD.encode(bytes)));
-    }
-    value
 }
 
 #[cfg(test)]

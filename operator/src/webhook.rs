@@ -185,7 +185,7 @@ async fn mutate_handler(
 /// The AdmissionReview response, serialised straight to bytes with the patch as a base64 string
 /// (the encoding of a Go `[]byte`); kube-core would write it as an array of numbers, four times
 /// larger and slow.
-fn review_response(status: StatusCode, mut response: AdmissionResponse) -> Response {
+pub(crate) fn review_response(status: StatusCode, mut response: AdmissionResponse) -> Response {
     let patch = response.patch.take();
     let review = ReviewOut {
         api_version: &response.types.api_version,
