@@ -139,14 +139,17 @@ async fn mutate_handler(
         )
             .into_response();
     }
+    let count_error = || {
+        state
+            .metrics
+            .admissions
+            .get_or_create(&Outcome { result: "error" })
+            .inc();
+    };
     let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            state
-                .metrics
-                .admissions
-                .get_or_create(&Outcome { result: "error" })
-                .inc();
+            count_error();
             return (
                 StatusCode::BAD_REQUEST,
                 format!("the body is not an AdmissionReview: {e}"),
@@ -157,11 +160,7 @@ async fn mutate_handler(
     let req: AdmissionRequest<Pod> = match review.try_into() {
         Ok(r) => r,
         Err(e) => {
-            state
-                .metrics
-                .admissions
-                .get_or_create(&Outcome { result: "error" })
-                .inc();
+            count_error();
             return review_response(
                 StatusCode::BAD_REQUEST,
                 AdmissionResponse::invalid(format!("not an AdmissionReview request: {e}")),
