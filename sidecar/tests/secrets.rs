@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -77,6 +77,11 @@ async fn key_stays_in_the_key_dir_and_process_is_not_dumpable() {
     server.add("secret-test", &plaintext, &["*"]).unwrap();
     let work = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(work.path(), Some(TASK_UID), Some(TASK_UID)).unwrap();
+    // The task uid cannot reach target/ when the checkout lives under a private directory (a
+    // `mktemp -d` clone is 0700): run a copy from the work directory it owns.
+    let program = work.path().join("c4gh-sidecar");
+    std::fs::copy(common::sidecar_bin(), &program).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = work.path().join("data");
     for format in ["json", "text"] {
         let key_dir = work.path().join(format!("key-{format}"));
@@ -104,7 +109,7 @@ async fn key_stays_in_the_key_dir_and_process_is_not_dumpable() {
             ],
         };
         let work_path = work.path().to_owned();
-        let mut sidecar = Sidecar::start_with(&env, work.path(), |c| {
+        let mut sidecar = Sidecar::start_program(&program, &env, work.path(), |c| {
             c.uid(TASK_UID).gid(TASK_UID).current_dir(&work_path);
         });
         let status = sidecar.wait_settled();

@@ -44,6 +44,17 @@ impl Sidecar {
 
     /// Like [`Sidecar::start`], letting the caller adjust the command (uid, env).
     pub fn start_with(env: &RunEnv, work: &Path, adjust: impl FnOnce(&mut Command)) -> Sidecar {
+        Self::start_program(Path::new(sidecar_bin()), env, work, adjust)
+    }
+
+    /// Like [`Sidecar::start_with`], running the sidecar binary at `program` (a copy another
+    /// uid can reach when the checkout's directories are private).
+    pub fn start_program(
+        program: &Path,
+        env: &RunEnv,
+        work: &Path,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Sidecar {
         std::fs::create_dir_all(&env.key_dir).unwrap();
         std::fs::create_dir_all(&env.root).unwrap();
         let ca = work.join("ca.pem");
@@ -57,7 +68,7 @@ impl Sidecar {
             n += 1;
         };
         let out = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(sidecar_bin());
+        let mut command = Command::new(program);
         command
             .arg("run")
             .env_clear()
