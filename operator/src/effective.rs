@@ -8,8 +8,8 @@ use drs::uri::{DrsUri, ParseOptions};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::inputs::Mode;
 use crate::policy::{Crypt4ghPolicySpec, UnmountedPaths};
+use c4gh_contract::Mode;
 
 /// Default sidecar image when neither the policy nor the operator names one.
 pub const DEFAULT_SIDECAR_IMAGE: &str =

@@ -15,44 +15,23 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use c4gh_contract::{InputEntry, Mode, env, pod};
+
 use crate::annotations;
 use crate::denial::Denial;
 use crate::effective::{EffectivePolicy, TokenSource};
-use crate::inputs::{self, Input, Mode};
+use crate::inputs::{self, Input};
 use crate::policy::UnmountedPaths;
 
-/// Name of the native sidecar container (first init container).
-pub const SIDECAR_NAME: &str = "c4gh-sidecar";
-/// Name of the gate container (second init container).
-pub const GATE_NAME: &str = "c4gh-gate";
-/// Memory-backed volume holding the ephemeral key and `status.json`.
-pub const KEY_VOLUME: &str = "c4gh-key";
-/// Where the key volume is mounted (sidecar read-write, others read-only).
-pub const KEY_DIR: &str = "/c4gh/key";
-/// The key file given to task containers as `C4GH_SECRET_KEY`.
-pub const SECRET_KEY_FILE: &str = "/c4gh/key/ephemeral.sec";
-/// Size limit of the key volume.
-pub const KEY_VOLUME_SIZE: &str = "1Mi";
-/// Disk-backed emptyDir for encrypted inputs outside every task mount.
-pub const INPUTS_VOLUME: &str = "c4gh-inputs";
-/// Memory-backed emptyDir for plaintext and stream inputs.
-pub const PLAINTEXT_VOLUME: &str = "c4gh-plaintext";
-/// Volume with the DRS bearer token (Secret or projected ServiceAccount token).
-pub const AUTH_VOLUME: &str = "c4gh-auth";
-/// Where [`AUTH_VOLUME`] is mounted in the sidecar.
-pub const AUTH_DIR: &str = "/c4gh/auth";
-/// Volume with the passports.
-pub const PASSPORTS_VOLUME: &str = "c4gh-passports";
-/// Where [`PASSPORTS_VOLUME`] is mounted in the sidecar.
-pub const PASSPORTS_DIR: &str = "/c4gh/passports";
-/// Volume with the DRS CA bundle.
-pub const CA_VOLUME: &str = "c4gh-ca";
-/// Where [`CA_VOLUME`] is mounted in the sidecar.
-pub const CA_DIR: &str = "/c4gh/ca";
+/// The pod contract's names the injection uses (container, volume and directory names).
+pub use c4gh_contract::pod::{
+    AUTH_DIR, AUTH_VOLUME, CA_DIR, CA_VOLUME, GATE_CONTAINER, INPUTS_VOLUME, KEY_DIR, KEY_VOLUME,
+    KEY_VOLUME_SIZE, OWN_VOLUME_PREFIX, PASSPORTS_DIR, PASSPORTS_VOLUME, PLAINTEXT_VOLUME,
+    SECRET_KEY_PATH, SIDECAR_CONTAINER,
+};
+
 /// UID (and the default fsGroup) of the sidecar and gate unless the pod sets a non-root UID.
 pub const SIDECAR_UID: i64 = 65532;
-/// Prefix of every volume the operator adds; such volumes never count as task mounts.
-pub const OWN_VOLUME_PREFIX: &str = "c4gh-";
 
 /// Whether the pod opted in (`c4gh.dev/inject: enabled`).
 pub fn should_inject(pod: &Pod) -> bool {
@@ -143,7 +122,7 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
         .init_containers
         .iter()
         .flatten()
-        .filter(|c| c.name != SIDECAR_NAME && c.name != GATE_NAME)
+        .filter(|c| c.name != SIDECAR_CONTAINER && c.name != GATE_CONTAINER)
         .cloned()
         .collect();
     init_containers.splice(0..0, [sidecar, gate]);
@@ -163,7 +142,7 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
         for m in &plan.task_mounts {
             ensure_mount(c, m.clone());
         }
-        ensure_env(c, "C4GH_SECRET_KEY", SECRET_KEY_FILE);
+        ensure_env(c, env::SECRET_KEY, SECRET_KEY_PATH);
     }
 
     let mut security_context = spec.security_context.clone().unwrap_or_default();
@@ -554,7 +533,7 @@ fn pod_volumes(plan: &VolumePlan, policy: &EffectivePolicy) -> Vec<Volume> {
     }
     match &policy.token {
         Some(TokenSource::Secret { name, key }) => {
-            v.push(secret_volume(AUTH_VOLUME, name, key, "token"))
+            v.push(secret_volume(AUTH_VOLUME, name, key, pod::TOKEN_FILE))
         }
         Some(TokenSource::ServiceAccount {
             audience,
@@ -567,7 +546,7 @@ fn pod_volumes(plan: &VolumePlan, policy: &EffectivePolicy) -> Vec<Volume> {
                     service_account_token: Some(ServiceAccountTokenProjection {
                         audience: Some(audience.clone()),
                         expiration_seconds: Some(*expiration_seconds),
-                        path: "token".to_owned(),
+                        path: pod::TOKEN_FILE.to_owned(),
                         ..ServiceAccountTokenProjection::default()
                     }),
                     ..VolumeProjection::default()
@@ -579,7 +558,12 @@ fn pod_volumes(plan: &VolumePlan, policy: &EffectivePolicy) -> Vec<Volume> {
         None => {}
     }
     if let Some((name, key)) = &policy.passports {
-        v.push(secret_volume(PASSPORTS_VOLUME, name, key, "passports.json"));
+        v.push(secret_volume(
+            PASSPORTS_VOLUME,
+            name,
+            key,
+            pod::PASSPORTS_FILE,
+        ));
     }
     if let Some((name, key)) = &policy.ca_bundle {
         v.push(Volume {
@@ -588,7 +572,7 @@ fn pod_volumes(plan: &VolumePlan, policy: &EffectivePolicy) -> Vec<Volume> {
                 name: name.clone(),
                 items: Some(vec![KeyToPath {
                     key: key.clone(),
-                    path: "ca.crt".to_owned(),
+                    path: pod::CA_FILE.to_owned(),
                     ..KeyToPath::default()
                 }]),
                 ..ConfigMapVolumeSource::default()
@@ -655,11 +639,12 @@ fn sidecar_container(
     policy: &EffectivePolicy,
     security: SecurityContext,
 ) -> Container {
-    let inputs_json = serde_json::to_string(inputs).unwrap_or_else(|_| "[]".to_owned());
+    let inputs_json =
+        InputEntry::list_to_json(&inputs.iter().map(Input::to_entry).collect::<Vec<_>>());
     let mut envs = vec![
-        env("C4GH_INPUTS", inputs_json),
-        env("C4GH_KEY_DIR", KEY_DIR),
-        env("C4GH_ALLOWED_HOSTS", policy.allowed_hosts.join(",")),
+        env(env::INPUTS, inputs_json),
+        env(env::KEY_DIR, KEY_DIR),
+        env(env::ALLOWED_HOSTS, policy.allowed_hosts.join(",")),
     ];
     let mut mounts = vec![VolumeMount {
         name: KEY_VOLUME.to_owned(),
@@ -668,39 +653,42 @@ fn sidecar_container(
     }];
     mounts.extend(plan.sidecar_mounts.iter().cloned());
     if policy.ca_bundle.is_some() {
-        envs.push(env("C4GH_CA_BUNDLE", format!("{CA_DIR}/ca.crt")));
+        envs.push(env(env::CA_BUNDLE, format!("{CA_DIR}/{}", pod::CA_FILE)));
         mounts.push(read_only(CA_VOLUME, CA_DIR));
     }
     if policy.token.is_some() {
-        envs.push(env("C4GH_TOKEN_FILE", format!("{AUTH_DIR}/token")));
+        envs.push(env(
+            env::TOKEN_FILE,
+            format!("{AUTH_DIR}/{}", pod::TOKEN_FILE),
+        ));
         mounts.push(read_only(AUTH_VOLUME, AUTH_DIR));
     }
     if policy.passports.is_some() {
         envs.push(env(
-            "C4GH_PASSPORTS_FILE",
-            format!("{PASSPORTS_DIR}/passports.json"),
+            env::PASSPORTS_FILE,
+            format!("{PASSPORTS_DIR}/{}", pod::PASSPORTS_FILE),
         ));
         mounts.push(read_only(PASSPORTS_VOLUME, PASSPORTS_DIR));
     }
     if !policy.prefix_map.is_empty() {
         envs.push(env(
-            "C4GH_PREFIX_MAP",
+            env::PREFIX_MAP,
             serde_json::to_string(&policy.prefix_map).unwrap_or_else(|_| "{}".to_owned()),
         ));
     }
     if policy.allow_port {
-        envs.push(env("C4GH_DRS_ALLOW_PORT", "true"));
+        envs.push(env(env::DRS_ALLOW_PORT, "true"));
     }
     if policy.allow_http {
-        envs.push(env("C4GH_DRS_ALLOW_HTTP", "true"));
+        envs.push(env(env::DRS_ALLOW_HTTP, "true"));
     }
     if let Some(max) = policy.max_plaintext_bytes {
-        envs.push(env("C4GH_MAX_PLAINTEXT_BYTES", max.to_string()));
+        envs.push(env(env::MAX_PLAINTEXT_BYTES, max.to_string()));
     }
-    envs.push(env("C4GH_CONCURRENCY", policy.concurrency.to_string()));
-    envs.push(env("C4GH_LOG_FORMAT", policy.log_format.clone()));
+    envs.push(env(env::CONCURRENCY, policy.concurrency.to_string()));
+    envs.push(env(env::LOG_FORMAT, policy.log_format.clone()));
     Container {
-        name: SIDECAR_NAME.to_owned(),
+        name: SIDECAR_CONTAINER.to_owned(),
         image: Some(policy.image.clone()),
         image_pull_policy: policy.image_pull_policy.clone(),
         args: Some(vec!["run".to_owned()]),
@@ -710,7 +698,7 @@ fn sidecar_container(
         restart_policy: Some("Always".to_owned()),
         startup_probe: Some(Probe {
             exec: Some(ExecAction {
-                command: Some(vec!["c4gh-sidecar".to_owned(), "probe".to_owned()]),
+                command: Some(vec![SIDECAR_CONTAINER.to_owned(), "probe".to_owned()]),
             }),
             period_seconds: Some(1),
             failure_threshold: Some(300),
@@ -725,14 +713,14 @@ fn sidecar_container(
 /// The gate: an ordinary init container that waits for `Ready` and fails the pod on `Failed`.
 fn gate_container(policy: &EffectivePolicy, security: SecurityContext) -> Container {
     Container {
-        name: GATE_NAME.to_owned(),
+        name: GATE_CONTAINER.to_owned(),
         image: Some(policy.image.clone()),
         image_pull_policy: policy.image_pull_policy.clone(),
         args: Some(vec!["gate".to_owned()]),
         env: Some(vec![
-            env("C4GH_KEY_DIR", KEY_DIR),
-            env("C4GH_GATE_TIMEOUT", policy.gate_timeout_seconds.to_string()),
-            env("C4GH_LOG_FORMAT", policy.log_format.clone()),
+            env(env::KEY_DIR, KEY_DIR),
+            env(env::GATE_TIMEOUT, policy.gate_timeout_seconds.to_string()),
+            env(env::LOG_FORMAT, policy.log_format.clone()),
         ]),
         volume_mounts: Some(vec![read_only(KEY_VOLUME, KEY_DIR)]),
         resources: Some(policy.resources.clone()),
@@ -835,10 +823,10 @@ mod tests {
             ..Container::default()
         };
         spec.init_containers = Some(vec![
-            named(GATE_NAME),
+            named(GATE_CONTAINER),
             named("setup"),
-            named(SIDECAR_NAME),
-            named(GATE_NAME),
+            named(SIDECAR_CONTAINER),
+            named(GATE_CONTAINER),
         ]);
         spec.security_context = Some(PodSecurityContext {
             run_as_user: Some(1000),

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use c4gh_contract::pod::RESERVED_DIR;
+use c4gh_contract::{InputEntry, Mode};
 use drs::uri::{DrsUri, ParseOptions};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use crate::annotations;
 use crate::denial::Denial;
@@ -19,47 +19,9 @@ pub const MAX_INPUTS: usize = 256;
 /// Longest input path accepted (bytes).
 pub const MAX_PATH_LEN: usize = 4096;
 
-/// Directory reserved for the operator's own mounts (key, credentials, CA); inputs may not be
-/// placed under it.
-pub const RESERVED_DIR: &str = "/c4gh";
-
-/// How the sidecar delivers an input.
-#[derive(
-    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A Crypt4GH file for the ephemeral key (tools decrypt with `C4GH_SECRET_KEY`).
-    Encrypted,
-    /// Decrypted into a memory-backed volume (policy-gated, size-limited).
-    Plaintext,
-    /// A FIFO fed with plaintext as the tool reads.
-    Stream,
-}
-
-impl Mode {
-    /// The lowercase name used in annotations and policies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Encrypted => "encrypted",
-            Mode::Plaintext => "plaintext",
-            Mode::Stream => "stream",
-        }
-    }
-}
-
-/// One entry of the annotation as written by the user.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInput {
-    url: String,
-    path: String,
-    #[serde(default)]
-    mode: Option<Mode>,
-}
-
-/// A validated input with its effective mode; serialized as the sidecar's `C4GH_INPUTS`.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+/// A validated input with its effective mode; written to the sidecar's `C4GH_INPUTS` as an
+/// [`InputEntry`] with the mode filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
     /// The `drs://` URI.
     pub url: String,
@@ -67,6 +29,17 @@ pub struct Input {
     pub path: String,
     /// Effective mode (the policy default filled in).
     pub mode: Mode,
+}
+
+impl Input {
+    /// The contract's list entry for this input (mode set).
+    pub fn to_entry(&self) -> InputEntry {
+        InputEntry {
+            url: self.url.clone(),
+            path: self.path.clone(),
+            mode: Some(self.mode),
+        }
+    }
 }
 
 /// Parses and validates the inputs annotation value (`None`: no annotation → no inputs).
@@ -79,7 +52,7 @@ pub fn parse(value: Option<&str>, policy: &EffectivePolicy) -> Result<Vec<Input>
     let Some(value) = value else {
         return Ok(Vec::new());
     };
-    let raw: Vec<RawInput> = serde_json::from_str(value).map_err(|e| Denial::MalformedInputs {
+    let raw = InputEntry::parse_list(value).map_err(|e| Denial::MalformedInputs {
         key: annotations::INPUTS,
         error: e.to_string(),
     })?;
@@ -196,7 +169,11 @@ fn check_path(index: usize, path: &str) -> Result<String, Denial> {
             "a file directly under `/` cannot get its own volume; put it in a directory such as `/data`",
         ));
     }
-    if path == RESERVED_DIR || path.starts_with("/c4gh/") {
+    if path == RESERVED_DIR
+        || path
+            .strip_prefix(RESERVED_DIR)
+            .is_some_and(|rest| rest.starts_with('/'))
+    {
         return Err(bad(
             "`/c4gh` is reserved for the sidecar's key and credentials",
         ));

@@ -12,7 +12,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::inputs::Mode;
+use c4gh_contract::Mode;
 
 /// Specification of a `Crypt4ghPolicy`: what opted-in pods in this namespace may fetch and how the
 /// sidecar is configured.

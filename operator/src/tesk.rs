@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::annotations;
 use crate::effective::EffectivePolicy;
-use crate::inputs::Mode;
+use c4gh_contract::Mode;
 
 /// Why a TES task cannot be adapted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use c4gh_contract::Mode;
 use c4gh_operator::denial::Denial;
 use c4gh_operator::effective::{EffectivePolicy, OperatorDefaults};
 use c4gh_operator::inject;
-use c4gh_operator::inputs::Mode;
 use c4gh_operator::policy::{Crypt4ghPolicySpec, UnmountedPaths};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, VolumeMount};
 

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use c4gh_contract::{env, pod};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -14,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Log format: `json` (one object per line, for clusters) or `text` (for people). Logs go to
     /// stderr and never contain key material or tokens.
-    #[arg(long, env = "C4GH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = env::LOG_FORMAT, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -51,34 +52,34 @@ pub enum Command {
 pub struct DrsArgs {
     /// DRS hosts that may be contacted, as `host` or `host:port`, comma-separated. Empty: `run`
     /// refuses to fetch unless `--allow-any-host`; `fetch` contacts the hosts of its URIs.
-    #[arg(long, env = "C4GH_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(long, env = env::ALLOWED_HOSTS, value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     /// PEM bundle of CA certificates trusted for DRS TLS, in addition to the built-in web roots.
-    #[arg(long, env = "C4GH_CA_BUNDLE", value_name = "FILE")]
+    #[arg(long, env = env::CA_BUNDLE, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
     /// File holding a bearer token for DRS requests (re-read for every request, so rotated
     /// projected ServiceAccount tokens keep working).
-    #[arg(long, env = "C4GH_TOKEN_FILE", value_name = "FILE")]
+    #[arg(long, env = env::TOKEN_FILE, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// File holding a JSON list of GA4GH passport JWTs sent in DRS POST bodies.
-    #[arg(long, env = "C4GH_PASSPORTS_FILE", value_name = "FILE")]
+    #[arg(long, env = env::PASSPORTS_FILE, value_name = "FILE")]
     pub passports_file: Option<PathBuf>,
     /// JSON object mapping compact-identifier prefixes to URL patterns containing `{id}`, e.g.
     /// `{"ega": "https://drs.example.org/ga4gh/drs/v1/objects/{id}"}`.
-    #[arg(long, env = "C4GH_PREFIX_MAP", value_name = "JSON")]
+    #[arg(long, env = env::PREFIX_MAP, value_name = "JSON")]
     pub prefix_map: Option<String>,
     /// Development: accept a port in `drs://host:port/id` (the DRS spec forbids it).
-    #[arg(long, env = "C4GH_DRS_ALLOW_PORT", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = env::DRS_ALLOW_PORT, value_parser = BoolishValueParser::new())]
     pub drs_allow_port: bool,
     /// Development: resolve `drs://` to plain `http://` instead of `https://`.
-    #[arg(long, env = "C4GH_DRS_ALLOW_HTTP", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = env::DRS_ALLOW_HTTP, value_parser = BoolishValueParser::new())]
     pub drs_allow_http: bool,
     /// Largest plaintext written in `plaintext` mode, in bytes; a larger object fails (before
     /// anything is written when its size is known) and leaves no file. Unset: no limit.
-    #[arg(long, env = "C4GH_MAX_PLAINTEXT_BYTES", value_name = "BYTES")]
+    #[arg(long, env = env::MAX_PLAINTEXT_BYTES, value_name = "BYTES")]
     pub max_plaintext_bytes: Option<u64>,
     /// How many objects are fetched at the same time.
-    #[arg(long, env = "C4GH_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = env::CONCURRENCY, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 }
 
@@ -88,16 +89,16 @@ pub struct RunArgs {
     /// The input list as JSON: `[{"url": "drs://…", "path": "/abs/path", "mode":
     /// "encrypted"|"plaintext"|"stream"}]` (mode optional, default `encrypted`). Wins over
     /// --inputs-file.
-    #[arg(long, env = "C4GH_INPUTS", value_name = "JSON")]
+    #[arg(long, env = env::INPUTS, value_name = "JSON")]
     pub inputs: Option<String>,
     /// File holding the input list (the downward API file `/c4gh/podinfo/inputs`).
-    #[arg(long, env = "C4GH_INPUTS_FILE", value_name = "FILE")]
+    #[arg(long, env = env::INPUTS_FILE, value_name = "FILE")]
     pub inputs_file: Option<PathBuf>,
     /// Directory for ephemeral.sec (0440), ephemeral.pub and status.json: a memory-backed volume.
     #[arg(
         long,
-        env = "C4GH_KEY_DIR",
-        default_value = "/c4gh/key",
+        env = env::KEY_DIR,
+        default_value = pod::KEY_DIR,
         value_name = "DIR"
     )]
     pub key_dir: PathBuf,
@@ -105,17 +106,17 @@ pub struct RunArgs {
     /// mount point of this container except `/`, system paths, /c4gh and the key directory.
     #[arg(
         long = "input-root",
-        env = "C4GH_INPUT_ROOTS",
+        env = env::INPUT_ROOTS,
         value_delimiter = ',',
         value_name = "DIR"
     )]
     pub input_roots: Vec<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, env = "C4GH_METRICS_ADDR", value_name = "ADDR")]
+    #[arg(long, env = env::METRICS_ADDR, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Development: contact any DRS host when `C4GH_ALLOWED_HOSTS` is empty. Without it an
     /// empty allow list fails the run (fail closed).
-    #[arg(long, env = "C4GH_ALLOW_ANY_HOST", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = env::ALLOW_ANY_HOST, value_parser = BoolishValueParser::new())]
     pub allow_any_host: bool,
     /// DRS options.
     #[command(flatten)]
@@ -128,8 +129,8 @@ pub struct ProbeArgs {
     /// The key directory the sidecar writes.
     #[arg(
         long,
-        env = "C4GH_KEY_DIR",
-        default_value = "/c4gh/key",
+        env = env::KEY_DIR,
+        default_value = pod::KEY_DIR,
         value_name = "DIR"
     )]
     pub key_dir: PathBuf,
@@ -141,15 +142,15 @@ pub struct GateArgs {
     /// The key directory the sidecar writes (mounted read-only).
     #[arg(
         long,
-        env = "C4GH_KEY_DIR",
-        default_value = "/c4gh/key",
+        env = env::KEY_DIR,
+        default_value = pod::KEY_DIR,
         value_name = "DIR"
     )]
     pub key_dir: PathBuf,
     /// Seconds to wait for phase Ready before failing.
     #[arg(
         long,
-        env = "C4GH_GATE_TIMEOUT",
+        env = env::GATE_TIMEOUT,
         default_value_t = 3600,
         value_name = "SECONDS"
     )]
@@ -157,7 +158,7 @@ pub struct GateArgs {
     /// File receiving the one-line failure reason (the container's terminationMessagePath).
     #[arg(
         long,
-        env = "C4GH_TERMINATION_LOG",
+        env = env::TERMINATION_LOG,
         default_value = "/dev/termination-log",
         value_name = "FILE"
     )]
@@ -165,7 +166,7 @@ pub struct GateArgs {
     /// Milliseconds between reads of status.json.
     #[arg(
         long,
-        env = "C4GH_GATE_POLL_MS",
+        env = env::GATE_POLL_MS,
         default_value_t = 200,
         value_name = "MS"
     )]
@@ -192,7 +193,7 @@ pub struct FetchArgs {
     pub output_dir: Option<PathBuf>,
     /// Your Crypt4GH secret key file: headers are re-encrypted for its public key. Passphrase from
     /// C4GH_PASSPHRASE if the key is encrypted. Default: a fresh ephemeral key.
-    #[arg(long, env = "C4GH_SECRET_KEY", value_name = "FILE")]
+    #[arg(long, env = env::SECRET_KEY, value_name = "FILE")]
     pub sk: Option<PathBuf>,
     /// Write decrypted plaintext instead of Crypt4GH files.
     #[arg(long, env = "C4GH_DECRYPT", value_parser = BoolishValueParser::new())]

@@ -158,7 +158,7 @@ mod tests {
 
     fn setup(dir: &Path) -> StatusWriter {
         let inputs = crate::inputs::parse(r#"[{"url":"drs://h/1","path":"/d/a"}]"#).unwrap();
-        StatusWriter::create(dir, Status::starting(&inputs)).unwrap()
+        StatusWriter::create(dir, crate::status::starting(&inputs)).unwrap()
     }
 
     fn config(dir: &Path, timeout_ms: u64) -> GateConfig {

@@ -1,5 +1,5 @@
 //! The typed input list: the `c4gh.dev/inputs` annotation value, a JSON list of
-//! `{"url": "drs://…", "path": "/abs/path", "mode": "encrypted"|"plaintext"|"stream"}`.
+//! [`c4gh_contract::InputEntry`] (`{"url": "drs://…", "path": "/abs/path", "mode": …}`).
 //!
 //! The list reaches the sidecar either in `C4GH_INPUTS` (the operator copies the annotation) or in
 //! a file (`C4GH_INPUTS_FILE`, the downward API). Parsing is strict: unknown fields, duplicate
@@ -7,50 +7,11 @@
 //! silently ignored input.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use c4gh_contract::InputEntry;
 
-/// How one input is delivered to the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A Crypt4GH file whose header is re-encrypted for the ephemeral key; the body is unchanged.
-    #[default]
-    Encrypted,
-    /// The decrypted content, written while downloading (intended for a memory-backed volume).
-    Plaintext,
-    /// A FIFO fed with plaintext each time the task opens it.
-    Stream,
-}
-
-impl Mode {
-    /// The lowercase name used in the JSON list and in metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Encrypted => "encrypted",
-            Mode::Plaintext => "plaintext",
-            Mode::Stream => "stream",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One input as written in the list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInput {
-    url: String,
-    path: String,
-    #[serde(default)]
-    mode: Option<Mode>,
-}
+pub use c4gh_contract::Mode;
 
 /// One input of the task: where it comes from, where it goes, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +74,7 @@ pub enum InputsError {
 /// Parses the JSON list. Paths are not checked here beyond being present; see
 /// [`crate::roots::Roots::check`] for the file-system checks.
 pub fn parse(json: &str) -> Result<Vec<Input>, InputsError> {
-    let raw: Vec<RawInput> =
-        serde_json::from_str(json).map_err(|source| InputsError::Json { source })?;
+    let raw = InputEntry::parse_list(json).map_err(|source| InputsError::Json { source })?;
     let inputs: Vec<Input> = raw
         .into_iter()
         .enumerate()

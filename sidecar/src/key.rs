@@ -17,10 +17,7 @@ use c4gh::keys::{PublicKey, SecretKey};
 
 use crate::atomic;
 
-/// File name of the secret key in the key directory.
-pub const SECRET_KEY_FILE: &str = "ephemeral.sec";
-/// File name of the public key in the key directory.
-pub const PUBLIC_KEY_FILE: &str = "ephemeral.pub";
+pub use c4gh_contract::pod::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 
 /// Why writing or destroying a key file failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,15 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 /// System locations that are never input roots, even when they are mount points.
-const SYSTEM_PREFIXES: &[&str] = &["/proc", "/sys", "/dev", "/etc", "/run", "/var/run", "/c4gh"];
+const SYSTEM_PREFIXES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/etc",
+    "/run",
+    "/var/run",
+    c4gh_contract::pod::RESERVED_DIR,
+];
 
 /// Why a destination path was rejected.
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,10 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
 
     let parsed = inputs::load(args.inputs.as_deref(), args.inputs_file.as_deref());
     let list: Vec<Input> = parsed.as_ref().map(Clone::clone).unwrap_or_default();
-    let status = Arc::new(StatusWriter::create(&key_dir, Status::starting(&list))?);
+    let status = Arc::new(StatusWriter::create(
+        &key_dir,
+        crate::status::starting(&list),
+    )?);
     let flusher = status.spawn_flusher(FLUSH_INTERVAL);
     let mut feeders = JoinSet::new();
     let mut summary = Summary::default();

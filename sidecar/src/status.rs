@@ -1,9 +1,7 @@
 //! The status file `status.json` on the key volume: what the startup probe and the gate read.
 //!
-//! Format (contract with the operator and the gate):
-//! `{"phase": "Starting"|"Fetching"|"Ready"|"Failed", "message": "…", "inputs": [{"url", "path",
-//! "mode", "state": "Pending"|"Fetching"|"Done"|"Failed", "bytes": N, "error": "…"?}],
-//! "updated": "RFC3339"}`, written atomically (`.status.json.part`, rename) with mode 0444.
+//! The document's shape is the pod contract's ([`c4gh_contract::status`]); this module writes it
+//! atomically (`.status.json.part`, rename) with mode 0444.
 //!
 //! Writes are coalesced: a change of the phase is written at once (so `Ready` and `Failed`
 //! reach the probe and the gate without delay), while per-input changes (state, byte counts)
@@ -13,172 +11,39 @@
 //! file lives on the memory-backed key volume: the rename gives readers atomicity, the fsync
 //! costs next to nothing there and keeps the same guarantee on a disk-backed directory.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use crate::atomic;
-use crate::inputs::{Input, Mode};
+use crate::inputs::Input;
 
-/// Name of the status file in the key directory.
-pub const STATUS_FILE: &str = "status.json";
+pub use c4gh_contract::status::{
+    InputState, InputStatus, Phase, STATUS_FILE, Status, StatusError, one_line,
+};
+
 /// Longest delay of a per-input change once a flusher runs (phase changes are immediate).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The sidecar's overall phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Hardening the process and generating the key; nothing fetched yet.
-    Starting,
-    /// The key exists; inputs are being fetched.
-    Fetching,
-    /// Every input is in place.
-    Ready,
-    /// At least one input failed; the gate fails the pod.
-    Failed,
-}
-
-/// The state of one input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum InputState {
-    /// Not started (waiting for a concurrency slot).
-    Pending,
-    /// Being fetched.
-    Fetching,
-    /// In place and verified (for `stream`: the FIFO exists and the header opened).
-    Done,
-    /// Failed; see `error`.
-    Failed,
-}
-
-/// One input's entry in the status file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputStatus {
-    /// The `drs://` URI.
-    pub url: String,
-    /// The destination path.
-    pub path: PathBuf,
-    /// The delivery mode.
-    pub mode: Mode,
-    /// Where it stands.
-    pub state: InputState,
-    /// Bytes written so far (for `stream`: bytes streamed so far).
-    pub bytes: u64,
-    /// The specific error when `state` is `Failed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The whole status document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// Overall phase.
-    pub phase: Phase,
-    /// A human-readable summary (on `Failed`: the reason the gate reports).
-    pub message: String,
-    /// One entry per input, in list order.
-    pub inputs: Vec<InputStatus>,
-    /// When this document was written (RFC 3339, UTC).
-    pub updated: String,
-}
-
-impl Status {
-    /// The initial document: `Starting`, every input `Pending`.
-    pub fn starting(inputs: &[Input]) -> Self {
-        Status {
-            phase: Phase::Starting,
-            message: "generating the ephemeral key".into(),
-            inputs: inputs
-                .iter()
-                .map(|i| InputStatus {
-                    url: i.url.clone(),
-                    path: i.path.clone(),
-                    mode: i.mode,
-                    state: InputState::Pending,
-                    bytes: 0,
-                    error: None,
-                })
-                .collect(),
-            updated: now(),
-        }
-    }
-
-    /// Reads a status file.
-    pub fn read(path: &Path) -> Result<Status, StatusError> {
-        let bytes = std::fs::read(path).map_err(|source| StatusError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|source| StatusError::Json {
-            path: path.to_owned(),
-            source,
-        })
-    }
-
-    /// A one-line reason for a failure: the message plus the first failed input's error.
-    pub fn failure_reason(&self) -> String {
-        let failed: Vec<&InputStatus> = self
-            .inputs
+/// The initial document: `Starting`, every input `Pending`.
+pub fn starting(inputs: &[Input]) -> Status {
+    Status {
+        phase: Phase::Starting,
+        message: "generating the ephemeral key".into(),
+        inputs: inputs
             .iter()
-            .filter(|i| i.state == InputState::Failed)
-            .collect();
-        let mut reason = self.message.clone();
-        if let Some(first) = failed.first() {
-            reason = format!(
-                "{reason}: {} -> {}: {}",
-                first.url,
-                first.path.display(),
-                first.error.as_deref().unwrap_or("failed")
-            );
-            if failed.len() > 1 {
-                reason.push_str(&format!(" (and {} more failed inputs)", failed.len() - 1));
-            }
-        }
-        one_line(&reason)
+            .map(|i| InputStatus {
+                url: i.url.clone(),
+                path: i.path.clone(),
+                mode: i.mode,
+                state: InputState::Pending,
+                bytes: 0,
+                error: None,
+            })
+            .collect(),
+        updated: now(),
     }
-}
-
-/// Collapses whitespace runs (newlines included) to one space and caps the length at 1 KiB, so the
-/// reason fits a Kubernetes termination message.
-pub fn one_line(text: &str) -> String {
-    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.len() > 1024 {
-        let mut cut = 1021;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-        line.push_str("...");
-    }
-    line
-}
-
-/// Why the status file could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StatusError {
-    /// I/O on the status file failed.
-    #[error("status file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
-    /// The status file is not the expected JSON.
-    #[error("status file {path} is not valid status JSON: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// The current time in RFC 3339 (UTC, seconds).
@@ -314,7 +179,7 @@ mod tests {
     #[test]
     fn writes_contract_shape() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = StatusWriter::create(dir.path(), Status::starting(&sample())).unwrap();
+        let writer = StatusWriter::create(dir.path(), starting(&sample())).unwrap();
         writer
             .input(1, |i| {
                 i.state = InputState::Failed;
@@ -341,7 +206,7 @@ mod tests {
 
     #[test]
     fn failure_reason_is_one_line_and_names_the_input() {
-        let mut status = Status::starting(&sample());
+        let mut status = starting(&sample());
         status.phase = Phase::Failed;
         status.message = "1 of 2 inputs failed".into();
         status.inputs[1].state = InputState::Failed;
@@ -362,9 +227,8 @@ mod tests {
     async fn coalesced_input_changes_are_written_and_phase_changes_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(STATUS_FILE);
-        let writer = std::sync::Arc::new(
-            StatusWriter::create(dir.path(), Status::starting(&sample())).unwrap(),
-        );
+        let writer =
+            std::sync::Arc::new(StatusWriter::create(dir.path(), starting(&sample())).unwrap());
         let flusher = writer.spawn_flusher(Duration::from_millis(400));
         let read = || Status::read(&file).unwrap();
 

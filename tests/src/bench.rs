@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use c4gh_contract::annotations;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -124,10 +125,10 @@ async fn create(client: &Client, name: &str, opted_in: bool) -> Result<(), Error
     let created = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
         .create(&PostParams::default(), &pod)
         .await?;
-    let injected = created
-        .metadata
-        .annotations
-        .is_some_and(|a| a.get("c4gh.dev/status").is_some_and(|s| s == "injected"));
+    let injected = created.metadata.annotations.is_some_and(|a| {
+        a.get(annotations::STATUS)
+            .is_some_and(|s| s == annotations::STATUS_INJECTED)
+    });
     if injected != opted_in {
         return Err(Error::Unexpected(format!(
             "pod {name}: injected={injected}, expected {opted_in}"

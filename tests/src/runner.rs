@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
+use c4gh_contract::{InputEntry, env, pod};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
 use kube::{Api, Client};
 use nix::sys::signal::Signal;
@@ -24,9 +25,6 @@ use tempfile::TempDir;
 
 use crate::Error;
 use crate::process::Supervised;
-
-/// Env names whose value is a JSON input list with container paths.
-const INPUTS_ENV: &str = "C4GH_INPUTS";
 
 /// The volumes of one pod, materialised as directories.
 #[derive(Debug)]
@@ -181,7 +179,7 @@ impl PodRunner {
                 )));
             }
             let value = var.value.clone().unwrap_or_default();
-            let value = if var.name == INPUTS_ENV {
+            let value = if var.name == env::INPUTS {
                 self.translate_inputs(container, &value)?
             } else if value.starts_with('/') {
                 self.host_path(container, &value)
@@ -195,30 +193,23 @@ impl PodRunner {
     }
 
     fn translate_inputs(&self, container: &Container, json: &str) -> Result<String, Error> {
-        let mut inputs: Vec<serde_json::Value> = serde_json::from_str(json).map_err(|err| {
+        let mut inputs = InputEntry::parse_list(json).map_err(|err| {
             Error::Unexpected(format!(
-                "{INPUTS_ENV} of {} is not a JSON list: {err}",
+                "{} of {} is not a JSON input list: {err}",
+                env::INPUTS,
                 container.name
             ))
         })?;
         for input in &mut inputs {
-            let Some(path) = input
-                .get("path")
-                .and_then(|p| p.as_str())
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            let host = self.host_path(container, &path).ok_or_else(|| {
+            let host = self.host_path(container, &input.path).ok_or_else(|| {
                 Error::Unexpected(format!(
-                    "input path {path} is under no volume mount of container {}",
-                    container.name
+                    "input path {} is under no volume mount of container {}",
+                    input.path, container.name
                 ))
             })?;
-            input["path"] = serde_json::Value::String(host.display().to_string());
+            input.path = host.display().to_string();
         }
-        serde_json::to_string(&inputs)
-            .map_err(|err| Error::Unexpected(format!("re-encoding {INPUTS_ENV}: {err}")))
+        Ok(InputEntry::list_to_json(&inputs))
     }
 
     fn sidecar_command(&self, container: &Container, args: &[String]) -> Result<Command, Error> {
@@ -230,11 +221,11 @@ impl PodRunner {
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .filter(|m| !m.mount_path.starts_with("/c4gh"))
+            .filter(|m| !m.mount_path.starts_with(pod::RESERVED_DIR))
             .filter_map(|m| self.host_path(container, &m.mount_path))
             .map(|p| p.display().to_string())
             .collect();
-        command.env("C4GH_INPUT_ROOTS", roots.join(","));
+        command.env(env::INPUT_ROOTS, roots.join(","));
         for mount in container.volume_mounts.as_deref().unwrap_or_default() {
             if let Some(dir) = self.host_path(container, &mount.mount_path) {
                 mkdir(&dir)?;
@@ -313,7 +304,7 @@ impl PodRunner {
         let args = container.args.clone().unwrap_or_default();
         let log = self.scratch.path().join(format!("{name}.termination-log"));
         let mut command = self.sidecar_command(container, &args)?;
-        command.env("C4GH_TERMINATION_LOG", &log);
+        command.env(env::TERMINATION_LOG, &log);
         let mut gate = Supervised::spawn(
             name,
             command,

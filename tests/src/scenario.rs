@@ -18,6 +18,8 @@
 
 use std::time::{Duration, Instant};
 
+use c4gh_contract::status::STATUS_FILE;
+use c4gh_contract::{annotations, env, pod};
 use drs_server::testing::TestServer;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -145,9 +147,9 @@ pub async fn run(narrate: &dyn Fn(&str)) -> Result<Report, Error> {
         "Running the stored pod spec on this machine (volumes → directories, containers → processes):",
     );
     let runner = PodRunner::prepare(&client, &pod, &sidecar_bin).await?;
-    let key_on_tmpfs = runner.memory_backed("c4gh-key");
+    let key_on_tmpfs = runner.memory_backed(pod::KEY_VOLUME);
     let key_dir = runner
-        .volume_dir("c4gh-key")
+        .volume_dir(pod::KEY_VOLUME)
         .ok_or_else(|| Error::Unexpected("no c4gh-key volume".into()))?
         .to_owned();
     narrate(&format!(
@@ -159,13 +161,17 @@ pub async fn run(narrate: &dyn Fn(&str)) -> Result<Report, Error> {
             "NOT tmpfs: /dev/shm is unavailable here"
         }
     ));
-    let mut sidecar = runner.start_sidecar("c4gh-sidecar")?;
+    let mut sidecar = runner.start_sidecar(pod::SIDECAR_CONTAINER)?;
     runner
-        .wait_startup_probe("c4gh-sidecar", &mut sidecar, Duration::from_secs(120))
+        .wait_startup_probe(
+            pod::SIDECAR_CONTAINER,
+            &mut sidecar,
+            Duration::from_secs(120),
+        )
         .await?;
     narrate("  c4gh-sidecar started; its startupProbe passed");
     let gate = runner
-        .run_gate("c4gh-gate", Duration::from_secs(120))
+        .run_gate(pod::GATE_CONTAINER, Duration::from_secs(120))
         .await?;
     check(gate.status.success(), || {
         format!(
@@ -175,7 +181,7 @@ pub async fn run(narrate: &dyn Fn(&str)) -> Result<Report, Error> {
             sidecar.log_tail(30)
         )
     })?;
-    let status = std::fs::read_to_string(key_dir.join("status.json")).unwrap_or_default();
+    let status = std::fs::read_to_string(key_dir.join(STATUS_FILE)).unwrap_or_default();
     narrate(&format!(
         "  c4gh-gate exited 0; status.json: {}",
         status.trim()
@@ -221,7 +227,7 @@ pub async fn run(narrate: &dyn Fn(&str)) -> Result<Report, Error> {
     })?;
 
     narrate("  task exited 0; sending SIGTERM to the sidecar as the kubelet would…");
-    let key_file = key_dir.join("ephemeral.sec");
+    let key_file = key_dir.join(pod::SECRET_KEY_FILE);
     check(key_file.exists(), || {
         format!("{} missing before SIGTERM", key_file.display())
     })?;
@@ -248,12 +254,16 @@ pub async fn run(narrate: &dyn Fn(&str)) -> Result<Report, Error> {
         [json!({"url": server.drs_uri("no-such-object"), "path": "/data/in/missing.c4gh"})];
     let pod = create_pod(&client, "task-missing", &missing, &operator).await?;
     let runner = PodRunner::prepare(&client, &pod, &sidecar_bin).await?;
-    let mut sidecar = runner.start_sidecar("c4gh-sidecar")?;
+    let mut sidecar = runner.start_sidecar(pod::SIDECAR_CONTAINER)?;
     runner
-        .wait_startup_probe("c4gh-sidecar", &mut sidecar, Duration::from_secs(120))
+        .wait_startup_probe(
+            pod::SIDECAR_CONTAINER,
+            &mut sidecar,
+            Duration::from_secs(120),
+        )
         .await?;
     let gate = runner
-        .run_gate("c4gh-gate", Duration::from_secs(120))
+        .run_gate(pod::GATE_CONTAINER, Duration::from_secs(120))
         .await?;
     check(!gate.status.success(), || {
         "the gate succeeded although the fetch failed".into()
@@ -370,7 +380,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
     let init = spec.init_containers.clone().unwrap_or_default();
     let names: Vec<String> = init.iter().map(|c| c.name.clone()).collect();
     check(
-        names.first().map(String::as_str) == Some("c4gh-sidecar")
+        names.first().map(String::as_str) == Some(pod::SIDECAR_CONTAINER)
             && init[0].restart_policy.as_deref() == Some("Always"),
         || format!("the stored pod has no native sidecar first: init containers {names:?}"),
     )?;
@@ -378,7 +388,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get("c4gh.dev/status"))
+        .and_then(|a| a.get(annotations::STATUS))
         .cloned()
         .unwrap_or_default();
     narrate(&format!(
@@ -394,7 +404,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
         ));
     }
     for v in spec.volumes.as_deref().unwrap_or_default() {
-        if v.name.starts_with("c4gh-") {
+        if v.name.starts_with(pod::OWN_VOLUME_PREFIX) {
             let kind = if let Some(e) = &v.empty_dir {
                 format!(
                     "emptyDir medium={} sizeLimit={}",
@@ -417,7 +427,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .find(|e| e.name == "C4GH_SECRET_KEY")
+            .find(|e| e.name == env::SECRET_KEY)
             .and_then(|e| e.value.clone())
             .unwrap_or_default();
         narrate(&format!(

@@ -2,12 +2,16 @@
 //! pod runner (sidecar, gate, a task decrypting with the reference Python `crypt4gh`), SIGTERM
 //! destroying the key, and a fetch failure failing the gate with its reason.
 
+use c4gh_contract::pod;
 use c4gh_e2e::scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_pod_runs_decrypts_with_reference_tool_and_destroys_key() -> anyhow::Result<()> {
     let report = scenario::run(&|line| eprintln!("{line}")).await?;
-    assert_eq!(report.init_containers[..2], ["c4gh-sidecar", "c4gh-gate"]);
+    assert_eq!(
+        report.init_containers[..2],
+        [pod::SIDECAR_CONTAINER, pod::GATE_CONTAINER]
+    );
     assert_eq!(
         report.task_output.matches("matches the original").count(),
         2,

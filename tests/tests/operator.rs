@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use c4gh_contract::{annotations as keys, env as contract_env, pod};
 use c4gh_e2e::operator::{Operator, OperatorOptions, ensure_namespace, webhook_ca_bundle};
 use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
 use k8s_openapi::api::batch::v1::Job;
@@ -73,8 +74,8 @@ fn assert_injected(pod: &Pod) {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
-        annotations.get("c4gh.dev/status").map(String::as_str),
-        Some("injected"),
+        annotations.get(keys::STATUS).map(String::as_str),
+        Some(keys::STATUS_INJECTED),
         "pod {name}: status annotation"
     );
     let spec = pod.spec.as_ref().unwrap();
@@ -82,7 +83,11 @@ fn assert_injected(pod: &Pod) {
         .init_containers
         .as_ref()
         .expect("init containers injected");
-    assert_eq!(init[0].name, "c4gh-sidecar", "pod {name}: sidecar first");
+    assert_eq!(
+        init[0].name,
+        pod::SIDECAR_CONTAINER,
+        "pod {name}: sidecar first"
+    );
     assert_eq!(
         init[0].restart_policy.as_deref(),
         Some("Always"),
@@ -95,14 +100,16 @@ fn assert_injected(pod: &Pod) {
     );
     assert_eq!(init[1].args.as_deref(), Some(&["gate".to_owned()][..]));
     assert_eq!(init[1].restart_policy, None, "the gate runs to completion");
-    assert_eq!(env(&init[0], "C4GH_KEY_DIR"), Some("/c4gh/key"));
-    assert!(env(&init[0], "C4GH_INPUTS").is_some_and(|v| v.contains("drs://127.0.0.1:8443/")));
+    assert_eq!(env(&init[0], contract_env::KEY_DIR), Some(pod::KEY_DIR));
+    assert!(
+        env(&init[0], contract_env::INPUTS).is_some_and(|v| v.contains("drs://127.0.0.1:8443/"))
+    );
     let key_volume = spec
         .volumes
         .as_ref()
         .unwrap()
         .iter()
-        .find(|v| v.name == "c4gh-key")
+        .find(|v| v.name == pod::KEY_VOLUME)
         .expect("key volume");
     let empty_dir = key_volume
         .empty_dir
@@ -115,8 +122,8 @@ fn assert_injected(pod: &Pod) {
     );
     for container in &spec.containers {
         assert_eq!(
-            env(container, "C4GH_SECRET_KEY"),
-            Some("/c4gh/key/ephemeral.sec"),
+            env(container, contract_env::SECRET_KEY),
+            Some(pod::SECRET_KEY_PATH),
             "task container {}",
             container.name
         );
@@ -126,7 +133,7 @@ fn assert_injected(pod: &Pod) {
             .as_ref()
             .unwrap()
             .iter()
-            .find(|m| m.name == "c4gh-key")
+            .find(|m| m.name == pod::KEY_VOLUME)
             .expect("task container mounts the key");
         assert_eq!(
             key_mount.read_only,

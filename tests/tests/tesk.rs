@@ -12,6 +12,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use c4gh_contract::{annotations as keys, env as contract_env, pod};
 use c4gh_e2e::operator::{Operator, OperatorOptions, WEBHOOK_CONFIG};
 use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
 use flate2::Compression;
@@ -242,8 +243,8 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
     let adapted = stored_input(&stored);
     assert_eq!(adapted, expected);
     let annotations = stored.metadata.annotations.clone().unwrap();
-    assert_eq!(annotations["c4gh.dev/status"], "adapted");
-    assert_eq!(annotations["c4gh.dev/applied-policy"], "default");
+    assert_eq!(annotations[keys::STATUS], keys::STATUS_ADAPTED);
+    assert_eq!(annotations[keys::APPLIED_POLICY], keys::DEFAULT_POLICY_NAME);
     assert_eq!(annotations["tes-task-name"], "align");
 
     // A task without drs:// inputs is stored byte for byte as TESK wrote it.
@@ -328,21 +329,21 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let annotations = pod.metadata.annotations.clone().unwrap();
-    assert_eq!(annotations["c4gh.dev/status"], "injected");
-    assert_eq!(annotations["c4gh.dev/inputs"], inputs_annotation);
-    assert_eq!(annotations["c4gh.dev/tes-task"], TASK);
+    assert_eq!(annotations[keys::STATUS], keys::STATUS_INJECTED);
+    assert_eq!(annotations[keys::INPUTS], inputs_annotation);
+    assert_eq!(annotations[keys::TES_TASK], TASK);
     let spec = pod.spec.unwrap();
     let init = spec.init_containers.unwrap();
     assert_eq!(
         (init[0].name.as_str(), init[0].restart_policy.as_deref()),
-        ("c4gh-sidecar", Some("Always")),
+        (pod::SIDECAR_CONTAINER, Some("Always")),
         "native sidecar first"
     );
-    assert_eq!(init[1].name, "c4gh-gate");
+    assert_eq!(init[1].name, pod::GATE_CONTAINER);
     let env = init[0].env.clone().unwrap();
     let c4gh_inputs = env
         .iter()
-        .find(|e| e.name == "C4GH_INPUTS")
+        .find(|e| e.name == contract_env::INPUTS)
         .and_then(|e| e.value.clone())
         .unwrap();
     assert!(
@@ -371,7 +372,7 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
             .as_ref()
             .unwrap()
             .iter()
-            .any(|e| e.name == "C4GH_SECRET_KEY")
+            .any(|e| e.name == contract_env::SECRET_KEY)
     );
 
     // A task fetching from a host outside the policy is refused with the webhook's message,

@@ -1,0 +1,44 @@
+//! Names of the environment variables the operator sets and the sidecar (`run`, `probe`, `gate`)
+//! and the task containers read.
+
+/// Task containers (and `c4gh-sidecar fetch`): the ephemeral secret key file,
+/// [`crate::pod::SECRET_KEY_PATH`] in an injected pod.
+pub const SECRET_KEY: &str = "C4GH_SECRET_KEY";
+/// The input list as JSON ([`crate::InputEntry`] objects).
+pub const INPUTS: &str = "C4GH_INPUTS";
+/// A file holding the input list (alternative to [`INPUTS`], e.g. a downward API file).
+pub const INPUTS_FILE: &str = "C4GH_INPUTS_FILE";
+/// The key directory ([`crate::pod::KEY_DIR`]): key files and `status.json`.
+pub const KEY_DIR: &str = "C4GH_KEY_DIR";
+/// Comma-separated `host` / `host:port` entries the sidecar may contact.
+pub const ALLOWED_HOSTS: &str = "C4GH_ALLOWED_HOSTS";
+/// Development only: with [`ALLOWED_HOSTS`] empty, allow every host instead of none.
+pub const ALLOW_ANY_HOST: &str = "C4GH_ALLOW_ANY_HOST";
+/// PEM CA bundle for TLS to the DRS servers.
+pub const CA_BUNDLE: &str = "C4GH_CA_BUNDLE";
+/// File holding the DRS bearer token (re-read on every request).
+pub const TOKEN_FILE: &str = "C4GH_TOKEN_FILE";
+/// File holding GA4GH passports (JSON list of JWTs).
+pub const PASSPORTS_FILE: &str = "C4GH_PASSPORTS_FILE";
+/// JSON object: compact-identifier prefix → URL pattern containing `{id}`.
+pub const PREFIX_MAP: &str = "C4GH_PREFIX_MAP";
+/// Development: accept ports in `drs://` URIs (`true`).
+pub const DRS_ALLOW_PORT: &str = "C4GH_DRS_ALLOW_PORT";
+/// Development: talk plain HTTP to DRS servers (`true`).
+pub const DRS_ALLOW_HTTP: &str = "C4GH_DRS_ALLOW_HTTP";
+/// Largest plaintext (bytes) one `plaintext`/`stream` input may produce.
+pub const MAX_PLAINTEXT_BYTES: &str = "C4GH_MAX_PLAINTEXT_BYTES";
+/// Parallel fetches.
+pub const CONCURRENCY: &str = "C4GH_CONCURRENCY";
+/// Log format of the sidecar and the gate (`text` or `json`).
+pub const LOG_FORMAT: &str = "C4GH_LOG_FORMAT";
+/// Comma-separated directories inputs may be written under (default: the container's mounts).
+pub const INPUT_ROOTS: &str = "C4GH_INPUT_ROOTS";
+/// Address of the sidecar's Prometheus metrics endpoint.
+pub const METRICS_ADDR: &str = "C4GH_METRICS_ADDR";
+/// The gate's timeout in seconds.
+pub const GATE_TIMEOUT: &str = "C4GH_GATE_TIMEOUT";
+/// Milliseconds between the gate's reads of `status.json`.
+pub const GATE_POLL_MS: &str = "C4GH_GATE_POLL_MS";
+/// Where the gate writes its failure reason (default `/dev/termination-log`).
+pub const TERMINATION_LOG: &str = "C4GH_TERMINATION_LOG";

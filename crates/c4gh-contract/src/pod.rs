@@ -1,0 +1,68 @@
+//! Container, volume, directory and file names of an injected pod.
+
+/// Name of the native sidecar container (first init container); also the sidecar's binary.
+pub const SIDECAR_CONTAINER: &str = "c4gh-sidecar";
+/// Name of the gate container (second init container).
+pub const GATE_CONTAINER: &str = "c4gh-gate";
+/// Directory reserved for the operator's own mounts (key, credentials, CA); inputs may not be
+/// placed under it.
+pub const RESERVED_DIR: &str = "/c4gh";
+/// Prefix of every volume the operator adds; such volumes never count as task mounts.
+pub const OWN_VOLUME_PREFIX: &str = "c4gh-";
+/// Memory-backed volume holding the ephemeral key and `status.json`.
+pub const KEY_VOLUME: &str = "c4gh-key";
+/// Where the key volume is mounted (sidecar read-write, others read-only).
+pub const KEY_DIR: &str = "/c4gh/key";
+/// Size limit of the key volume.
+pub const KEY_VOLUME_SIZE: &str = "1Mi";
+/// File name of the ephemeral secret key in [`KEY_DIR`] (unencrypted Crypt4GH key file, 0440).
+pub const SECRET_KEY_FILE: &str = "ephemeral.sec";
+/// File name of the ephemeral public key in [`KEY_DIR`] (Crypt4GH PEM, 0444).
+pub const PUBLIC_KEY_FILE: &str = "ephemeral.pub";
+/// The key file given to task containers as [`crate::env::SECRET_KEY`].
+pub const SECRET_KEY_PATH: &str = "/c4gh/key/ephemeral.sec";
+/// Disk-backed emptyDir for encrypted inputs outside every task mount.
+pub const INPUTS_VOLUME: &str = "c4gh-inputs";
+/// Memory-backed emptyDir for plaintext and stream inputs.
+pub const PLAINTEXT_VOLUME: &str = "c4gh-plaintext";
+/// Volume with the DRS bearer token (Secret or projected ServiceAccount token).
+pub const AUTH_VOLUME: &str = "c4gh-auth";
+/// Where [`AUTH_VOLUME`] is mounted in the sidecar.
+pub const AUTH_DIR: &str = "/c4gh/auth";
+/// File name of the token in [`AUTH_DIR`].
+pub const TOKEN_FILE: &str = "token";
+/// Volume with the passports.
+pub const PASSPORTS_VOLUME: &str = "c4gh-passports";
+/// Where [`PASSPORTS_VOLUME`] is mounted in the sidecar.
+pub const PASSPORTS_DIR: &str = "/c4gh/passports";
+/// File name of the passports in [`PASSPORTS_DIR`].
+pub const PASSPORTS_FILE: &str = "passports.json";
+/// Volume with the DRS CA bundle.
+pub const CA_VOLUME: &str = "c4gh-ca";
+/// Where [`CA_VOLUME`] is mounted in the sidecar.
+pub const CA_DIR: &str = "/c4gh/ca";
+/// File name of the CA bundle in [`CA_DIR`].
+pub const CA_FILE: &str = "ca.crt";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_built_from_their_parts() {
+        assert_eq!(SECRET_KEY_PATH, format!("{KEY_DIR}/{SECRET_KEY_FILE}"));
+        for dir in [KEY_DIR, AUTH_DIR, PASSPORTS_DIR, CA_DIR] {
+            assert!(dir.starts_with(&format!("{RESERVED_DIR}/")), "{dir}");
+        }
+        for volume in [
+            KEY_VOLUME,
+            INPUTS_VOLUME,
+            PLAINTEXT_VOLUME,
+            AUTH_VOLUME,
+            PASSPORTS_VOLUME,
+            CA_VOLUME,
+        ] {
+            assert!(volume.starts_with(OWN_VOLUME_PREFIX), "{volume}");
+        }
+    }
+}
