@@ -15,7 +15,6 @@
 use std::path::Path;
 
 use c4gh::keys::{PublicKey, SecretKey};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tempfile::TempDir;
 use zeroize::Zeroizing;
 
@@ -31,8 +30,8 @@ use crate::tls::TlsConfig;
 #[non_exhaustive]
 pub enum TestSupportError {
     /// Certificate generation failed.
-    #[error("generating a test certificate: {0}")]
-    Certificate(#[from] rcgen::Error),
+    #[error(transparent)]
+    Certificate(#[from] testkit::tls::TlsError),
     /// A temporary file could not be written.
     #[error("test server files: {0}")]
     Io(#[from] std::io::Error),
@@ -41,41 +40,30 @@ pub enum TestSupportError {
     Serve(#[from] ServeError),
 }
 
-/// A self-signed CA that issues server certificates.
+/// A self-signed CA that issues server certificates: [`testkit::tls::TestCa`] with this server's
+/// [`TlsConfig`].
+#[derive(Debug)]
 pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl std::fmt::Debug for TestCa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCa").finish_non_exhaustive()
-    }
+    ca: testkit::tls::TestCa,
 }
 
 impl TestCa {
     /// A new CA.
     pub fn new() -> Result<Self, TestSupportError> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "c4gh-drs-server test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        Ok(TestCa { issuer })
+        Ok(TestCa {
+            ca: testkit::tls::TestCa::new("c4gh-drs-server test CA")?,
+        })
     }
 
     /// The CA certificate (PEM) that clients must trust.
     pub fn ca_pem(&self) -> String {
-        self.issuer.pem()
+        self.ca.cert_pem()
     }
 
-    /// A certificate (PEM chain) and key (PEM) for `names` (DNS names or IP addresses).
+    /// A certificate (PEM) and key (PEM) for `names` (DNS names or IP addresses).
     pub fn issue(&self, names: &[&str]) -> Result<(String, Zeroizing<String>), TestSupportError> {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let params = CertificateParams::new(names)?;
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
+        let leaf = self.ca.issue_server(names)?;
+        Ok((leaf.cert_pem, leaf.key_pem))
     }
 
     /// TLS configuration for `localhost` and `127.0.0.1`.

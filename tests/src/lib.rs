@@ -81,8 +81,8 @@ pub enum Error {
     #[error("{0}")]
     Unexpected(String),
     /// Certificate generation failed.
-    #[error("generating a certificate: {0}")]
-    Certificate(#[from] rcgen::Error),
+    #[error(transparent)]
+    Certificate(#[from] testkit::tls::TlsError),
     /// Building the Kubernetes client configuration failed.
     #[error("kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),

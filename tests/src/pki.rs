@@ -1,4 +1,5 @@
-//! Certificates for the local control plane, generated at test time with `rcgen`.
+//! Certificates for the local control plane, from the shared test CA ([`testkit::tls`]) and
+//! written as PEM files where the control-plane binaries read them.
 //!
 //! One CA signs the apiserver's serving certificate, the admin client certificate (group
 //! `system:masters`), the controller-manager's client certificate and any serving certificate a
@@ -8,22 +9,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use testkit::tls::{Issued, TestCa};
 
 use crate::Error;
 
-/// A certificate authority that issues leaf certificates.
+/// A certificate authority that issues leaf certificates as files.
+#[derive(Debug)]
 pub struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl std::fmt::Debug for Ca {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ca { [secret key elided] }")
-    }
+    ca: TestCa,
 }
 
 /// PEM files of one issued certificate (or public key) and its private key.
@@ -38,21 +31,14 @@ pub struct CertFiles {
 impl Ca {
     /// A new self-signed CA named `name`.
     pub fn new(name: &str) -> Result<Self, Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = dn(name, None);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        Ok(Ca { issuer })
+        Ok(Ca {
+            ca: TestCa::new(name)?,
+        })
     }
 
     /// The CA certificate in PEM.
     pub fn cert_pem(&self) -> String {
-        self.issuer.pem()
+        self.ca.cert_pem()
     }
 
     /// Writes the CA certificate to `path`.
@@ -64,15 +50,7 @@ impl Ca {
     /// Issues a serving certificate for `sans` (DNS names or IP addresses), written as
     /// `dir/name.crt` and `dir/name.key`.
     pub fn issue_server(&self, dir: &Path, name: &str, sans: &[&str]) -> Result<CertFiles, Error> {
-        let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
-        let mut params = CertificateParams::new(sans)?;
-        params.distinguished_name = dn(name, None);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.issue(dir, name, &params)
+        write_pair(dir, name, &self.ca.issue_server(sans)?)
     }
 
     /// Issues a client certificate with common name `user` and organisation `group` (Kubernetes
@@ -84,54 +62,31 @@ impl Ca {
         user: &str,
         group: Option<&str>,
     ) -> Result<CertFiles, Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = dn(user, group);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(dir, name, &params)
-    }
-
-    fn issue(
-        &self,
-        dir: &Path,
-        name: &str,
-        params: &CertificateParams,
-    ) -> Result<CertFiles, Error> {
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        let files = CertFiles {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-        };
-        write(&files.cert, &cert.pem())?;
-        write(&files.key, &key.serialize_pem())?;
-        Ok(files)
+        write_pair(dir, name, &self.ca.issue_client(user, group)?)
     }
 }
 
 /// Writes a fresh ECDSA P-256 key pair for service-account token signing: the private key (PEM,
 /// PKCS#8) to `dir/name.key` and the public key (PEM) to `dir/name.pub`.
 pub fn write_signing_key(dir: &Path, name: &str) -> Result<CertFiles, Error> {
-    let key = KeyPair::generate()?;
+    let (private, public) = testkit::tls::signing_key()?;
     let files = CertFiles {
         cert: dir.join(format!("{name}.pub")),
         key: dir.join(format!("{name}.key")),
     };
-    write(&files.key, &key.serialize_pem())?;
-    write(&files.cert, &key.public_key_pem())?;
+    write(&files.key, &private)?;
+    write(&files.cert, &public)?;
     Ok(files)
 }
 
-fn dn(common_name: &str, organization: Option<&str>) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    if let Some(org) = organization {
-        dn.push(DnType::OrganizationName, org);
-    }
-    dn
+fn write_pair(dir: &Path, name: &str, issued: &Issued) -> Result<CertFiles, Error> {
+    let files = CertFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
+    write(&files.cert, &issued.cert_pem)?;
+    write(&files.key, &issued.key_pem)?;
+    Ok(files)
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {

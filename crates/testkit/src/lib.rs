@@ -6,10 +6,15 @@
 //! tells tests where they are. A missing component is a **test failure** with a message that
 //! says how to install it — never a silent skip.
 //!
+//! [`tls`] is the one throw-away TLS CA (and rustls server/client configurations) that every
+//! crate's tests use for loopback HTTPS servers.
+//!
 //! ```
 //! let dir = testkit::cache_dir();
 //! assert!(dir.ends_with("crypt4gh-sidecar"));
 //! ```
+
+pub mod tls;
 
 use std::env;
 use std::path::{Path, PathBuf};

@@ -79,9 +79,9 @@ impl Drop for FaultyServer {
 impl FaultyServer {
     /// Starts on `127.0.0.1:0` with a fresh CA and server key.
     pub async fn start() -> Self {
-        let ca = drs_server::testing::TestCa::new().unwrap();
-        let tls = drs_server::tls::server_config(&ca.server_tls().unwrap()).unwrap();
-        let mut tls = (*tls).clone();
+        let ca = testkit::tls::TestCa::new("faulty DRS test CA").unwrap();
+        let leaf = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+        let mut tls = testkit::tls::server_config(&leaf).unwrap();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -112,7 +112,7 @@ impl FaultyServer {
         });
         FaultyServer {
             addr,
-            ca_pem: ca.ca_pem(),
+            ca_pem: ca.cert_pem(),
             state,
             task,
         }

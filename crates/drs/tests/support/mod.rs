@@ -1,6 +1,6 @@
 //! Fault-injecting HTTPS servers for the client tests.
 //!
-//! Real sockets and real TLS (tokio-rustls, certificates from an rcgen CA the client trusts via
+//! Real sockets and real TLS (tokio-rustls, certificates from a `testkit::tls` CA the client trusts via
 //! its CA-bundle option). The HTTP/1.1 responses are written by hand, one request per
 //! connection, so a test can misbehave exactly: cut a body short, lie in `Content-Length`, stall,
 //! trickle bytes, or delay the response head.
@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -28,27 +26,12 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let ca = testkit::tls::TestCa::new("drs client test CA").unwrap();
+        let leaf = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, issuer.pem()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
-            .unwrap();
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+        let config = testkit::tls::server_config(&leaf).unwrap();
         Self {
             dir,
             ca_file,
