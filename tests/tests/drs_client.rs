@@ -1,6 +1,7 @@
-//! The client against the real `c4gh-drs-server` over TLS: a header fetched for key K decrypts
-//! the fetched body with K's secret (our `c4gh` and the reference Python `crypt4gh`), and with no
-//! other key; the server's checksums, ETags and errors are the ones the client expects.
+//! The `drs` client against the real `c4gh-drs-server` over TLS: a header fetched for key K
+//! decrypts the fetched body with K's secret (our `c4gh` and the reference Python `crypt4gh`), and
+//! with no other key; the server's checksums, ETags and errors are the ones the client expects.
+//! (Here rather than in `crates/drs`, so the client crate does not depend on the server.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
