@@ -3,7 +3,9 @@
 //! - [`inject::mutate`]: the pure injection (pod + [`effective::EffectivePolicy`] → pod or
 //!   [`denial::Denial`]); the webhook sends the JSON patch between the two.
 //! - [`policy`]: the `Crypt4ghPolicy` CRD; [`controller`] validates policies and writes status.
-//! - [`webhook`]: the HTTPS admission server; [`tls`] serves hot-reloadable certificates that
+//! - [`webhook`]: the HTTPS admission server (pod webhook), sharing [`admission`] (policy
+//!   lookup with cached [`effective::EffectivePolicy`], CREATE-only prologue) with the TESK webhook;
+//!   [`serving`] serves both over TLS plus health and metrics; [`tls`] serves hot-reloadable certificates that
 //!   [`certs`] creates, stores, publishes (`caBundle`) and rotates under a Lease.
 //! - [`tesk`]: the TESK adapter (moves `drs://` inputs out of the TES task onto executor pods);
 //!   [`tesk_webhook`] applies it when TESK creates a task's ConfigMap.
@@ -23,6 +25,7 @@
 //! assert_eq!(init[0].restart_policy.as_deref(), Some("Always"));
 //! ```
 
+pub mod admission;
 pub mod annotations;
 pub mod certs;
 pub mod config;
@@ -34,6 +37,7 @@ pub mod inputs;
 pub mod metrics;
 pub mod policy;
 pub mod run;
+pub mod serving;
 pub mod tesk;
 pub mod tesk_webhook;
 pub mod tls;

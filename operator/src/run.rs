@@ -9,14 +9,16 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admission::{EffectivePolicies, PolicySource, StaticPolicies};
 use crate::certs::{self, Lifetimes, Publish, SelfManaged};
 use crate::config::{Config, LogFormat, url_host};
 use crate::controller::{self, Context};
 use crate::effective::OperatorDefaults;
 use crate::metrics::Metrics;
+use crate::serving::{self, Health};
 use crate::tesk_webhook;
 use crate::tls::{self, ReloadingResolver};
-use crate::webhook::{self, Health, PolicySource, StaticPolicies, WebhookState};
+use crate::webhook::{self, WebhookState};
 
 /// Errors that stop the operator.
 #[derive(Debug, thiserror::Error)]
@@ -222,8 +224,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         )
     });
     let state = WebhookState {
-        policies,
-        defaults,
+        policies: Arc::new(EffectivePolicies::new(policies, defaults)),
         metrics: metrics.clone(),
         recorder,
     };
@@ -238,7 +239,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let webhook_listener = bind(config.webhook_addr).await?;
     let health_listener = bind(config.health_addr).await?;
     tracing::info!(webhook = %config.webhook_addr, health = %config.health_addr, "serving");
-    let health = webhook::health_router(Health {
+    let health = serving::health_router(Health {
         resolver: resolver.clone(),
         policies_ready,
         metrics,
@@ -253,7 +254,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
     });
     let tls_config = Arc::new(tls::server_config(resolver)?);
-    webhook::serve_tls(
+    serving::serve_tls(
         webhook_listener,
         tls_config,
         webhook::router(state.clone()).merge(tesk_webhook::router(state)),

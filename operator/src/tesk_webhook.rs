@@ -41,16 +41,16 @@ use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Volume, VolumeMount,
 };
 use kube::api::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::{Map, Value};
 
+use crate::admission::{self, EffectivePolicies, Lookup};
 use crate::annotations;
 use crate::denial::Denial;
-use crate::effective::{EffectivePolicy, OperatorDefaults};
 use crate::inject;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::tesk::{TeskError, adapt_task, has_drs_inputs};
-use crate::webhook::{PolicySource, WebhookState, review_response};
+use crate::webhook::{WebhookState, review_response};
 
 /// Path of the TESK ConfigMap mutation endpoint.
 pub const MUTATE_PATH: &str = "/mutate-tesk";
@@ -194,8 +194,7 @@ enum Stored<'a> {
 pub fn mutate(
     config_map: &Value,
     namespace: &str,
-    policies: &dyn PolicySource,
-    defaults: &OperatorDefaults,
+    policies: &EffectivePolicies,
 ) -> Result<Outcome, TeskDenial> {
     let name = config_map
         .pointer("/metadata/name")
@@ -241,22 +240,24 @@ pub fn mutate(
         return Ok(Outcome::Unchanged);
     }
     let policy_name = annotations::DEFAULT_POLICY_NAME;
-    let policy = policies
-        .lookup(namespace, policy_name)
-        .ok_or_else(|| TeskDenial::NoPolicy {
-            task: name.to_owned(),
-            namespace: namespace.to_owned(),
-            name: policy_name.to_owned(),
-        })?;
-    let effective =
-        EffectivePolicy::from_spec(policy_name, &policy.spec, defaults).map_err(|problems| {
-            TeskDenial::InvalidPolicy {
+    let effective = match policies.lookup(namespace, policy_name) {
+        Lookup::Missing => {
+            return Err(TeskDenial::NoPolicy {
                 task: name.to_owned(),
                 namespace: namespace.to_owned(),
                 name: policy_name.to_owned(),
-                problems: problems.join("; "),
-            }
-        })?;
+            });
+        }
+        Lookup::Invalid { problems, .. } => {
+            return Err(TeskDenial::InvalidPolicy {
+                task: name.to_owned(),
+                namespace: namespace.to_owned(),
+                name: policy_name.to_owned(),
+                problems: problems.to_string(),
+            });
+        }
+        Lookup::Valid { effective, .. } => effective,
+    };
     let task_error = |source| TeskDenial::Task {
         task: name.to_owned(),
         source,
@@ -601,26 +602,12 @@ pub fn admit(
     req: &AdmissionRequest<DynamicObject>,
 ) -> (AdmissionResponse, &'static str) {
     let response = AdmissionResponse::from(req);
-    let Some(object) = req
-        .object
-        .as_ref()
-        .filter(|_| req.operation == Operation::Create)
-    else {
+    let Some((object, namespace)) = admission::created(req) else {
         return (response, "skipped");
     };
     let before = serde_json::to_value(object).unwrap_or_default();
-    let namespace = req
-        .namespace
-        .clone()
-        .or_else(|| object.metadata.namespace.clone())
-        .unwrap_or_else(|| "default".to_owned());
     let name = object.metadata.name.clone().unwrap_or_default();
-    match mutate(
-        &before,
-        &namespace,
-        state.policies.as_ref(),
-        &state.defaults,
-    ) {
+    match mutate(&before, &namespace, &state.policies) {
         Ok(Outcome::NotTesk) => (response, "skipped"),
         Ok(Outcome::Unchanged) => (response, "unchanged"),
         Ok(Outcome::Adapted(after)) => {
@@ -652,8 +639,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::admission::StaticPolicies;
+    use crate::effective::OperatorDefaults;
     use crate::metrics::Metrics;
-    use crate::webhook::StaticPolicies;
 
     const POLICIES: &str = r#"
 apiVersion: c4gh.dev/v1alpha1
@@ -670,8 +658,11 @@ spec:
   allowedHosts: []
 "#;
 
-    fn policies() -> StaticPolicies {
-        StaticPolicies::from_yaml(POLICIES).unwrap()
+    fn policies() -> EffectivePolicies {
+        EffectivePolicies::new(
+            Arc::new(StaticPolicies::from_yaml(POLICIES).unwrap()),
+            Arc::new(OperatorDefaults::default()),
+        )
     }
 
     /// A taskmaster input the way TESK's API builds it.
@@ -711,7 +702,7 @@ spec:
     }
 
     fn run(cm: &Value, namespace: &str) -> Result<Outcome, TeskDenial> {
-        mutate(cm, namespace, &policies(), &OperatorDefaults::default())
+        mutate(cm, namespace, &policies())
     }
 
     fn stored_task(cm: &Value) -> Value {
@@ -951,7 +942,6 @@ spec:
     fn state() -> WebhookState {
         WebhookState {
             policies: Arc::new(policies()),
-            defaults: Arc::new(OperatorDefaults::default()),
             metrics: Arc::new(Metrics::new()),
             recorder: None,
         }

@@ -1,107 +1,42 @@
-//! The mutating admission webhook: an axum [`router`] around [`inject::mutate`], the HTTPS
-//! server ([`serve_tls`]) and the health/metrics server ([`health_router`]).
+//! The pod mutating admission webhook: an axum [`router`] around [`inject::mutate`]. Serving it
+//! (TLS, health and metrics) is [`crate::serving`]; the policy lookup it shares with the TESK
+//! webhook is [`crate::admission`].
 //!
 //! Events: a pod being admitted has no UID (and often no name, only `generateName`), so an Event
 //! cannot reference it. Events go to the pod's controlling owner when it has one (the Job of a
 //! TESK executor, which `kubectl describe job` shows), else to the `Crypt4ghPolicy` that was
 //! applied. Dry-run requests emit no Events (`sideEffects: None`).
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use base64::Engine;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::ResourceExt;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
-use rustls::ServerConfig;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{self, EffectivePolicies, Lookup};
 use crate::annotations;
 use crate::denial::Denial;
-use crate::effective::{EffectivePolicy, OperatorDefaults};
 use crate::inject;
 use crate::metrics::{Metrics, Outcome};
 use crate::policy::Crypt4ghPolicy;
-use crate::tls::ReloadingResolver;
 
 /// Path of the pod mutation endpoint.
 pub const MUTATE_PATH: &str = "/mutate-pods";
 
-/// Where the webhook finds `Crypt4ghPolicy` objects.
-pub trait PolicySource: Send + Sync + 'static {
-    /// The policy `name` in `namespace`, if it exists.
-    fn lookup(&self, namespace: &str, name: &str) -> Option<Arc<Crypt4ghPolicy>>;
-}
-
-impl PolicySource for Store<Crypt4ghPolicy> {
-    fn lookup(&self, namespace: &str, name: &str) -> Option<Arc<Crypt4ghPolicy>> {
-        self.get(&ObjectRef::new(name).within(namespace))
-    }
-}
-
-/// Policies loaded once from a YAML file (`--policy-file`): for running the webhook without an
-/// API server (benchmarks, local experiments).
-#[derive(Debug, Default)]
-pub struct StaticPolicies(BTreeMap<(String, String), Arc<Crypt4ghPolicy>>);
-
-impl StaticPolicies {
-    /// Parses one or more `Crypt4ghPolicy` YAML documents; each must have a name and namespace.
-    ///
-    /// # Errors
-    ///
-    /// A message naming the document that does not parse or lacks a name or namespace.
-    pub fn from_yaml(yaml: &str) -> Result<Self, String> {
-        let mut map = BTreeMap::new();
-        for (n, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
-            let value = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
-                .map_err(|e| format!("document {n}: {e}"))?;
-            if value.is_null() {
-                continue;
-            }
-            let policy: Crypt4ghPolicy = serde_yaml_ng::from_value(value)
-                .map_err(|e| format!("document {n} is not a Crypt4ghPolicy: {e}"))?;
-            let (Some(name), Some(ns)) = (policy.metadata.name.clone(), policy.namespace()) else {
-                return Err(format!(
-                    "document {n}: metadata.name and metadata.namespace are required"
-                ));
-            };
-            map.insert((ns, name), Arc::new(policy));
-        }
-        Ok(Self(map))
-    }
-}
-
-impl PolicySource for StaticPolicies {
-    fn lookup(&self, namespace: &str, name: &str) -> Option<Arc<Crypt4ghPolicy>> {
-        self.0
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-}
-
-/// Shared state of the webhook handlers.
+/// Shared state of the webhook handlers (the pod webhook's and the TESK webhook's).
 #[derive(Clone)]
 pub struct WebhookState {
-    /// Where policies come from.
-    pub policies: Arc<dyn PolicySource>,
-    /// Operator-wide defaults.
-    pub defaults: Arc<OperatorDefaults>,
+    /// Policies and their cached effective form.
+    pub policies: Arc<EffectivePolicies>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Event recorder (absent without an API server).
@@ -244,21 +179,12 @@ pub fn admit(
     req: &AdmissionRequest<Pod>,
 ) -> (AdmissionResponse, &'static str) {
     let response = AdmissionResponse::from(req);
-    let Some(pod) = req
-        .object
-        .as_ref()
-        .filter(|_| req.operation == Operation::Create)
-    else {
+    let Some((pod, namespace)) = admission::created(req) else {
         return (response, "skipped");
     };
     if !inject::should_inject(pod) {
         return (response, "skipped");
     }
-    let namespace = req
-        .namespace
-        .clone()
-        .or_else(|| pod.namespace())
-        .unwrap_or_else(|| "default".to_owned());
     let policy_name = pod
         .annotations()
         .get(annotations::POLICY)
@@ -266,17 +192,16 @@ pub fn admit(
         .unwrap_or_else(|| annotations::DEFAULT_POLICY_NAME.to_owned());
     let policy = state.policies.lookup(&namespace, &policy_name);
     let result = match &policy {
-        None => Err(Denial::NoPolicy {
+        Lookup::Missing => Err(Denial::NoPolicy {
             namespace: namespace.clone(),
             name: policy_name.clone(),
         }),
-        Some(p) => EffectivePolicy::from_spec(&policy_name, &p.spec, &state.defaults)
-            .map_err(|problems| Denial::InvalidPolicy {
-                namespace: namespace.clone(),
-                name: policy_name.clone(),
-                problems: problems.join("; "),
-            })
-            .and_then(|effective| inject::injection(pod, &effective)),
+        Lookup::Invalid { problems, .. } => Err(Denial::InvalidPolicy {
+            namespace: namespace.clone(),
+            name: policy_name.clone(),
+            problems: problems.to_string(),
+        }),
+        Lookup::Valid { effective, .. } => inject::injection(pod, effective),
     };
     let pod_desc = pod
         .metadata
@@ -292,7 +217,7 @@ pub fn admit(
                 state,
                 req,
                 pod,
-                policy.as_deref(),
+                policy.policy(),
                 EventType::Normal,
                 "Injected",
                 format!("c4gh sidecar injected into pod {pod_desc} (policy {policy_name})"),
@@ -320,7 +245,7 @@ pub fn admit(
                 state,
                 req,
                 pod,
-                policy.as_deref(),
+                policy.policy(),
                 EventType::Warning,
                 "Denied",
                 format!("pod {pod_desc} denied: {message}"),
@@ -387,111 +312,6 @@ fn emit(
     });
 }
 
-/// Readiness inputs of the health server.
-#[derive(Clone)]
-pub struct Health {
-    /// The TLS resolver (ready once a certificate is loaded).
-    pub resolver: Arc<ReloadingResolver>,
-    /// Set once the policy cache has synced.
-    pub policies_ready: Arc<AtomicBool>,
-    /// Metrics to expose.
-    pub metrics: Arc<Metrics>,
-}
-
-/// `/healthz` (process alive), `/readyz` (certificate loaded and policies synced), `/metrics`.
-pub fn health_router(health: Health) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|State(h): State<Health>| async move {
-                if !h.resolver.is_loaded() {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no serving certificate yet",
-                    )
-                } else if !h.policies_ready.load(Ordering::Relaxed) {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "policy cache not synced yet",
-                    )
-                } else {
-                    (StatusCode::OK, "ok")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(h): State<Health>| async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    h.metrics.encode(),
-                )
-            }),
-        )
-        .with_state(health)
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown` completes, then waits up to
-/// `drain` for open connections to finish.
-pub async fn serve_tls(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    app: Router,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
-    let acceptor = TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(app.clone());
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("webhook connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!("webhook drain timed out; closing open connections"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -500,13 +320,17 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::admission::StaticPolicies;
+    use crate::effective::OperatorDefaults;
 
     fn state() -> WebhookState {
         WebhookState {
-            policies: Arc::new(
-                StaticPolicies::from_yaml(include_str!("../tests/golden/policy.yaml")).unwrap(),
-            ),
-            defaults: Arc::new(OperatorDefaults::default()),
+            policies: Arc::new(EffectivePolicies::new(
+                Arc::new(
+                    StaticPolicies::from_yaml(include_str!("../tests/golden/policy.yaml")).unwrap(),
+                ),
+                Arc::new(OperatorDefaults::default()),
+            )),
             metrics: Arc::new(Metrics::new()),
             recorder: None,
         }

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use c4gh_operator::admission::{EffectivePolicies, StaticPolicies};
 use c4gh_operator::certs::{self, Lifetimes};
 use c4gh_operator::effective::OperatorDefaults;
 use c4gh_operator::metrics::Metrics;
+use c4gh_operator::serving;
 use c4gh_operator::tls::{self, ReloadingResolver};
-use c4gh_operator::webhook::{self, StaticPolicies, WebhookState};
+use c4gh_operator::webhook::{self, WebhookState};
 use k8s_openapi::api::core::v1::Pod;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -58,8 +60,10 @@ async fn start(cert_dir: &Path, ca_pem: String) -> Server {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let state = WebhookState {
-        policies: Arc::new(policies),
-        defaults: Arc::new(OperatorDefaults::default()),
+        policies: Arc::new(EffectivePolicies::new(
+            Arc::new(policies),
+            Arc::new(OperatorDefaults::default()),
+        )),
         metrics,
         recorder: None,
     };
@@ -67,7 +71,7 @@ async fn start(cert_dir: &Path, ca_pem: String) -> Server {
     let addr = listener.local_addr().unwrap();
     let config = Arc::new(tls::server_config(resolver).unwrap());
     let mut rx = stop_rx;
-    tokio::spawn(webhook::serve_tls(
+    tokio::spawn(serving::serve_tls(
         listener,
         config,
         webhook::router(state),
@@ -245,17 +249,7 @@ async fn other_operations_and_bad_bodies() {
 
 /// Completes a TLS handshake and returns the certificate the server presented.
 async fn served_cert(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = testkit::tls::client_config(ca_pem).unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let tls = connector
