@@ -7,7 +7,8 @@
 //! - [`admin`]: encrypt a plain file for the server key and register it;
 //! - [`auth`]: static bearer tokens and JWTs (OIDC / Kubernetes ServiceAccount issuers), and
 //!   per-object readers;
-//! - [`app`]: the axum [`router`](app::router) (no sockets: drive it with `oneshot`);
+//! - [`app`]: the axum [`router`](app::router) (no sockets: drive it with `oneshot`) over the
+//!   shared [`state`];
 //! - [`server`]: TLS, connections and graceful shutdown: [`server::start`] for tests and
 //!   embedding (ephemeral port, returns a handle), [`server::serve`] for the binary;
 //! - [`testing`] (feature `test-support`): a throw-away CA and a ready server for other crates'
@@ -50,6 +51,7 @@ pub mod problem;
 pub mod routes;
 pub mod secret;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

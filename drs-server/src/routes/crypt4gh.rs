@@ -20,8 +20,8 @@ use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE, PostObjectBody};
 
 use super::drs::reject_passports;
 use super::{ObjectId, json_body};
-use crate::app::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 use crate::{body, crypt};
 
 /// SDA v2's response header tying a header to its body.

@@ -24,9 +24,9 @@ use drs::types::{
 };
 
 use super::{AccessPath, ObjectId, json_body};
-use crate::app::AppState;
 use crate::catalog::{MAX_HEADER_BYTES, Object};
 use crate::problem::Problem;
+use crate::state::AppState;
 
 type AppResult = Result<Response, Problem>;
 
