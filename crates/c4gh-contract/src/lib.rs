@@ -29,7 +29,7 @@
 //!
 //! # The sidecar's environment
 //!
-//! [`env`] names every variable: the validated input list ([`env::INPUTS`], the
+//! [`mod@env`] names every variable: the validated input list ([`env::INPUTS`], the
 //! [`InputEntry`] list with every `mode` filled in), the key directory, the allowed DRS hosts,
 //! the credentials' files, the development switches, limits and the log format.
 //!
