@@ -1,4 +1,6 @@
-//! The command line: `serve` and `add`, every flag also an environment variable.
+//! The command line of `c4gh-drs-server`: `serve` and `add`, every flag also an environment
+//! variable. In the library so that completions and man pages are generated from it
+//! ([`command`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,19 +8,33 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use c4gh::keys::{PublicKey, SecretKey};
-use clap::{Args, Parser, Subcommand};
-use drs_server::admin::{AddOptions, add_file};
-use drs_server::auth::jwt::{JwksSource, JwtConfig};
-use drs_server::auth::tokens::StaticTokens;
-use drs_server::secret::SecretString;
-use drs_server::telemetry::LogFormat;
-use drs_server::tls::TlsConfig;
-use drs_server::{Config, Settings};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use crate::admin::{AddOptions, add_file};
+use crate::auth::jwt::{JwksSource, JwtConfig};
+use crate::auth::tokens::StaticTokens;
+use crate::secret::SecretString;
+use crate::telemetry::LogFormat;
+use crate::tls::TlsConfig;
+use crate::{Config, Settings};
 use zeroize::Zeroizing;
+
+/// Examples shown after `c4gh-drs-server --help`.
+const EXAMPLES: &str = "\
+EXAMPLES:
+  c4gh keygen --sk server.sec --pk server.pub
+  c4gh-drs-server add --catalog /srv/catalog --file sample.bam --id sample1 --public-key server.pub
+  C4GH_DRS_PASSPHRASE=... c4gh-drs-server serve --catalog /srv/catalog --secret-key server.sec \\
+      --tls-cert tls.crt --tls-key tls.key --tokens-file tokens.json
+  curl -H 'Authorization: Bearer TOKEN' https://localhost:8443/ga4gh/drs/v1/objects/sample1";
+
+/// The command-line definition (for completions and man pages).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
 
 /// A GA4GH DRS 1.5 server for Crypt4GH objects that re-encrypts headers for each requester.
 #[derive(Parser)]
-#[command(name = "c4gh-drs-server", version, about)]
+#[command(name = "c4gh-drs-server", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Log line format.
     #[arg(
@@ -123,7 +139,7 @@ struct ServeArgs {
     /// Static bearer tokens: a JSON list of {"subject", "token"}.
     #[arg(long, env = "C4GH_DRS_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
-    /// Accept JWTs from this issuer (exact `iss`), e.g. a Kubernetes ServiceAccount issuer.
+    /// Accept JWTs from this issuer (exact iss claim), e.g. a Kubernetes ServiceAccount issuer.
     #[arg(long, env = "C4GH_DRS_OIDC_ISSUER", requires = "oidc_audience")]
     oidc_issuer: Option<String>,
     /// Accepted JWT audiences (comma-separated); a token must name one.
@@ -132,7 +148,7 @@ struct ServeArgs {
     /// JWKS URL (default: the issuer's discovery document's jwks_uri).
     #[arg(long, env = "C4GH_DRS_JWKS_URL", conflicts_with = "jwks_file")]
     jwks_url: Option<String>,
-    /// JWKS file (e.g. `kubectl get --raw /openid/v1/jwks`), re-read on refresh.
+    /// JWKS file (e.g. the output of kubectl get --raw /openid/v1/jwks), re-read on refresh.
     #[arg(long, env = "C4GH_DRS_JWKS_FILE")]
     jwks_file: Option<PathBuf>,
     /// PEM CA bundle trusted (besides the web PKI roots) for discovery and JWKS fetches.
@@ -176,7 +192,7 @@ struct AddArgs {
     /// Media type of the plaintext.
     #[arg(long)]
     mime_type: Option<String>,
-    /// Who may read it (repeatable): a subject, a prefix ending in `*`, or `*` for any
+    /// Who may read it (repeatable): a subject, a prefix ending in *, or * for any
     /// authenticated caller.
     #[arg(long = "reader", default_value = "*")]
     readers: Vec<String>,
@@ -274,7 +290,7 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_seconds);
     config.max_connections = args.max_connections;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(drs_server::serve(config, shutdown_signal()))?;
+    runtime.block_on(crate::serve(config, shutdown_signal()))?;
     Ok(())
 }
 

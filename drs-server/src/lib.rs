@@ -4,6 +4,7 @@
 //! The protocol is `docs/drs-crypt4gh.md`; operating the server is `docs/drs-server.md`.
 //!
 //! - [`catalog`]: objects stored as header + body + JSON record in one directory;
+//! - [`cli`]: the command line of the binary;
 //! - [`admin`]: encrypt a plain file for the server key and register it;
 //! - [`auth`]: static bearer tokens and JWTs (OIDC / Kubernetes ServiceAccount issuers), and
 //!   per-object readers;
@@ -45,6 +46,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod catalog;
+pub mod cli;
 pub mod crypt;
 pub mod metrics;
 pub mod problem;

@@ -1,8 +1,7 @@
 //! `c4gh-drs-server`: parse the command line, start logging, run the subcommand.
 
-mod cli;
-
 use clap::Parser;
+use drs_server::cli;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

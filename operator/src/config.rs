@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use crate::effective::DEFAULT_SIDECAR_IMAGE;
 
@@ -16,12 +16,29 @@ pub enum LogFormat {
     Json,
 }
 
-/// `c4gh-operator`: mutating webhook, policy controller and webhook certificates.
+/// Examples shown after `c4gh-operator --help`.
+const EXAMPLES: &str = "\
+EXAMPLES:
+  In a cluster (the Deployment of manifests/base):
+    kubectl apply -k manifests/overlays/self-managed-certs
+  Outside the cluster, against any API server:
+    c4gh-operator --kubeconfig ~/.kube/config --webhook-addr 127.0.0.1:8443 \\
+        --health-addr 127.0.0.1:8080 --webhook-url https://127.0.0.1:8443/mutate-pods
+  Then check the installation:
+    kubectl c4gh doctor";
+
+/// The command-line definition (for completions and man pages).
+pub fn command() -> clap::Command {
+    Config::command()
+}
+
+/// Kubernetes operator of crypt4gh-sidecar: the admission webhook that injects the sidecar into
+/// opted-in TES task pods, the Crypt4ghPolicy controller and the webhook's certificates.
 ///
-/// Kubernetes access uses kube's default inference: `--kubeconfig`/`$KUBECONFIG`, then
-/// `~/.kube/config`, then the in-cluster service account.
+/// Kubernetes access: --kubeconfig (or KUBECONFIG), then ~/.kube/config, then the in-cluster
+/// service account.
 #[derive(Parser, Clone, Debug)]
-#[command(version, about)]
+#[command(name = "c4gh-operator", version, after_help = EXAMPLES)]
 pub struct Config {
     /// HTTPS address of the admission webhook.
     #[arg(
@@ -30,7 +47,7 @@ pub struct Config {
         default_value = "0.0.0.0:8443"
     )]
     pub webhook_addr: SocketAddr,
-    /// HTTP address of `/healthz`, `/readyz` and `/metrics`.
+    /// HTTP address of /healthz, /readyz and /metrics.
     #[arg(
         long,
         env = "C4GH_OPERATOR_HEALTH_ADDR",
@@ -46,7 +63,7 @@ pub struct Config {
     /// Name of the Service in front of the webhook (serving certificate DNS names).
     #[arg(long, env = "C4GH_OPERATOR_SERVICE", default_value = "c4gh-operator")]
     pub service: String,
-    /// Name of the MutatingWebhookConfiguration to publish `caBundle` into.
+    /// Name of the MutatingWebhookConfiguration to publish caBundle into.
     #[arg(
         long,
         env = "C4GH_OPERATOR_WEBHOOK_CONFIG",
@@ -54,8 +71,8 @@ pub struct Config {
     )]
     pub webhook_config: String,
     /// Run outside the cluster: write the MutatingWebhookConfiguration with this
-    /// `clientConfig.url` (e.g. `https://127.0.0.1:8443/mutate-pods`; the TESK webhook gets the
-    /// same origin with `/mutate-tesk`); the URL's host is added to the serving certificate.
+    /// clientConfig.url (e.g. https://127.0.0.1:8443/mutate-pods; the TESK webhook gets the same
+    /// origin with /mutate-tesk); the URL's host is added to the serving certificate.
     #[arg(long, env = "C4GH_OPERATOR_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
     /// Secret holding the self-managed CA and serving certificate.
@@ -65,7 +82,7 @@ pub struct Config {
         default_value = "c4gh-operator-webhook-tls"
     )]
     pub cert_secret: String,
-    /// Serve `tls.crt`/`tls.key` from this directory instead of managing certificates (e.g. a
+    /// Serve tls.crt and tls.key from this directory instead of managing certificates (e.g. a
     /// cert-manager Secret mounted as a volume); reloaded when they change.
     #[arg(long, env = "C4GH_OPERATOR_CERT_DIR")]
     pub cert_dir: Option<PathBuf>,
@@ -82,13 +99,13 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Read policies from this YAML file instead of the API server (no Kubernetes access at all
-    /// when `--cert-dir` is also given): for benchmarks and experiments.
+    /// when --cert-dir is also given): for benchmarks and experiments.
     #[arg(long, env = "C4GH_OPERATOR_POLICY_FILE")]
     pub policy_file: Option<PathBuf>,
-    /// Default sidecar image (a policy's `spec.sidecar.image` overrides it).
+    /// Default sidecar image (a policy's spec.sidecar.image overrides it).
     #[arg(long, env = "C4GH_OPERATOR_SIDECAR_IMAGE", default_value = DEFAULT_SIDECAR_IMAGE)]
     pub sidecar_image: String,
-    /// `C4GH_LOG_FORMAT` of injected sidecars.
+    /// Log format of injected sidecars (their C4GH_LOG_FORMAT).
     #[arg(long, env = "C4GH_OPERATOR_SIDECAR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub sidecar_log_format: LogFormat,
     /// Log format of the operator.

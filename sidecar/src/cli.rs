@@ -6,14 +6,38 @@ use std::path::PathBuf;
 
 use c4gh_contract::{env, pod};
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Examples shown after `c4gh-sidecar --help`.
+const EXAMPLES: &str = "\
+EXAMPLES:
+  c4gh-sidecar fetch drs://drs.example.org/sample1 -o sample1.bam.c4gh --key-out my.sec
+  c4gh-sidecar fetch drs://drs.example.org/sample1 -o sample1.bam --decrypt
+  c4gh-sidecar run      (in a pod: injected by c4gh-operator, configured by C4GH_* variables)";
+
+/// Examples shown after `c4gh-sidecar fetch --help`.
+const FETCH_EXAMPLES: &str = "\
+EXAMPLES:
+  c4gh-sidecar fetch drs://drs.example.org/sample1 -o sample1.bam.c4gh --key-out my.sec
+  c4gh-sidecar fetch drs://drs.example.org/a drs://drs.example.org/b -O inputs/ --sk my.sec
+  C4GH_TOKEN_FILE=token c4gh-sidecar fetch drs://drs.example.org/sample1 -o sample1.bam --decrypt";
+
+/// The command-line definition (for completions and man pages).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
 
 /// Ephemeral-key Crypt4GH sidecar: fetch a task's DRS inputs re-encrypted for a key that exists only
 /// for this task, gate the task on them, and destroy the key when the task ends.
 #[derive(Debug, Parser)]
-#[command(name = "c4gh-sidecar", version, max_term_width = 100)]
+#[command(
+    name = "c4gh-sidecar",
+    version,
+    max_term_width = 100,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
-    /// Log format: `json` (one object per line, for clusters) or `text` (for people). Logs go to
+    /// Log format: json (one object per line, for clusters) or text (for people). Logs go to
     /// stderr and never contain key material or tokens.
     #[arg(long, env = env::LOG_FORMAT, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -43,15 +67,16 @@ pub enum Command {
     /// Init container before the task: exit 0 when the sidecar reports Ready; exit 1 with a
     /// one-line reason in the termination log on Failed or when the timeout passes.
     Gate(GateArgs),
-    /// Fetch DRS objects to local files outside Kubernetes (same machinery as `run`).
+    /// Fetch DRS objects to local files outside Kubernetes (same machinery as run).
+    #[command(after_help = FETCH_EXAMPLES)]
     Fetch(FetchArgs),
 }
 
-/// How to reach DRS servers (shared by `run` and `fetch`).
+/// How to reach DRS servers (shared by run and fetch).
 #[derive(Debug, Clone, Args)]
 pub struct DrsArgs {
-    /// DRS hosts that may be contacted, as `host` or `host:port`, comma-separated. Empty: `run`
-    /// refuses to fetch unless `--allow-any-host`; `fetch` contacts the hosts of its URIs.
+    /// DRS hosts that may be contacted, as HOST or HOST:PORT, comma-separated. Empty: run
+    /// refuses to fetch unless --allow-any-host; fetch contacts the hosts of its URIs.
     #[arg(long, env = env::ALLOWED_HOSTS, value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     /// PEM bundle of CA certificates trusted for DRS TLS, in addition to the built-in web roots.
@@ -64,17 +89,17 @@ pub struct DrsArgs {
     /// File holding a JSON list of GA4GH passport JWTs sent in DRS POST bodies.
     #[arg(long, env = env::PASSPORTS_FILE, value_name = "FILE")]
     pub passports_file: Option<PathBuf>,
-    /// JSON object mapping compact-identifier prefixes to URL patterns containing `{id}`, e.g.
-    /// `{"ega": "https://drs.example.org/ga4gh/drs/v1/objects/{id}"}`.
+    /// JSON object mapping compact-identifier prefixes to URL patterns containing {id}, e.g.
+    /// {"ega": "https://drs.example.org/ga4gh/drs/v1/objects/{id}"}.
     #[arg(long, env = env::PREFIX_MAP, value_name = "JSON")]
     pub prefix_map: Option<String>,
-    /// Development: accept a port in `drs://host:port/id` (the DRS spec forbids it).
+    /// Development: accept a port in drs://HOST:PORT/ID (the DRS spec forbids it).
     #[arg(long, env = env::DRS_ALLOW_PORT, value_parser = BoolishValueParser::new())]
     pub drs_allow_port: bool,
-    /// Development: resolve `drs://` to plain `http://` instead of `https://`.
+    /// Development: resolve drs:// to plain http:// instead of https://.
     #[arg(long, env = env::DRS_ALLOW_HTTP, value_parser = BoolishValueParser::new())]
     pub drs_allow_http: bool,
-    /// Largest plaintext written in `plaintext` mode, in bytes; a larger object fails (before
+    /// Largest plaintext written in plaintext mode, in bytes; a larger object fails (before
     /// anything is written when its size is known) and leaves no file. Unset: no limit.
     #[arg(long, env = env::MAX_PLAINTEXT_BYTES, value_name = "BYTES")]
     pub max_plaintext_bytes: Option<u64>,
@@ -83,15 +108,15 @@ pub struct DrsArgs {
     pub concurrency: u16,
 }
 
-/// `run` options.
+/// Options of run.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The input list as JSON: `[{"url": "drs://…", "path": "/abs/path", "mode":
-    /// "encrypted"|"plaintext"|"stream"}]` (mode optional, default `encrypted`). Wins over
+    /// The input list as JSON: [{"url": "drs://…", "path": "/abs/path", "mode":
+    /// "encrypted"|"plaintext"|"stream"}] (mode optional, default encrypted). Wins over
     /// --inputs-file.
     #[arg(long, env = env::INPUTS, value_name = "JSON")]
     pub inputs: Option<String>,
-    /// File holding the input list (the downward API file `/c4gh/podinfo/inputs`).
+    /// File holding the input list (the downward API file /c4gh/podinfo/inputs).
     #[arg(long, env = env::INPUTS_FILE, value_name = "FILE")]
     pub inputs_file: Option<PathBuf>,
     /// Directory for ephemeral.sec (0440), ephemeral.pub and status.json: a memory-backed volume.
@@ -103,7 +128,7 @@ pub struct RunArgs {
     )]
     pub key_dir: PathBuf,
     /// Directories inputs may be written below (repeatable; env: comma-separated). Default: every
-    /// mount point of this container except `/`, system paths, /c4gh and the key directory.
+    /// mount point of this container except /, system paths, /c4gh and the key directory.
     #[arg(
         long = "input-root",
         env = env::INPUT_ROOTS,
@@ -114,7 +139,7 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = env::METRICS_ADDR, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// Development: contact any DRS host when `C4GH_ALLOWED_HOSTS` is empty. Without it an
+    /// Development: contact any DRS host when C4GH_ALLOWED_HOSTS is empty. Without it an
     /// empty allow list fails the run (fail closed).
     #[arg(long, env = env::ALLOW_ANY_HOST, value_parser = BoolishValueParser::new())]
     pub allow_any_host: bool,
@@ -123,7 +148,7 @@ pub struct RunArgs {
     pub drs: DrsArgs,
 }
 
-/// `probe` options.
+/// Options of probe.
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// The key directory the sidecar writes.
@@ -136,7 +161,7 @@ pub struct ProbeArgs {
     pub key_dir: PathBuf,
 }
 
-/// `gate` options.
+/// Options of gate.
 #[derive(Debug, Clone, Args)]
 pub struct GateArgs {
     /// The key directory the sidecar writes (mounted read-only).
@@ -173,10 +198,10 @@ pub struct GateArgs {
     pub poll_ms: u64,
 }
 
-/// `fetch` options.
+/// Options of fetch.
 #[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
-    /// DRS URIs to fetch (`drs://host/id` or `drs://prefix:accession`).
+    /// DRS URIs to fetch (drs://HOST/ID or drs://PREFIX:ACCESSION).
     #[arg(required = true, value_name = "DRS_URI")]
     pub urls: Vec<String>,
     /// Output file, one per URI in the same order.
@@ -187,7 +212,7 @@ pub struct FetchArgs {
         conflicts_with = "output_dir"
     )]
     pub outputs: Vec<PathBuf>,
-    /// Directory receiving one file per URI, named after the object id (`.c4gh` appended unless
+    /// Directory receiving one file per URI, named after the object id (.c4gh appended unless
     /// --decrypt).
     #[arg(short = 'O', long, env = "C4GH_OUTPUT_DIR", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,

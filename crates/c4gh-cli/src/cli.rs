@@ -7,13 +7,37 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Examples shown after `c4gh --help`.
+const EXAMPLES: &str = "\
+EXAMPLES:
+  c4gh keygen --sk alice.sec --pk alice.pub
+  c4gh encrypt --sk alice.sec --recipient_pk bob.pub < reads.bam > reads.bam.c4gh
+  c4gh decrypt --sk bob.sec < reads.bam.c4gh > reads.bam
+  c4gh decrypt --sk bob.sec --range 1000000-2000000 < reads.bam.c4gh > part.bam
+  c4gh reencrypt --sk bob.sec --recipient_pk carol.pub --trim < reads.bam.c4gh > for-carol.c4gh
+
+ENVIRONMENT:
+  C4GH_SECRET_KEY   default for --sk
+  C4GH_PUBLIC_KEY   keygen: the public key file to write
+  C4GH_PASSPHRASE   passphrase of an encrypted secret key instead of the prompt (insecure)
+  C4GH_THREADS      default for --threads";
+
+/// The command-line definition (for completions and man pages).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
 
 /// Utility for the GA4GH Crypt4GH format, reading from stdin and writing to stdout.
-///
-/// (No `Debug`: it holds the passphrase.)
+// No `Debug`: it holds the passphrase.
 #[derive(Parser)]
-#[command(name = "c4gh", version, disable_version_flag = true)]
+#[command(
+    name = "c4gh",
+    version,
+    disable_version_flag = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
@@ -46,11 +70,11 @@ pub enum Command {
     Rearrange(RearrangeArgs),
     /// Re-encrypt the header for other recipients; the body is copied unchanged.
     Reencrypt(ReencryptArgs),
-    /// Create a key pair (as `crypt4gh-keygen`).
+    /// Create a key pair (as crypt4gh-keygen).
     Keygen(KeygenArgs),
 }
 
-/// `encrypt`.
+/// Options of encrypt.
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
     /// Writer's private key; without it (and without C4GH_SECRET_KEY) a throw-away key is used.
@@ -59,7 +83,7 @@ pub struct EncryptArgs {
     /// Recipient's public key (repeatable).
     #[arg(long = "recipient_pk", value_name = "PATH", required = true)]
     pub recipient_pk: Vec<PathBuf>,
-    /// Encrypt only this byte range of the input: `start-end` (end excluded), `start-` or `start`.
+    /// Encrypt only this byte range of the input: START-END (END excluded), START- or START.
     #[arg(long, value_name = "START-END")]
     pub range: Option<ByteRange>,
     /// Write the header to this file instead of stdout (the body still goes to stdout).
@@ -70,7 +94,7 @@ pub struct EncryptArgs {
     pub threads: usize,
 }
 
-/// `decrypt`.
+/// Options of decrypt.
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     /// Reader's private key.
@@ -79,7 +103,7 @@ pub struct DecryptArgs {
     /// Accept only header packets written by this public key.
     #[arg(long = "sender_pk", value_name = "PATH")]
     pub sender_pk: Option<PathBuf>,
-    /// Output only this byte range of the plaintext: `start-end` (end excluded), `start-` or `start`.
+    /// Output only this byte range of the plaintext: START-END (END excluded), START- or START.
     #[arg(long, value_name = "START-END")]
     pub range: Option<ByteRange>,
     /// Decrypt on this many threads (0 = every core).
@@ -87,18 +111,18 @@ pub struct DecryptArgs {
     pub threads: usize,
 }
 
-/// `rearrange`.
+/// Options of rearrange.
 #[derive(Debug, Args)]
 pub struct RearrangeArgs {
     /// Reader's private key (the new header is sealed for its public key).
     #[arg(long = "sk", env = "C4GH_SECRET_KEY", value_name = "PATH")]
     pub sk: Option<PathBuf>,
-    /// The byte range to keep: `start-end` (end excluded), `start-` or `start`.
+    /// The byte range to keep: START-END (END excluded), START- or START.
     #[arg(long, value_name = "START-END", required = true)]
     pub range: ByteRange,
 }
 
-/// `reencrypt`.
+/// Options of reencrypt.
 #[derive(Debug, Args)]
 pub struct ReencryptArgs {
     /// Private key that opens the header; the new packets are written with it.
@@ -115,7 +139,7 @@ pub struct ReencryptArgs {
     pub header_only: bool,
 }
 
-/// `keygen`.
+/// Options of keygen.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Private key file to write.

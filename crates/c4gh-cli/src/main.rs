@@ -1,8 +1,9 @@
 //! `c4gh`: a drop-in for the reference Python `crypt4gh` and `crypt4gh-keygen` tools, built on the
 //! `c4gh` library. Data flows from stdin to stdout; see `docs/c4gh-cli.md`.
 
-mod cli;
 mod commands;
+
+use c4gh_cli::cli;
 
 use std::process::ExitCode;
 
