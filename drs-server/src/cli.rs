@@ -6,9 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use c4gh::keys::{PublicKey, SecretKey};
-use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::admin::{AddOptions, add_file};
 use crate::auth::jwt::{JwksSource, JwtConfig};
 use crate::auth::tokens::StaticTokens;
@@ -16,6 +13,9 @@ use crate::secret::SecretString;
 use crate::telemetry::LogFormat;
 use crate::tls::TlsConfig;
 use crate::{Config, Settings};
+use anyhow::{Context, bail};
+use c4gh::keys::{PublicKey, SecretKey};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use zeroize::Zeroizing;
 
 /// Examples shown after `c4gh-drs-server --help`.

@@ -65,7 +65,8 @@ pub enum Command {
     /// Startup probe: exit 0 once the key file exists and status.json has left phase Starting.
     Probe(ProbeArgs),
     /// Init container before the task: exit 0 when the sidecar reports Ready; exit 1 with a
-    /// one-line reason in the termination log on Failed or when the timeout passes.
+    /// one-line reason on Failed or when the timeout passes. Either way the termination log
+    /// gets that line and a summary of every input (what kubectl c4gh status shows).
     Gate(GateArgs),
     /// Fetch DRS objects to local files outside Kubernetes (same machinery as run).
     #[command(after_help = FETCH_EXAMPLES)]

@@ -3,8 +3,10 @@
 //! - `probe` (the sidecar's startupProbe) succeeds once the key file exists and the phase is no
 //!   longer `Starting`, so the pod proceeds to the gate even when a fetch fails.
 //! - `gate` (an ordinary init container before the task containers) waits until the phase is
-//!   `Ready` (exit 0) or `Failed` / the deadline passes (exit 1, one-line reason in the termination
-//!   log and on stderr, so the pod fails with a readable message instead of hanging).
+//!   `Ready` (exit 0) or `Failed` / the deadline passes (exit 1, one-line reason on stderr, so
+//!   the pod fails with a readable message instead of hanging). Either way it leaves a
+//!   termination message ([`crate::termination`]): the headline (the reason on failure), then a
+//!   summary of `status.json`, which `kubectl c4gh status` reads through the API.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use crate::cli::{GateArgs, ProbeArgs};
 
 use crate::key::SECRET_KEY_FILE;
 use crate::status::{InputState, Phase, STATUS_FILE, Status, StatusError, one_line};
+use crate::termination::{self, Summary};
 
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +41,12 @@ pub fn probe(key_dir: &Path) -> ProbeOutcome {
 }
 
 /// How the gate ended when it did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GateFailure {
     /// One line saying why, suitable for a termination message.
     pub reason: String,
+    /// The last status document read, if any.
+    pub status: Option<Status>,
 }
 
 /// Gate settings.
@@ -67,6 +72,7 @@ pub async fn gate(config: &GateConfig) -> Result<Status, GateFailure> {
             Ok(s) if s.phase == Phase::Failed => {
                 return Err(GateFailure {
                     reason: format!("c4gh-sidecar failed: {}", s.failure_reason()),
+                    status: Some(s.clone()),
                 });
             }
             _ => {}
@@ -102,12 +108,32 @@ pub async fn gate(config: &GateConfig) -> Result<Status, GateFailure> {
             "timed out after {}s waiting for the c4gh sidecar ({progress}); raise C4GH_GATE_TIMEOUT or check the sidecar's logs",
             config.timeout.as_secs()
         )),
+        status: last.ok(),
     })
 }
 
-/// Writes the reason to the termination-log file (best effort; the caller also prints it).
-pub fn write_termination_log(path: &Path, reason: &str) -> std::io::Result<()> {
-    std::fs::write(path, format!("{reason}\n"))
+/// Writes the termination message: `headline`, then the summary of `status` when there is one
+/// (best effort; the caller also prints the headline).
+pub fn write_termination_log(
+    path: &Path,
+    headline: &str,
+    status: Option<&Status>,
+) -> std::io::Result<()> {
+    let text = match status {
+        Some(s) => termination::message(headline, &Summary::of(s)),
+        None => format!("{headline}\n"),
+    };
+    std::fs::write(path, text)
+}
+
+fn write_or_warn(path: &Path, headline: &str, status: Option<&Status>) {
+    if let Err(e) = write_termination_log(path, headline, status) {
+        tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "cannot write the termination log"
+        );
+    }
 }
 
 /// The `probe` subcommand: exit 0 when started, else 1 with the reason on stderr.
@@ -121,8 +147,8 @@ pub fn probe_main(args: &ProbeArgs) -> ExitCode {
     }
 }
 
-/// The `gate` subcommand: exit 0 on `Ready`; else write the reason to the termination log and
-/// stderr and exit 1.
+/// The `gate` subcommand: exit 0 on `Ready`; else print the reason on stderr and exit 1. The
+/// termination log gets the headline and the summary either way.
 pub async fn gate_main(args: &GateArgs) -> ExitCode {
     let config = GateConfig {
         key_dir: args.key_dir.clone(),
@@ -135,16 +161,16 @@ pub async fn gate_main(args: &GateArgs) -> ExitCode {
                 inputs = status.inputs.len(),
                 "inputs ready; the task may start"
             );
+            let headline = format!("c4gh: {} inputs ready", status.inputs.len());
+            write_or_warn(&args.termination_log, &headline, Some(&status));
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            if let Err(e) = write_termination_log(&args.termination_log, &failure.reason) {
-                tracing::warn!(
-                    path = %args.termination_log.display(),
-                    error = %e,
-                    "cannot write the termination log"
-                );
-            }
+            write_or_warn(
+                &args.termination_log,
+                &failure.reason,
+                failure.status.as_ref(),
+            );
             eprintln!("{}", failure.reason);
             ExitCode::FAILURE
         }

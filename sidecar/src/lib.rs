@@ -30,3 +30,4 @@ pub mod roots;
 pub mod run;
 pub mod status;
 pub mod telemetry;
+pub mod termination;

@@ -89,7 +89,16 @@ fn assert_failed(outcome: &mut Outcome, needle: &str) {
         termination.starts_with("c4gh-sidecar failed: "),
         "{termination}"
     );
-    assert_eq!(termination.lines().count(), 1, "{termination}");
+    // The reason, then the summary `kubectl c4gh status` reads back.
+    assert_eq!(termination.lines().count(), 2, "{termination}");
+    let summary = c4gh_sidecar::termination::parse(&termination).expect("a summary line");
+    assert_eq!(summary.phase, Phase::Failed);
+    assert_eq!(summary.inputs[0].state, InputState::Failed);
+    let kept = summary.inputs[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with(kept.trim_end_matches("...")),
+        "{kept:?} is not the start of {error:?}"
+    );
     assert!(stderr.contains(&error));
     assert!(!outcome.target().exists(), "final-named file left");
     let entries = entries_under(&outcome.work.path().join("data"));

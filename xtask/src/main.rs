@@ -7,6 +7,9 @@
 //! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, and every test.
 //! - `cargo xtask demo`: the end-to-end demo on this machine.
 //! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
+//! - `cargo xtask completions [--out DIR]`: shell completions (bash, zsh, fish) and man pages of
+//!   every binary, generated from their clap definitions by `c4gh-docgen` (default DIR:
+//!   `target/dist`; images copy them from there).
 
 mod bench_c4gh;
 mod bench_drs;
@@ -29,6 +32,9 @@ commands:
   test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
   bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, operator, e2e; default: all)
+  completions [--out DIR]
+                shell completions (bash, zsh, fish) and man pages of every binary into DIR
+                (default: target/dist): DIR/completions/{bash,zsh,fish}/, DIR/man/man1/
 ";
 
 fn main() -> ExitCode {
@@ -38,6 +44,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("completions") => completions(&args[1..]),
         Some("__rusage") => bench_sidecar::rusage_helper(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -86,6 +93,31 @@ fn test() -> Result<(), Error> {
 fn demo() -> Result<(), Error> {
     setup()?;
     control_plane::demo()
+}
+
+/// `completions [--out DIR]`: runs `c4gh-docgen --out DIR` (default `target/dist`).
+fn completions(args: &[String]) -> Result<(), Error> {
+    let out = match args {
+        [] => std::path::PathBuf::from("target").join("dist"),
+        [flag, dir] if flag == "--out" => std::path::PathBuf::from(dir),
+        _ => {
+            return Err(Error::Message(
+                "usage: cargo xtask completions [--out DIR]".into(),
+            ));
+        }
+    };
+    Cmd::new("cargo")
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "c4gh-docgen",
+            "--",
+            "--out",
+        ])
+        .arg_path(&out)
+        .run()
 }
 
 fn bench(name: Option<&str>) -> Result<(), Error> {

@@ -1,0 +1,696 @@
+//! `kubectl c4gh` against a real kube-apiserver with the operator running: `check` gives the
+//! webhook's decision before the object exists (allowed pod, denied pod with exactly the message
+//! the apiserver returns, TESK task ConfigMaps offline and online), `status` reads a pod the way
+//! a kubelet would have left it (the real sidecar and gate run by the pod runner; their
+//! termination message and container states written into the pod's status, as the kubelet
+//! does), and `doctor` passes on a healthy installation and fails on a broken caBundle and an
+//! invalid policy.
+//!
+//! Run with `--nocapture` to see every command's output (docs/operator.md quotes it).
+
+// Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use c4gh_e2e::operator::{Operator, OperatorOptions, WEBHOOK_CONFIG, ensure_namespace};
+use c4gh_e2e::runner::{PodRunner, terminate};
+use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
+use drs_server::testing::TestServer;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const NS: &str = "tasks";
+const TESK_NS: &str = "tesk";
+
+/// Runs the plugin; prints the command and its output (the docs quote them).
+fn plugin(kubeconfig: &Path, args: &[&str]) -> (i32, String) {
+    let bin = workspace::binary("kubectl-c4gh", "kubectl-c4gh").unwrap();
+    let output = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!(
+        "$ kubectl c4gh {}\n{stdout}{stderr}(exit {:?})\n",
+        args.join(" "),
+        output.status.code()
+    );
+    (output.status.code().unwrap_or(-1), stdout)
+}
+
+fn write_yaml(dir: &Path, name: &str, value: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+fn policy_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "c4gh.dev",
+        "v1alpha1",
+        "Crypt4ghPolicy",
+    ))
+}
+
+async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
+    let mut policy = DynamicObject::new(name, &policy_resource()).within(ns);
+    policy.data = json!({ "spec": spec });
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &policy_resource())
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+}
+
+fn task_pod(name: &str, inputs: &Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"c4gh.dev/inject": "enabled"},
+            "annotations": {"c4gh.dev/inputs": inputs.to_string()}
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "task", "image": "python:3.12",
+                "command": ["crypt4gh", "decrypt"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data/in"}]
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}]
+        }
+    })
+}
+
+/// Creates `pod`, retrying while the policy has not reached the operator's cache yet.
+async fn create(client: &Client, pod: &Value) -> Result<Pod, kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match pods.create(&PostParams::default(), &pod).await {
+            Err(kube::Error::Api(e))
+                if e.message.contains("has no Crypt4ghPolicy") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// TESK's task ConfigMap with one executor and the given TES inputs.
+fn tesk_config_map(task: &str, inputs: Value) -> ConfigMap {
+    let input = json!({
+        "inputs": inputs,
+        "outputs": [],
+        "volumes": [],
+        "resources": {"disk_gb": 1.0},
+        "executors": [{
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": format!("{task}-ex-00"), "labels": {"job-type": "executor"}},
+            "spec": {"template": {"metadata": {}, "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": format!("{task}-ex-00"), "image": "ubuntu:24.04",
+                                "command": ["sh", "-c", "ls /data/in"]}]
+            }}}
+        }]
+    });
+    let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": task}})).unwrap();
+    cm.binary_data = Some(
+        [(
+            "JSON_INPUT.gz".to_owned(),
+            ByteString(gzip(input.to_string().as_bytes())),
+        )]
+        .into(),
+    );
+    cm
+}
+
+/// Writes container states into the pod's status the way the kubelet reports them.
+async fn set_status(client: &Client, name: &str, phase: &str, init: Value, containers: Value) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "phase": phase,
+            "initContainerStatuses": init,
+            "containerStatuses": containers,
+        }})),
+    )
+    .await
+    .unwrap();
+}
+
+fn ago(secs: i64) -> String {
+    Timestamp::from_second(Timestamp::now().as_second() - secs)
+        .unwrap()
+        .to_string()
+}
+
+fn container(name: &str, state: Value, started: bool) -> Value {
+    json!({"name": name, "image": "ghcr.io/c4gh/c4gh-sidecar:e2e", "imageID": "", "ready": started,
+           "started": started, "restartCount": 0, "state": state})
+}
+
+#[tokio::test]
+async fn check_status_and_doctor_on_a_real_apiserver() {
+    let sidecar_bin = workspace::binary("c4gh-sidecar", "c4gh-sidecar").unwrap();
+    workspace::binary("c4gh-operator", "c4gh-operator").unwrap();
+    workspace::binary("kubectl-c4gh", "kubectl-c4gh").unwrap();
+    let plane = ControlPlane::start(Options::default()).await.unwrap();
+    let kubeconfig = plane.kubeconfig().to_owned();
+    let client = plane.client().await.unwrap();
+    manifests::apply(&plane, &workspace::root().join("manifests").join("base")).unwrap();
+    let operator = Operator::start(&plane, &OperatorOptions::default())
+        .await
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+
+    // A DRS server and a policy allowing it (CA bundle and bearer token as in a real namespace).
+    let server = TestServer::start().await.unwrap();
+    server
+        .add("sample-reads", &vec![7u8; 300_000], &["*"])
+        .unwrap();
+    let authority = server.server().local_addr().to_string();
+    ensure_namespace(&client, NS).await.unwrap();
+    let mut ca = ConfigMap::default();
+    ca.metadata.name = Some("drs-ca".into());
+    ca.data = Some([("ca.crt".to_owned(), server.ca_pem())].into());
+    Api::<ConfigMap>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &ca)
+        .await
+        .unwrap();
+    let mut token = Secret::default();
+    token.metadata.name = Some("drs-token".into());
+    token.data = Some(
+        [(
+            "token".to_owned(),
+            ByteString(server.token().expose().as_bytes().to_vec()),
+        )]
+        .into(),
+    );
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    let spec = json!({
+        "allowedHosts": [authority],
+        "allowPort": true,
+        "caBundle": {"name": "drs-ca"},
+        "auth": {"bearerTokenSecret": {"name": "drs-token"}},
+    });
+    create_policy(&client, NS, "default", spec.clone()).await;
+
+    // check: an allowed pod. The plugin's summary names what the apiserver then stores.
+    let inputs =
+        json!([{"url": server.drs_uri("sample-reads"), "path": "/data/in/sample-reads.c4gh"}]);
+    let allowed = task_pod("task-ok", &inputs);
+    let file = write_yaml(files.path(), "task-ok.yaml", &allowed);
+    let (code, out) = plugin(&kubeconfig, &["check", "-f", &file, "-n", NS]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(
+            "✔ admitted: pod task-ok in namespace tasks would get the crypt4gh sidecar"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "1. {} -> /data/in/sample-reads.c4gh (encrypted)",
+            server.drs_uri("sample-reads")
+        )),
+        "{out}"
+    );
+    // The operator of the harness runs with --sidecar-log-format text and its own image.
+    let (code, yaml) = plugin(
+        &kubeconfig,
+        &[
+            "check",
+            "-f",
+            &file,
+            "-n",
+            NS,
+            "-o",
+            "yaml",
+            "--sidecar-log-format",
+            "text",
+            "--sidecar-image",
+            &OperatorOptions::default().sidecar_image,
+        ],
+    );
+    assert_eq!(code, 0);
+    let predicted: Pod = serde_yaml_from(&yaml);
+    let stored = create(&client, &allowed).await.unwrap();
+    let names = |p: &Pod| -> Vec<String> {
+        p.spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&predicted), names(&stored));
+    let images = |p: &Pod| -> Vec<Option<String>> {
+        p.spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.image.clone())
+            .collect()
+    };
+    assert_eq!(images(&predicted), images(&stored));
+    let env = |p: &Pod| {
+        p.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0]
+            .env
+            .clone()
+    };
+    assert_eq!(
+        env(&predicted),
+        env(&stored),
+        "the plugin predicts the sidecar's environment"
+    );
+
+    // check: a denied pod gets exactly the apiserver's message.
+    let evil = task_pod(
+        "task-evil",
+        &json!([{"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh"}]),
+    );
+    let file = write_yaml(files.path(), "task-evil.yaml", &evil);
+    let (code, out) = plugin(&kubeconfig, &["check", "-f", &file, "-n", NS]);
+    assert_eq!(code, 1, "{out}");
+    let Err(kube::Error::Api(refused)) = create(&client, &evil).await else {
+        panic!("the apiserver admitted a pod with a disallowed host");
+    };
+    assert_eq!(out, format!("✘ denied\n{}\n", refused.message));
+
+    // check: TESK task ConfigMaps, offline (policy from a file) and against the apiserver.
+    let policy_file = write_yaml(
+        files.path(),
+        "policy.yaml",
+        &json!({
+            "apiVersion": "c4gh.dev/v1alpha1", "kind": "Crypt4ghPolicy",
+            "metadata": {"name": "default"}, "spec": {"allowedHosts": ["drs.example.org"]}
+        }),
+    );
+    let tesk_ok = tesk_config_map(
+        "task-0001",
+        json!([
+            {"url": "drs://drs.example.org/obj-1", "path": "/data/in/sample.bam.c4gh", "type": "FILE"},
+            {"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"},
+        ]),
+    );
+    let file = write_yaml(
+        files.path(),
+        "tesk-ok.yaml",
+        &serde_json::to_value(&tesk_ok).unwrap(),
+    );
+    let (code, out) = plugin(
+        &kubeconfig,
+        &[
+            "check",
+            "-f",
+            &file,
+            "-n",
+            TESK_NS,
+            "--policy",
+            &policy_file,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("executor 0: the sidecar fetches 1 input(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("drs://drs.example.org/obj-1 -> /data/in/sample.bam.c4gh (encrypted)"),
+        "{out}"
+    );
+    assert!(out.contains("inputs left for TESK's filer: 1"), "{out}");
+    ensure_namespace(&client, TESK_NS).await.unwrap();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            TESK_NS,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"c4gh.dev/tesk": "enabled"}}})),
+        )
+        .await
+        .unwrap();
+    create_policy(
+        &client,
+        TESK_NS,
+        "default",
+        json!({"allowedHosts": ["drs.example.org"]}),
+    )
+    .await;
+    let tesk_evil = tesk_config_map(
+        "task-0002",
+        json!([
+            {"url": "drs://drs.evil.example/x", "path": "/data/in/x", "type": "FILE"}
+        ]),
+    );
+    let file = write_yaml(
+        files.path(),
+        "tesk-evil.yaml",
+        &serde_json::to_value(&tesk_evil).unwrap(),
+    );
+    let (code, out) = plugin(&kubeconfig, &["check", "-f", &file, "-n", TESK_NS]);
+    assert_eq!(code, 1, "{out}");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), TESK_NS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        match config_maps.create(&PostParams::default(), &tesk_evil).await {
+            Err(kube::Error::Api(e))
+                if e.message.contains("has no Crypt4ghPolicy") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(kube::Error::Api(e)) => break e,
+            other => panic!("the apiserver admitted the TESK task: {other:?}"),
+        }
+    };
+    assert_eq!(out, format!("✘ denied\n{}\n", refused.message));
+
+    // status: a healthy pod. The real sidecar fetches, the real gate ends; their states and the
+    // gate's termination message go into the pod's status as the kubelet would write them.
+    let runner = PodRunner::prepare(&client, &stored, &sidecar_bin)
+        .await
+        .unwrap();
+    let mut sidecar = runner.start_sidecar("c4gh-sidecar").unwrap();
+    runner
+        .wait_startup_probe("c4gh-sidecar", &mut sidecar, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let gate = runner
+        .run_gate("c4gh-gate", Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(gate.status.success(), "{}", gate.termination_message);
+    set_status(
+        &client,
+        "task-ok",
+        "Running",
+        json!([
+            container(
+                "c4gh-sidecar",
+                json!({"running": {"startedAt": ago(95)}}),
+                true
+            ),
+            container(
+                "c4gh-gate",
+                json!({"terminated": {"exitCode": 0, "reason": "Completed",
+            "message": gate.termination_message, "startedAt": ago(94), "finishedAt": ago(90)}}),
+                false
+            ),
+        ]),
+        json!([container(
+            "task",
+            json!({"running": {"startedAt": ago(89)}}),
+            true
+        )]),
+    )
+    .await;
+    let (code, out) = plugin(&kubeconfig, &["status", "task-ok", "-n", NS]);
+    assert_eq!(code, 0, "{out}");
+    // The bytes the sidecar reported in status.json.
+    let status: Value = serde_json::from_slice(
+        &std::fs::read(runner.volume_dir("c4gh-key").unwrap().join("status.json")).unwrap(),
+    )
+    .unwrap();
+    let size = status["inputs"][0]["bytes"].as_u64().unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.contains("sample-reads.c4gh"))
+        .unwrap_or_default();
+    assert!(line.trim_start().starts_with("Done"), "{out}");
+    assert!(
+        line.contains(&format!(
+            "{:.1} KiB  {} -> /data/in/sample-reads.c4gh (encrypted)",
+            size as f64 / 1024.0,
+            server.drs_uri("sample-reads")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("key: present at /c4gh/key/ephemeral.sec"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("✔ every input is in place; the task containers may run\n"),
+        "{out}"
+    );
+    // At task end the sidecar destroys the key and exits 0.
+    let exit = terminate(&mut sidecar, Duration::from_secs(10)).unwrap();
+    assert!(exit.is_some_and(|s| s.success()));
+    set_status(
+        &client,
+        "task-ok",
+        "Succeeded",
+        json!([
+            container(
+                "c4gh-sidecar",
+                json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ago(1)}}),
+                false
+            ),
+            container(
+                "c4gh-gate",
+                json!({"terminated": {"exitCode": 0, "reason": "Completed",
+            "message": gate.termination_message, "finishedAt": ago(90)}}),
+                false
+            ),
+        ]),
+        json!([container(
+            "task",
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+            false
+        )]),
+    )
+    .await;
+    let (_, out) = plugin(&kubeconfig, &["status", "task-ok", "-n", NS]);
+    assert!(
+        out.contains("key: destroyed: the sidecar overwrote and unlinked it and exited 0"),
+        "{out}"
+    );
+
+    // status: a stuck pod (the gate has waited ten minutes; a probe warning on the pod).
+    let stuck = create(&client, &task_pod("task-stuck", &inputs))
+        .await
+        .unwrap();
+    set_status(
+        &client,
+        "task-stuck",
+        "Pending",
+        json!([
+            container(
+                "c4gh-sidecar",
+                json!({"running": {"startedAt": ago(601)}}),
+                true
+            ),
+            container(
+                "c4gh-gate",
+                json!({"running": {"startedAt": ago(600)}}),
+                false
+            ),
+        ]),
+        json!([container(
+            "task",
+            json!({"waiting": {"reason": "PodInitializing"}}),
+            false
+        )]),
+    )
+    .await;
+    let mut event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "task-stuck.probe", "namespace": NS},
+        "involvedObject": {"kind": "Pod", "name": "task-stuck", "namespace": NS, "uid": stuck.metadata.uid},
+        "type": "Warning", "reason": "Unhealthy", "count": 3,
+        "message": "Readiness probe failed: connect: connection refused",
+        "source": {"component": "kubelet"}
+    })).unwrap();
+    event.first_timestamp = None;
+    Api::<Event>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &event)
+        .await
+        .unwrap();
+    let (code, out) = plugin(&kubeconfig, &["status", "task-stuck", "-n", NS]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("c4gh-gate     running for 10m"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "?                 ?  {} -> /data/in/sample-reads.c4gh (encrypted)",
+            server.drs_uri("sample-reads")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Unhealthy (x3): Readiness probe failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("‼ waiting for inputs: the gate is running for 10m"),
+        "{out}"
+    );
+
+    // status: a failed pod (an object the server does not have).
+    let missing =
+        json!([{"url": server.drs_uri("no-such-object"), "path": "/data/in/missing.c4gh"}]);
+    let failed = create(&client, &task_pod("task-missing", &missing))
+        .await
+        .unwrap();
+    let runner = PodRunner::prepare(&client, &failed, &sidecar_bin)
+        .await
+        .unwrap();
+    let mut sidecar = runner.start_sidecar("c4gh-sidecar").unwrap();
+    runner
+        .wait_startup_probe("c4gh-sidecar", &mut sidecar, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let gate = runner
+        .run_gate("c4gh-gate", Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(!gate.status.success());
+    set_status(
+        &client,
+        "task-missing",
+        "Failed",
+        json!([
+            container(
+                "c4gh-sidecar",
+                json!({"running": {"startedAt": ago(20)}}),
+                true
+            ),
+            container(
+                "c4gh-gate",
+                json!({"terminated": {"exitCode": 1, "reason": "Error",
+            "message": gate.termination_message, "finishedAt": ago(15)}}),
+                false
+            ),
+        ]),
+        json!([container(
+            "task",
+            json!({"waiting": {"reason": "PodInitializing"}}),
+            false
+        )]),
+    )
+    .await;
+    let (code, out) = plugin(&kubeconfig, &["status", "task-missing", "-n", NS]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Failed"), "{out}");
+    assert!(out.contains("error: "), "{out}");
+    assert!(
+        out.contains("✘ the gate failed the pod: c4gh-sidecar failed: "),
+        "{out}"
+    );
+    terminate(&mut sidecar, Duration::from_secs(10)).unwrap();
+
+    // doctor: healthy.
+    let (code, out) = plugin(&kubeconfig, &["doctor"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("✔ CRD crypt4ghpolicies.c4gh.dev is established"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "✔ the webhook at {} presents a certificate the caBundle verifies for 127.0.0.1",
+            operator.webhook_url()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("✔ Crypt4ghPolicy tasks/default is Ready"),
+        "{out}"
+    );
+    assert!(!out.contains('✘'), "{out}");
+
+    // doctor: an invalid policy, then a caBundle from another CA. The operator would republish
+    // its own caBundle at once, so it is stopped first: the API server could not reach it
+    // either way, and doctor names both problems.
+    let invalid: Value = serde_yaml_ng_value(
+        &std::fs::read_to_string(workspace::root().join("manifests/samples/invalid-policy.yaml"))
+            .unwrap(),
+    );
+    create_policy(&client, NS, "broken", invalid["spec"].clone()).await;
+    let policies: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &policy_resource());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while policies
+        .get("broken")
+        .await
+        .unwrap()
+        .data
+        .pointer("/status/conditions/0")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the controller never wrote the invalid policy's status"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let webhook_url = operator.webhook_url().to_owned();
+    drop(operator);
+    let other_ca = c4gh_e2e::pki::Ca::new("not the operator's CA")
+        .unwrap()
+        .cert_pem();
+    let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let mut config = webhooks.get(WEBHOOK_CONFIG).await.unwrap();
+    for webhook in config.webhooks.iter_mut().flatten() {
+        webhook.client_config.ca_bundle = Some(ByteString(other_ca.clone().into_bytes()));
+    }
+    webhooks
+        .replace(WEBHOOK_CONFIG, &PostParams::default(), &config)
+        .await
+        .unwrap();
+    let (code, out) = plugin(&kubeconfig, &["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "✘ webhook {webhook_url}: cannot connect to 127.0.0.1:"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("✘ the serving certificate in Secret c4gh-system/c4gh-operator-webhook-tls does not verify against the caBundle for 127.0.0.1"), "{out}");
+    assert!(
+        out.contains("✘ Crypt4ghPolicy tasks/broken is not Ready (Invalid)"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("Status check results are ✘ (3 failed)\n"),
+        "{out}"
+    );
+    drop(server);
+    drop(plane);
+}
+
+fn serde_yaml_from(yaml: &str) -> Pod {
+    serde_json::from_value(serde_yaml_ng_value(yaml)).unwrap()
+}
+
+fn serde_yaml_ng_value(yaml: &str) -> Value {
+    serde_yaml_ng::from_str(yaml).unwrap()
+}
