@@ -76,7 +76,7 @@ const STATUS_EXAMPLES: &str = "\
 EXAMPLES:
   kubectl c4gh status task-1 -n tasks
 
-Exit status: 0 when the inputs are ready (or the task ran), 1 when the pod failed or is stuck.";
+Exit status: 0 when every input is in place, 1 when the pod failed, waits or has not started.";
 
 const CHECK_EXAMPLES: &str = "\
 EXAMPLES:

@@ -368,11 +368,21 @@ async fn certificates(
     if let Some(url) = &client_config.url {
         served_certificate(url, Arc::clone(&roots), args, report).await;
         if let Some(host) = c4gh_operator::config::url_host(url) {
-            stored_certificate(client, &args.operator_namespace, &host, roots, args, report).await;
+            let stored = Stored {
+                namespace: &args.operator_namespace,
+                dns_name: &host,
+                report_expiry: false,
+            };
+            stored_certificate(client, &stored, roots, args, report).await;
         }
     } else if let Some(service) = &client_config.service {
         let name = format!("{}.{}.svc", service.name, service.namespace);
-        stored_certificate(client, &service.namespace, &name, roots, args, report).await;
+        let stored = Stored {
+            namespace: &service.namespace,
+            dns_name: &name,
+            report_expiry: true,
+        };
+        stored_certificate(client, &stored, roots, args, report).await;
     }
 }
 
@@ -442,6 +452,13 @@ async fn served_certificate(
                 expiry(report, "the serving certificate", not_after, args.warn_days);
             }
         }
+        Ok(Err(e)) if e.is::<std::io::Error>() || e.to_string().starts_with("cannot connect") => {
+            report.fail(
+                format!("webhook {url}: {e:#}"),
+                "the API server cannot call the webhook, so pods that opt in are rejected: \
+                 is the operator running and listening there? (its --webhook-addr)",
+            );
+        }
         Ok(Err(e)) => report.fail(
             format!("webhook {url}: {e:#}"),
             "the API server cannot call the webhook, so pods that opt in are rejected: \
@@ -455,15 +472,25 @@ async fn served_certificate(
     }
 }
 
-/// Verifies the certificate stored in the operator's Secret for the Service's DNS name.
+/// Which stored certificate to verify, for which name.
+struct Stored<'a> {
+    /// Namespace of the Secret.
+    namespace: &'a str,
+    /// The name the API server calls.
+    dns_name: &'a str,
+    /// Report its expiry (not when the served certificate's was already reported).
+    report_expiry: bool,
+}
+
+/// Verifies the certificate stored in the operator's Secret for the name the API server calls.
 async fn stored_certificate(
     client: &Client,
-    namespace: &str,
-    dns_name: &str,
+    stored: &Stored<'_>,
     roots: Arc<rustls::RootCertStore>,
     args: &DoctorArgs,
     report: &mut Report,
 ) {
+    let (namespace, dns_name) = (stored.namespace, stored.dns_name);
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let names: Vec<&str> = match &args.cert_secret {
         Some(n) => vec![n.as_str()],
@@ -531,7 +558,7 @@ async fn stored_certificate(
              by the operator within 30 s (check its logs); with cert-manager check the CA injector",
         ),
     }
-    if let Ok((_, not_after)) = describe_cert(leaf) {
+    if let Some(Ok((_, not_after))) = stored.report_expiry.then(|| describe_cert(leaf)) {
         expiry(report, "the serving certificate", not_after, args.warn_days);
     }
 }

@@ -311,3 +311,83 @@ fn pending_reason(pod: &Pod) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn injected(statuses: serde_json::Value) -> Pod {
+        pod(serde_json::json!({
+            "metadata": {"name": "t", "namespace": "tasks",
+                "annotations": {"c4gh.dev/status": "injected", "c4gh.dev/applied-policy": "default"}},
+            "spec": {"containers": [{"name": "task"}], "initContainers": [{"name": "c4gh-sidecar",
+                "env": [{"name": "C4GH_INPUTS", "value": r#"[{"url":"drs://h/a","path":"/d/a","mode":"stream"}]"#}]}]},
+            "status": {"phase": "Pending", "initContainerStatuses": statuses}
+        }))
+    }
+
+    #[test]
+    fn a_pod_without_the_sidecar_is_not_ready() {
+        let report = report(
+            &pod(serde_json::json!({"metadata": {"name": "p"}})),
+            &[],
+            Timestamp::now(),
+        );
+        assert!(!report.ready);
+        assert!(report.text.contains("was not injected"), "{}", report.text);
+    }
+
+    #[test]
+    fn a_pod_not_on_a_node_shows_its_inputs_and_no_key() {
+        let report = report(&injected(serde_json::json!([])), &[], Timestamp::now());
+        assert!(!report.ready);
+        let line = report
+            .text
+            .lines()
+            .find(|l| l.contains("drs://h/a"))
+            .unwrap();
+        assert!(line.trim_start().starts_with("? "), "{}", report.text);
+        assert!(
+            line.ends_with("?  drs://h/a -> /d/a (stream)"),
+            "{}",
+            report.text
+        );
+        assert!(
+            report.text.contains("key: not created yet"),
+            "{}",
+            report.text
+        );
+        assert!(
+            report.text.ends_with(
+                "‼ the pod has not started on a node yet (nothing has run; see the events)\n"
+            ),
+            "{}",
+            report.text
+        );
+    }
+
+    #[test]
+    fn a_sidecar_that_crashed_leaves_the_key_state_unknown() {
+        let report = report(
+            &injected(
+                serde_json::json!([{"name": "c4gh-sidecar", "image": "", "imageID": "", "ready": false,
+                "restartCount": 1, "state": {"terminated": {"exitCode": 137}}}]),
+            ),
+            &[],
+            Timestamp::now(),
+        );
+        assert!(
+            report
+                .text
+                .contains("key: unknown: the sidecar exited with code 137"),
+            "{}",
+            report.text
+        );
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+    }
+}
