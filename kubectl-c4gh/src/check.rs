@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use c4gh_contract::pod;
+use c4gh_operator::admission::{EffectivePolicies, PolicySource};
 use c4gh_operator::annotations;
 use c4gh_operator::effective::OperatorDefaults;
 use c4gh_operator::metrics::Metrics;
 use c4gh_operator::policy::Crypt4ghPolicy;
-use c4gh_operator::webhook::{self, PolicySource, WebhookState};
+use c4gh_operator::tesk_webhook;
+use c4gh_operator::webhook::{self, WebhookState};
 use c4gh_operator::webhook_config::{TESK_WEBHOOK_NAME, WEBHOOK_NAME};
-use c4gh_operator::{inject, tesk_webhook};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::{Value, json};
@@ -199,8 +201,7 @@ pub fn check(
     defaults: OperatorDefaults,
 ) -> anyhow::Result<Verdict> {
     let state = WebhookState {
-        policies,
-        defaults: Arc::new(defaults),
+        policies: Arc::new(EffectivePolicies::new(policies, Arc::new(defaults))),
         metrics: Arc::new(Metrics::new()),
         recorder: None,
     };
@@ -351,7 +352,7 @@ fn pod_summary(namespace: &str, verdict: &Verdict, from: Option<&str>) -> String
         return out;
     };
     for c in spec.init_containers.iter().flatten() {
-        if c.name == inject::SIDECAR_NAME || c.name == inject::GATE_NAME {
+        if c.name == pod::SIDECAR_CONTAINER || c.name == pod::GATE_CONTAINER {
             out.push_str(&format!(
                 "  + init container {} ({}{})\n",
                 c.name,
@@ -368,10 +369,10 @@ fn pod_summary(namespace: &str, verdict: &Verdict, from: Option<&str>) -> String
         .init_containers
         .iter()
         .flatten()
-        .find(|c| c.name == inject::SIDECAR_NAME);
+        .find(|c| c.name == pod::SIDECAR_CONTAINER);
     let inputs = sidecar
         .and_then(|c| c.env.as_ref())
-        .and_then(|env| env.iter().find(|e| e.name == "C4GH_INPUTS"))
+        .and_then(|env| env.iter().find(|e| e.name == c4gh_contract::env::INPUTS))
         .and_then(|e| e.value.as_deref())
         .and_then(|v| serde_json::from_str::<Vec<Value>>(v).ok())
         .unwrap_or_default();
@@ -388,12 +389,17 @@ fn pod_summary(namespace: &str, verdict: &Verdict, from: Option<&str>) -> String
     let keyed: Vec<&str> = spec
         .containers
         .iter()
-        .filter(|c| c.env.iter().flatten().any(|e| e.name == "C4GH_SECRET_KEY"))
+        .filter(|c| {
+            c.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == c4gh_contract::env::SECRET_KEY)
+        })
         .map(|c| c.name.as_str())
         .collect();
     out.push_str(&format!(
         "  key: {} read-only in {}\n",
-        inject::SECRET_KEY_FILE,
+        pod::SECRET_KEY_PATH,
         if keyed.is_empty() {
             "no container".to_owned()
         } else {

@@ -4,7 +4,7 @@
 //! Sources, all readable with `get pods` and `list events`:
 //! - the input list: the sidecar container's `C4GH_INPUTS` (the validated list with every mode;
 //!   the `c4gh.dev/inputs` annotation when the sidecar is missing);
-//! - the gate's termination message ([`c4gh_sidecar::termination`]): a headline and a summary
+//! - the gate's termination message ([`c4gh_contract::termination`]): a headline and a summary
 //!   of `status.json` (phase, each input's state, bytes and error) when the gate ended;
 //! - the container states of `c4gh-sidecar` and `c4gh-gate`: whether the startup probe passed
 //!   (the key file exists), whether the sidecar exited 0 (it does so only after overwriting and
@@ -16,9 +16,10 @@
 
 use std::fmt::Write as _;
 
-use c4gh_operator::{annotations, inject};
-use c4gh_sidecar::inputs::{self, Input};
-use c4gh_sidecar::termination::{self, Summary};
+use c4gh_contract::InputEntry;
+use c4gh_contract::pod;
+use c4gh_contract::termination::{self, Summary};
+use c4gh_operator::annotations;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 
@@ -93,22 +94,22 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// The input list the sidecar was given (with modes), else the pod's annotation.
-fn inputs(pod: &Pod) -> Vec<Input> {
+fn inputs(pod: &Pod) -> Vec<InputEntry> {
     let spec = pod.spec.as_ref();
     let from_env = spec
         .and_then(|s| s.init_containers.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == inject::SIDECAR_NAME))
+        .and_then(|cs| cs.iter().find(|c| c.name == pod::SIDECAR_CONTAINER))
         .and_then(|c| c.env.as_ref())
-        .and_then(|env| env.iter().find(|e| e.name == "C4GH_INPUTS"))
+        .and_then(|env| env.iter().find(|e| e.name == c4gh_contract::env::INPUTS))
         .and_then(|e| e.value.as_deref())
-        .and_then(|v| inputs::parse(v).ok());
+        .and_then(|v| InputEntry::parse_list(v).ok());
     from_env
         .or_else(|| {
             pod.metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(annotations::INPUTS))
-                .and_then(|v| inputs::parse(v).ok())
+                .and_then(|v| InputEntry::parse_list(v).ok())
         })
         .unwrap_or_default()
 }
@@ -151,12 +152,12 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
         .as_ref()
         .and_then(|s| s.init_container_statuses.clone())
         .unwrap_or_default();
-    let sidecar = statuses.iter().find(|s| s.name == inject::SIDECAR_NAME);
-    let gate = statuses.iter().find(|s| s.name == inject::GATE_NAME);
+    let sidecar = statuses.iter().find(|s| s.name == pod::SIDECAR_CONTAINER);
+    let gate = statuses.iter().find(|s| s.name == pod::GATE_CONTAINER);
     let _ = writeln!(
         out,
         "  {:<13} {}{}",
-        inject::SIDECAR_NAME,
+        pod::SIDECAR_CONTAINER,
         describe_state(sidecar, now),
         match sidecar {
             Some(s) if s.state.as_ref().is_some_and(|st| st.running.is_some()) => {
@@ -172,7 +173,7 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
     let _ = writeln!(
         out,
         "  {:<13} {}",
-        inject::GATE_NAME,
+        pod::GATE_CONTAINER,
         describe_state(gate, now)
     );
 
@@ -189,7 +190,7 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
     let _ = writeln!(out, "  inputs ({}; {as_of}):", list.len());
     for (n, input) in list.iter().enumerate() {
         let entry = summary.as_ref().and_then(|s| s.inputs.get(n));
-        let mode = input.mode.as_str();
+        let mode = input.mode.map_or("encrypted", |m| m.as_str());
         let (state, bytes) = match entry {
             Some(e) => (format!("{:?}", e.state), human_bytes(e.bytes)),
             None => ("?".to_owned(), "?".to_owned()),
@@ -197,10 +198,7 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
         let _ = writeln!(
             out,
             "    {:<8} {:>10}  {} -> {} ({mode})",
-            state,
-            bytes,
-            input.url,
-            input.path.display()
+            state, bytes, input.url, input.path
         );
         if let Some(error) = entry.and_then(|e| e.error.as_deref()) {
             let _ = writeln!(out, "             error: {error}");
@@ -222,13 +220,13 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
             "unknown: the sidecar exited with code {} without its cleanup; the key file lives \
              only on the memory-backed volume {}, which is removed with the pod",
             st.terminated.as_ref().map_or(0, |t| t.exit_code),
-            inject::KEY_VOLUME
+            pod::KEY_VOLUME
         ),
         Some(st) if st.running.is_some() && sidecar.and_then(|s| s.started) == Some(true) => {
             format!(
                 "present at {} (memory-backed volume {}), read-only in the task containers",
-                inject::SECRET_KEY_FILE,
-                inject::KEY_VOLUME
+                pod::SECRET_KEY_PATH,
+                pod::KEY_VOLUME
             )
         }
         Some(st) if st.running.is_some() => {
@@ -282,7 +280,7 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
                 format!(
                     "‼ waiting for inputs: the gate is {}; live progress: kubectl logs -n {namespace} {name} -c {}",
                     describe_state(gate, now),
-                    inject::SIDECAR_NAME
+                    pod::SIDECAR_CONTAINER
                 ),
             )
         }

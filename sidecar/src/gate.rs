@@ -5,7 +5,7 @@
 //! - `gate` (an ordinary init container before the task containers) waits until the phase is
 //!   `Ready` (exit 0) or `Failed` / the deadline passes (exit 1, one-line reason on stderr, so
 //!   the pod fails with a readable message instead of hanging). Either way it leaves a
-//!   termination message ([`crate::termination`]): the headline (the reason on failure), then a
+//!   termination message ([`c4gh_contract::termination`]): the headline (the reason on failure), then a
 //!   summary of `status.json`, which `kubectl c4gh status` reads through the API.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use crate::cli::{GateArgs, ProbeArgs};
 
 use crate::key::SECRET_KEY_FILE;
 use crate::status::{InputState, Phase, STATUS_FILE, Status, StatusError, one_line};
-use crate::termination::{self, Summary};
+use c4gh_contract::termination::{self, Summary};
 
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,4 +30,3 @@ pub mod roots;
 pub mod run;
 pub mod status;
 pub mod telemetry;
-pub mod termination;

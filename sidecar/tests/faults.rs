@@ -91,7 +91,7 @@ fn assert_failed(outcome: &mut Outcome, needle: &str) {
     );
     // The reason, then the summary `kubectl c4gh status` reads back.
     assert_eq!(termination.lines().count(), 2, "{termination}");
-    let summary = c4gh_sidecar::termination::parse(&termination).expect("a summary line");
+    let summary = c4gh_contract::termination::parse(&termination).expect("a summary line");
     assert_eq!(summary.phase, Phase::Failed);
     assert_eq!(summary.inputs[0].state, InputState::Failed);
     let kept = summary.inputs[0].error.clone().unwrap_or_default();

@@ -45,6 +45,7 @@ pub mod env;
 pub mod inputs;
 pub mod pod;
 pub mod status;
+pub mod termination;
 
 pub use inputs::{InputEntry, Mode};
 pub use status::{InputState, InputStatus, Phase, Status, StatusError};

@@ -4,13 +4,13 @@
 //! people (on failure the reason, [`Status::failure_reason`]; `kubectl describe pod` and TES
 //! backends show it), then [`SUMMARY_PREFIX`] followed by a compact JSON [`Summary`] of
 //! `status.json` at that moment: the phase and, per input in list order, its state, bytes and
-//! error. URLs and paths are not repeated (they are in the sidecar's `C4GH_INPUTS`);
+//! error. URLs and paths are not repeated (they are in the sidecar's [`crate::env::INPUTS`]);
 //! the whole message stays within [`MAX_MESSAGE_BYTES`], the kubelet's limit per container.
 //! It holds nothing secret: no key, no token, nothing status.json does not hold.
 //!
 //! ```
-//! use c4gh_sidecar::status::Phase;
-//! use c4gh_sidecar::termination::{Summary, message, parse};
+//! use c4gh_contract::Phase;
+//! use c4gh_contract::termination::{Summary, message, parse};
 //!
 //! let summary = Summary { phase: Phase::Ready, inputs: vec![], more: 0 };
 //! let text = message("c4gh: 0 inputs ready", &summary);
