@@ -38,7 +38,9 @@
 //! The sidecar reports progress in [`status::STATUS_FILE`] on the key volume: a [`Status`]
 //! document with a [`Phase`] and one [`InputStatus`] (with its [`InputState`]) per input, in list
 //! order. The startup probe waits for it to leave `Starting`; the gate waits for `Ready` and fails
-//! the pod with [`Status::failure_reason`] on `Failed`.
+//! the pod with [`Status::failure_reason`] on `Failed`. Either way the gate's termination message
+//! ends with a [`termination::Summary`] of the document, which `kubectl c4gh status` reads back
+//! through the API.
 
 pub mod annotations;
 pub mod env;
