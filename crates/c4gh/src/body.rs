@@ -320,7 +320,7 @@ impl BodyDecoder {
             if i > 0 {
                 self.buf[..len].copy_from_slice(&self.spare[..len]);
             }
-            if let Some(plain) = self.keys[k].open(&mut self.buf[..len]) {
+            if let Some(plain) = self.keys[k].open(&mut self.buf[..len])? {
                 self.plain_len = plain.len();
                 self.last_key = k;
                 self.ready = true;
@@ -560,15 +560,15 @@ impl BodyEncoder {
 
     /// Seals the buffered plaintext with a fresh random nonce and returns the sealed segment.
     /// Call [`BodyEncoder::reset`] once it is written.
-    pub(crate) fn seal(&mut self) -> &[u8] {
+    pub(crate) fn seal(&mut self) -> Result<&[u8]> {
         let mut nonce = [0u8; NONCE_LEN];
         crypto::fill_random(&mut nonce);
         self.buf[..NONCE_LEN].copy_from_slice(&nonce);
         let end = NONCE_LEN + self.plain_len;
-        let tag = self.aead.seal(nonce, &mut self.buf[NONCE_LEN..end]);
+        let tag = self.aead.seal(nonce, &mut self.buf[NONCE_LEN..end])?;
         self.buf[end..end + TAG_LEN].copy_from_slice(&tag);
         self.sealed_len = end + TAG_LEN;
-        self.sealed()
+        Ok(self.sealed())
     }
 
     /// The segment last sealed.
@@ -609,7 +609,7 @@ impl<W: Write> Encryptor<W> {
     /// Seals the last segment, flushes, and returns the inner writer.
     pub fn finish(mut self) -> Result<W> {
         if !self.core.is_empty() {
-            self.inner.write_all(self.core.seal())?;
+            self.inner.write_all(self.core.seal()?)?;
             self.core.reset();
         }
         self.inner.flush()?;
@@ -630,7 +630,7 @@ impl<W: Write> Encryptor<W> {
             self.core.plain_len += got;
             total += got as u64;
             if self.core.is_full() {
-                self.inner.write_all(self.core.seal())?;
+                self.inner.write_all(self.core.seal()?)?;
                 self.core.reset();
             }
         }
@@ -641,7 +641,8 @@ impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.core.push(data);
         if self.core.is_full() {
-            self.inner.write_all(self.core.seal())?;
+            let sealed = self.core.seal().map_err(Error::into_io)?;
+            self.inner.write_all(sealed)?;
             self.core.reset();
         }
         Ok(n)

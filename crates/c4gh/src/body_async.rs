@@ -132,7 +132,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptor<W> {
         ready!(this.poll_drain(cx))?;
         let n = this.core.push(data);
         if this.core.is_full() {
-            this.core.seal();
+            this.core.seal().map_err(Error::into_io)?;
             this.pending = Some(0);
         }
         Poll::Ready(Ok(n))
@@ -148,7 +148,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptor<W> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         if !this.core.is_empty() {
-            this.core.seal();
+            this.core.seal().map_err(Error::into_io)?;
             this.pending = Some(0);
             ready!(this.poll_drain(cx))?;
         }

@@ -136,6 +136,18 @@ pub enum Error {
     #[error("wrong passphrase: the private key could not be decrypted")]
     WrongPassphrase,
 
+    /// The ChaCha20-Poly1305 library (OpenSSL's libcrypto) failed for a reason other than
+    /// authentication: it is missing the cipher or out of memory.
+    #[error(
+        "the ChaCha20-Poly1305 implementation (OpenSSL libcrypto) failed: {reason}; check that \
+         the installed libcrypto provides ChaCha20-Poly1305 (OPENSSL_CONF must not restrict it \
+         to a provider without it, such as FIPS)"
+    )]
+    Cipher {
+        /// What failed, with OpenSSL's error queue.
+        reason: String,
+    },
+
     /// An argument given by the caller is invalid.
     #[error("invalid argument: {reason}")]
     InvalidArgument {

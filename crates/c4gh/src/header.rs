@@ -290,7 +290,7 @@ impl EncryptedHeader {
     /// packets written by that public key count. Fails with [`Error::NoMatchingKey`] when no
     /// data-key packet opens.
     pub fn open(&self, keys: &[&SecretKey], sender: Option<&PublicKey>) -> Result<OpenedHeader> {
-        let decrypted = self.decrypt_packets(keys, sender);
+        let decrypted = self.decrypt_packets(keys, sender)?;
         let mut data_keys = Vec::new();
         let mut edit_list = None;
         for (index, plain) in decrypted
@@ -320,54 +320,68 @@ impl EncryptedHeader {
         &self,
         keys: &[&SecretKey],
         sender: Option<&PublicKey>,
-    ) -> Vec<(usize, Option<Zeroizing<Vec<u8>>>)> {
-        self.packets
-            .iter()
-            .enumerate()
-            .map(|(i, packet)| {
-                (
-                    i,
-                    keys.iter().find_map(|key| open_packet(packet, key, sender)),
-                )
-            })
-            .collect()
+    ) -> Result<Vec<(usize, Option<PacketPlaintext>)>> {
+        let mut decrypted = Vec::with_capacity(self.packets.len());
+        for (i, packet) in self.packets.iter().enumerate() {
+            let mut plain = None;
+            for key in keys {
+                plain = open_packet(packet, key, sender)?;
+                if plain.is_some() {
+                    break;
+                }
+            }
+            decrypted.push((i, plain));
+        }
+        Ok(decrypted)
     }
 }
 
-/// Opens one packet (without its length field) with one key.
+/// The decrypted content of a header packet.
+type PacketPlaintext = Zeroizing<Vec<u8>>;
+
+/// Opens one packet (without its length field) with one key: `None` when it is not for this
+/// key (or not from `sender`).
 fn open_packet(
     packet: &[u8],
     key: &SecretKey,
     sender: Option<&PublicKey>,
-) -> Option<Zeroizing<Vec<u8>>> {
-    let method = u32::from_le_bytes(*packet.first_chunk::<4>()?);
-    if method != METHOD_X25519_CHACHA20_POLY1305 || packet.len() < 4 + KEY_LEN + NONCE_LEN + TAG_LEN
+) -> Result<Option<PacketPlaintext>> {
+    let (Some(method), Some(writer)) = (
+        packet.first_chunk::<4>(),
+        packet.get(4..).and_then(|p| p.first_chunk::<KEY_LEN>()),
+    ) else {
+        return Ok(None);
+    };
+    if u32::from_le_bytes(*method) != METHOD_X25519_CHACHA20_POLY1305
+        || packet.len() < 4 + KEY_LEN + NONCE_LEN + TAG_LEN
     {
-        return None;
+        return Ok(None);
     }
-    let writer = PublicKey::from_bytes(*packet[4..].first_chunk::<KEY_LEN>()?);
+    let writer = PublicKey::from_bytes(*writer);
     if sender.is_some_and(|s| *s != writer) {
-        return None;
+        return Ok(None);
     }
     let dh = key.diffie_hellman(&writer);
     let shared = crypto::shared_key(&dh, key.public_key().as_bytes(), writer.as_bytes());
     let mut sealed = Zeroizing::new(packet[4 + KEY_LEN..].to_vec());
-    let len = Aead::new(&shared).open(&mut sealed)?.len();
+    let Some(len) = Aead::new(&shared).open(&mut sealed)?.map(|p| p.len()) else {
+        return Ok(None);
+    };
     let mut plain = Zeroizing::new(Vec::with_capacity(len));
     plain.extend_from_slice(&sealed[NONCE_LEN..NONCE_LEN + len]);
-    Some(plain)
+    Ok(Some(plain))
 }
 
 /// Seals one packet plaintext for one recipient; returns the packet without its length field.
-fn seal_packet(plain: &[u8], writer: &SecretKey, recipient: &PublicKey) -> Vec<u8> {
+fn seal_packet(plain: &[u8], writer: &SecretKey, recipient: &PublicKey) -> Result<Vec<u8>> {
     let dh = writer.diffie_hellman(recipient);
     let shared = crypto::shared_key(&dh, recipient.as_bytes(), writer.public_key().as_bytes());
-    let sealed = crypto::seal_with_random_nonce(&shared, plain);
+    let sealed = crypto::seal_with_random_nonce(&shared, plain)?;
     let mut packet = Vec::with_capacity(4 + KEY_LEN + sealed.len());
     packet.extend_from_slice(&METHOD_X25519_CHACHA20_POLY1305.to_le_bytes());
     packet.extend_from_slice(writer.public_key().as_bytes());
     packet.extend_from_slice(&sealed);
-    packet
+    Ok(packet)
 }
 
 fn serialize(packets: &[Vec<u8>]) -> Vec<u8> {
@@ -528,7 +542,7 @@ pub fn build(
     let packets: Vec<Vec<u8>> = plains
         .iter()
         .flat_map(|plain| recipients.iter().map(|r| seal_packet(plain, writer, r)))
-        .collect();
+        .collect::<Result<_>>()?;
     check_size(&packets)?;
     Ok(serialize(&packets))
 }
@@ -561,7 +575,7 @@ pub fn reencrypt_with(
             reason: "no recipient public key".into(),
         });
     }
-    let decrypted = parsed.decrypt_packets(keys, None);
+    let decrypted = parsed.decrypt_packets(keys, None)?;
     let mut opened = 0usize;
     let mut has_data_key = false;
     let mut packets = Vec::new();
@@ -571,7 +585,9 @@ pub fn reencrypt_with(
             Some(plain) => {
                 opened += 1;
                 has_data_key |= matches!(classify(*index, plain)?, Packet::DataKey(_));
-                packets.extend(recipients.iter().map(|r| seal_packet(plain, writer, r)));
+                for r in &recipients {
+                    packets.push(seal_packet(plain, writer, r)?);
+                }
             }
             None if !trim => kept.push(parsed.packets[*index].clone()),
             None => {}

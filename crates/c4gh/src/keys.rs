@@ -310,7 +310,7 @@ impl SecretKey {
                 let derived = kdf.derive(&passphrase, salt)?;
                 let mut sealed = Zeroizing::new(data.to_vec());
                 let plain = Aead::new(&derived)
-                    .open(&mut sealed)
+                    .open(&mut sealed)?
                     .ok_or(Error::WrongPassphrase)?;
                 let raw =
                     <[u8; KEY_LEN]>::try_from(&plain[..]).map_err(|_| Error::WrongPassphrase)?;
@@ -356,7 +356,7 @@ impl SecretKey {
                 let mut salt = [0u8; SALT_LEN];
                 crypto::fill_random(&mut salt);
                 let derived = kdf.derive(passphrase, &salt)?;
-                let sealed = crypto::seal_with_random_nonce(&derived, self.secret_bytes());
+                let sealed = crypto::seal_with_random_nonce(&derived, self.secret_bytes())?;
                 let sealed = Zeroizing::new(sealed);
                 let mut options = Vec::with_capacity(4 + SALT_LEN);
                 options.extend_from_slice(&kdf.rounds().to_be_bytes());

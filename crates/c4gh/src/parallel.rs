@@ -53,7 +53,6 @@ pub fn decrypt_parallel<R: Read + Send, W: Write + Send>(
             reason: "no data key to decrypt with".into(),
         });
     }
-    let aeads: Vec<Aead> = keys.iter().map(|k| Aead::new(k.secret_bytes())).collect();
     let ranges = keep_ranges(edit_list);
     let mut range_idx = 0usize;
     let mut written = 0u64;
@@ -69,8 +68,12 @@ pub fn decrypt_parallel<R: Read + Send, W: Write + Send>(
     if ranges.is_empty() {
         return Ok(0);
     }
-    let work = |seq: u64, buf: &mut [u8], &(len, at_eof): &(usize, bool)| {
-        Ok(open_batch(seq, &mut buf[..len], at_eof, &aeads, &ranges))
+    let worker = || {
+        let mut aeads: Vec<Aead> = keys.iter().map(|k| Aead::new(k.secret_bytes())).collect();
+        let ranges = &ranges;
+        move |seq: u64, buf: &mut [u8], &(len, at_eof): &(usize, bool)| {
+            open_batch(seq, &mut buf[..len], at_eof, &mut aeads, ranges)
+        }
     };
 
     let write = |seq: u64, buf: &[u8], (plain, failed): Opened| -> Result<bool> {
@@ -102,7 +105,7 @@ pub fn decrypt_parallel<R: Read + Send, W: Write + Send>(
             None => Ok(range_idx < ranges.len()),
         }
     };
-    run_pipeline(threads, read, work, write)?;
+    run_pipeline(threads, read, worker, write)?;
     output.flush()?;
     Ok(written)
 }
@@ -123,7 +126,6 @@ pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
         enc.finish()?;
         return Ok(n);
     }
-    let aead = Aead::new(key.secret_bytes());
     let mut total = 0u64;
     let mut done = false;
     // Plaintext of segment j goes to its place in the sealed layout: j·65564 + 12.
@@ -152,24 +154,27 @@ pub fn encrypt_parallel<R: Read + Send, W: Write + Send>(
             last: done,
         }))
     };
-    let work = |_seq: u64, buf: &mut [u8], lens: &Vec<usize>| -> Result<Vec<usize>> {
-        for (j, &len) in lens.iter().enumerate() {
-            let start = j * CIPHER_SEGMENT_SIZE;
-            let mut nonce = [0u8; NONCE_LEN];
-            crypto::fill_random(&mut nonce);
-            buf[start..start + NONCE_LEN].copy_from_slice(&nonce);
-            let end = start + NONCE_LEN + len;
-            let tag = aead.seal(nonce, &mut buf[start + NONCE_LEN..end]);
-            buf[end..end + TAG_LEN].copy_from_slice(&tag);
+    let worker = || {
+        let mut aead = Aead::new(key.secret_bytes());
+        move |_seq: u64, buf: &mut [u8], lens: &Vec<usize>| -> Result<Vec<usize>> {
+            for (j, &len) in lens.iter().enumerate() {
+                let start = j * CIPHER_SEGMENT_SIZE;
+                let mut nonce = [0u8; NONCE_LEN];
+                crypto::fill_random(&mut nonce);
+                buf[start..start + NONCE_LEN].copy_from_slice(&nonce);
+                let end = start + NONCE_LEN + len;
+                let tag = aead.seal(nonce, &mut buf[start + NONCE_LEN..end])?;
+                buf[end..end + TAG_LEN].copy_from_slice(&tag);
+            }
+            Ok(lens.clone())
         }
-        Ok(lens.clone())
     };
     let write = |_seq: u64, buf: &[u8], lens: Vec<usize>| -> Result<bool> {
         let sealed: usize = lens.iter().map(|l| l + SEGMENT_OVERHEAD).sum();
         output.write_all(&buf[..sealed])?;
         Ok(true)
     };
-    run_pipeline(threads, read, work, write)?;
+    run_pipeline(threads, read, worker, write)?;
     output.flush()?;
     Ok(total)
 }
@@ -191,15 +196,16 @@ fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize> {
 type Opened = (Vec<Range<usize>>, Option<Error>);
 
 /// Opens the segments of one batch in place; returns each segment's plaintext range up to the
-/// first segment that fails, and that failure. Segments no kept range touches are not opened
+/// first segment that fails, and that failure (an error of the cipher library itself fails
+/// the whole batch). Segments no kept range touches are not opened
 /// (as the sequential decryptor skips them).
 fn open_batch(
     seq: u64,
     buf: &mut [u8],
     at_eof: bool,
-    aeads: &[Aead],
+    aeads: &mut [Aead],
     ranges: &[Range<u64>],
-) -> Opened {
+) -> Result<Opened> {
     let mut plain = Vec::with_capacity(BATCH_SEGMENTS);
     let mut spare = Vec::new();
     let first_segment = seq * BATCH_SEGMENTS as u64;
@@ -218,7 +224,7 @@ fn open_batch(
             continue;
         }
         if len < SEGMENT_OVERHEAD {
-            return (plain, Some(Error::TruncatedBody { segment, len }));
+            return Ok((plain, Some(Error::TruncatedBody { segment, len })));
         }
         let sealed = &mut buf[start..end];
         if aeads.len() > 1 {
@@ -226,11 +232,11 @@ fn open_batch(
             spare.extend_from_slice(sealed);
         }
         let mut opened = None;
-        for (i, aead) in aeads.iter().enumerate() {
+        for (i, aead) in aeads.iter_mut().enumerate() {
             if i > 0 {
                 sealed.copy_from_slice(&spare);
             }
-            if let Some(p) = aead.open(sealed) {
+            if let Some(p) = aead.open(sealed)? {
                 opened = Some(p.len());
                 break;
             }
@@ -241,11 +247,11 @@ fn open_batch(
                 len,
                 is_last: at_eof && end == total,
             };
-            return (plain, Some(failed));
+            return Ok((plain, Some(failed)));
         };
         plain.push(start + NONCE_LEN..start + NONCE_LEN + plain_len);
     }
-    (plain, None)
+    Ok((plain, None))
 }
 
 /// Locks `m`, ignoring poisoning: a lane that panicked is reported by `thread::scope`.
@@ -416,11 +422,12 @@ where
         window.writing = false;
     }
 
-    /// One lane: read, work and hand in batches until there are none left. Starts with
-    /// `first`, a batch this lane has already read.
-    fn lane<Wk>(&self, work: &Wk, mut first: Option<(Buffer, u64, M)>)
+    /// One lane: read, work and hand in batches until there are none left, with its own
+    /// `work` (so cipher contexts are per lane, never shared). Starts with `first`, a batch
+    /// this lane has already read.
+    fn lane<Wk>(&self, mut work: Wk, mut first: Option<(Buffer, u64, M)>)
     where
-        Wk: Fn(u64, &mut [u8], &M) -> Result<O>,
+        Wk: FnMut(u64, &mut [u8], &M) -> Result<O>,
     {
         loop {
             let (mut buf, seq, meta) = match first.take() {
@@ -442,20 +449,21 @@ where
 
 /// Runs the pipeline on up to `threads` lanes (the calling thread and `threads − 1` more,
 /// started only when the input holds more than one batch). Each lane reads the next batch
-/// (`read`, under a lock, so batches are numbered in input order), processes it with `work`
-/// without any lock, and hands it to the reorder window; whichever lane completes the batch
+/// (`read`, under a lock, so batches are numbered in input order), processes it with its own
+/// worker (`worker()` makes one per lane) without any lock, and hands it to the reorder window; whichever lane completes the batch
 /// that is next in order writes it (`write`) and every batch queued behind it. So every thread
 /// is busy reading, working or writing, and memory is bounded by `2 × threads` batch buffers,
 /// allocated on first use. `read` returns `None` at the end, or a [`Batch`]; `write` returns `false` to stop early. Batches are
 /// written in order, errors included: a work or write error is reported in preference to the
 /// read error that follows it, and an error in a batch after the point where `write` stops is
 /// not reported.
-fn run_pipeline<M, O, Rd, Wk, Wr>(threads: usize, read: Rd, work: Wk, write: Wr) -> Result<()>
+fn run_pipeline<M, O, Rd, Mk, Wk, Wr>(threads: usize, read: Rd, worker: Mk, write: Wr) -> Result<()>
 where
     M: Send,
     O: Send,
     Rd: FnMut(&mut [u8]) -> Result<Option<Batch<M>>> + Send,
-    Wk: Fn(u64, &mut [u8], &M) -> Result<O> + Sync,
+    Mk: Fn() -> Wk + Sync,
+    Wk: FnMut(u64, &mut [u8], &M) -> Result<O>,
     Wr: FnMut(u64, &[u8], O) -> Result<bool> + Send,
 {
     let lanes = threads.max(1);
@@ -486,13 +494,13 @@ where
     });
     if first.is_some() {
         thread::scope(|scope| {
-            let (pipeline, work) = (&pipeline, &work);
+            let (pipeline, worker) = (&pipeline, &worker);
             if !pipeline.input_done.load(Ordering::Relaxed) {
                 for _ in 1..lanes {
-                    scope.spawn(move || pipeline.lane(work, None));
+                    scope.spawn(move || pipeline.lane(worker(), None));
                 }
             }
-            pipeline.lane(work, first);
+            pipeline.lane(worker(), first);
         });
     }
     let window = pipeline
@@ -648,7 +656,7 @@ mod tests {
             written.push(seq);
             Ok(Some(seq) != stop_at)
         };
-        let result = run_pipeline(threads, read, work, write);
+        let result = run_pipeline(threads, read, || &work, write);
         (result, written)
     }
 
