@@ -89,9 +89,10 @@ pub struct EncryptArgs {
     /// Write the header to this file instead of stdout (the body still goes to stdout).
     #[arg(long, value_name = "PATH")]
     pub header: Option<PathBuf>,
-    /// Encrypt on this many threads (0 = every core).
-    #[arg(long, env = "C4GH_THREADS", default_value_t = 1, value_name = "N")]
-    pub threads: usize,
+    /// Encrypt on this many threads (0 = every core). Default: up to 4 (one per core) unless
+    /// stdin is a regular file of less than 4 MiB.
+    #[arg(long, env = "C4GH_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// Options of decrypt.
@@ -106,9 +107,10 @@ pub struct DecryptArgs {
     /// Output only this byte range of the plaintext: START-END (END excluded), START- or START.
     #[arg(long, value_name = "START-END")]
     pub range: Option<ByteRange>,
-    /// Decrypt on this many threads (0 = every core).
-    #[arg(long, env = "C4GH_THREADS", default_value_t = 1, value_name = "N")]
-    pub threads: usize,
+    /// Decrypt on this many threads (0 = every core). Default: up to 4 (one per core) unless
+    /// stdin is a regular file of less than 4 MiB.
+    #[arg(long, env = "C4GH_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// Options of rearrange.

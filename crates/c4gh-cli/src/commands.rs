@@ -106,6 +106,36 @@ fn read_header(input: &mut File) -> Result<Vec<u8>> {
     header::read_header(input).context("reading the Crypt4GH header from stdin")
 }
 
+/// Most threads the default uses: beyond this the single reading and writing end, not the
+/// cipher, limits throughput, and the reorder window (two ~1 MiB buffers per thread) stays
+/// below 16 MiB of memory whatever the machine.
+const DEFAULT_MAX_THREADS: usize = 4;
+/// Regular-file inputs with fewer bytes left than this are handled on one thread by default.
+const PARALLEL_MIN_BYTES: u64 = 4 << 20;
+
+/// The thread count for `--threads` (`Some`, 0 = every core) or the default: one thread per
+/// core up to [`DEFAULT_MAX_THREADS`], like `pigz`, except for a regular file with less than
+/// [`PARALLEL_MIN_BYTES`] left, which is not worth starting threads for. A pipe or other
+/// stream of unknown length gets the threads; one shorter than a batch (1 MiB) is handled on
+/// the calling thread anyway.
+fn threads_for(requested: Option<usize>, input: &mut File) -> usize {
+    if let Some(n) = requested {
+        return n;
+    }
+    let small_file = input.metadata().ok().is_some_and(|m| {
+        m.file_type().is_file()
+            && input
+                .stream_position()
+                .is_ok_and(|pos| m.len().saturating_sub(pos) < PARALLEL_MIN_BYTES)
+    });
+    if small_file {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(DEFAULT_MAX_THREADS)
+}
+
 /// Skips `n` bytes of `input`: seeks when it is a file, reads otherwise.
 fn skip(input: &mut File, n: u64) -> Result<()> {
     if n == 0 {
@@ -146,14 +176,15 @@ fn encrypt(args: EncryptArgs, pass: &Passphrase) -> Result<()> {
         if let Some(range) = args.range {
             skip(&mut input, range.start)?;
         }
+        let threads = threads_for(args.threads, &mut input);
         match args.range.and_then(|r| r.len) {
             Some(len) => c4gh::parallel::encrypt_parallel(
                 &mut Read::take(&mut input, len),
                 &mut out,
                 &key,
-                args.threads,
+                threads,
             )?,
-            None => c4gh::parallel::encrypt_parallel(&mut input, &mut out, &key, args.threads)?,
+            None => c4gh::parallel::encrypt_parallel(&mut input, &mut out, &key, threads)?,
         };
         Ok(())
     })();
@@ -193,7 +224,8 @@ fn decrypt(args: DecryptArgs, pass: &Passphrase) -> Result<()> {
         None => opened.edit_list,
     };
     let mut out = stdout()?;
-    if args.threads == 1 {
+    let threads = threads_for(args.threads, &mut input);
+    if threads == 1 {
         Decryptor::new(&mut input, &opened.data_keys, edit_list.as_deref())?.copy_to(&mut out)?;
     } else {
         c4gh::parallel::decrypt_parallel(
@@ -201,7 +233,7 @@ fn decrypt(args: DecryptArgs, pass: &Passphrase) -> Result<()> {
             &mut out,
             &opened.data_keys,
             edit_list.as_deref(),
-            args.threads,
+            threads,
         )?;
     }
     Ok(())
@@ -358,4 +390,40 @@ fn confirm_overwrite(path: &Path) -> Result<bool> {
     let mut answer = String::new();
     io::stdin().read_line(&mut answer)?;
     Ok(answer.trim() == "y")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_threads_depend_on_what_stdin_is() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let default = cores.min(DEFAULT_MAX_THREADS);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("input");
+        fs::write(&path, vec![0u8; PARALLEL_MIN_BYTES as usize]).unwrap();
+        let mut file = File::open(&path).unwrap();
+        assert_eq!(threads_for(None, &mut file), default, "a large file");
+        assert_eq!(threads_for(Some(1), &mut file), 1, "--threads 1 stays");
+        assert_eq!(threads_for(Some(7), &mut file), 7);
+        assert_eq!(
+            threads_for(Some(0), &mut file),
+            0,
+            "0 = every core, resolved by c4gh"
+        );
+        file.seek(SeekFrom::Start(1)).unwrap();
+        assert_eq!(
+            threads_for(None, &mut file),
+            1,
+            "less than the threshold left"
+        );
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let mut pipe = File::from(std::os::fd::OwnedFd::from(reader));
+        assert_eq!(
+            threads_for(None, &mut pipe),
+            default,
+            "a pipe of unknown length"
+        );
+    }
 }

@@ -88,6 +88,26 @@ proptest! {
         prop_assert!(out == want, "async");
     }
 
+    /// The thread count never changes the output: bodies of several 1 MiB batches, encrypted
+    /// and decrypted on 1 to 5 threads (the CLI's default picks up to 4), with and without an
+    /// edit list, give the model's bytes.
+    #[test]
+    fn output_is_the_same_whatever_the_thread_count(len in 0usize..3_500_000, enc_threads in 1usize..6,
+                                                     dec_threads in 1usize..6, seed: u8,
+                                                     edit in proptest::option::of(proptest::collection::vec(0u64..1_500_000, 0..5))) {
+        let key = DataKey::generate();
+        let plain = data(len, seed);
+        let mut body = Vec::new();
+        let n = c4gh::parallel::encrypt_parallel(&mut &plain[..], &mut body, &key, enc_threads).unwrap();
+        prop_assert_eq!(n, len as u64);
+        prop_assert_eq!(body.len() as u64, body::encrypted_len(len as u64));
+        let want = match &edit { Some(e) => model(&plain, e), None => plain.clone() };
+        let mut out = Vec::new();
+        let written = c4gh::parallel::decrypt_parallel(&mut &body[..], &mut out, &[copy_key(&key)], edit.as_deref(), dec_threads).unwrap();
+        prop_assert_eq!(written, want.len() as u64);
+        prop_assert!(out == want, "{} threads to encrypt, {} to decrypt", enc_threads, dec_threads);
+    }
+
     #[test]
     fn ranges_restrict_edit_lists(len in 0usize..200_000, edit in proptest::collection::vec(0u64..70_000, 0..5),
                                   start in 0u64..150_000, span in proptest::option::of(1u64..100_000)) {
