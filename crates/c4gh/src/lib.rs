@@ -1,5 +1,8 @@
-//! The GA4GH Crypt4GH v1 file format, implemented on `ring` (ChaCha20-Poly1305), `x25519-dalek`
-//! and `blake2`, and tested against the reference Python implementation.
+//! The GA4GH Crypt4GH v1 file format, implemented on OpenSSL's libcrypto (ChaCha20-Poly1305, with
+//! its run-time choice of AVX-512, AVX2 or SSSE3 code), `x25519-dalek` and `blake2`, and tested
+//! against the reference Python implementation. Building needs OpenSSL's headers and
+//! `pkg-config` (Debian `libssl-dev`); binaries need `libcrypto.so.3` at run time unless linked
+//! statically (`OPENSSL_STATIC=1`, as the musl images do).
 //!
 //! A Crypt4GH file is a small header holding the body's data key sealed for one or more X25519
 //! public keys, followed by the body in 64 KiB ChaCha20-Poly1305 segments.

@@ -2,7 +2,8 @@
 //! into batches of segments and `threads` lanes (the calling thread and `threads − 1` more)
 //! each read a batch, seal or open it in place, and hand it to a bounded reorder window; the
 //! lane that completes the batch next in order writes it and every batch queued behind it.
-//! No thread only waits on I/O, so `threads` equals the number of busy threads. Memory is
+//! No thread only waits on I/O, so `threads` equals the number of busy threads. Each lane has
+//! its own cipher contexts (nothing but the reorder window is shared). Memory is
 //! bounded by a pool of at most `2 × threads` batch buffers (16 segments, about 1 MiB each),
 //! allocated on first use, whatever the file size; no data buffer is allocated per segment or
 //! per batch. A body of one batch is handled on the calling thread alone.
