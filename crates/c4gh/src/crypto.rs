@@ -83,12 +83,7 @@ impl Aead {
         } else {
             ctx.decrypt_init(cipher, key, Some(nonce))
         };
-        started.map_err(|e| {
-            backend_error(
-                "setting up ChaCha20-Poly1305 (is it disabled in the OpenSSL configuration?)",
-                &e,
-            )
-        })?;
+        started.map_err(|e| backend_error("setting up ChaCha20-Poly1305", &e))?;
         Ok(&mut self.ctx.insert((ctx, seal)).0)
     }
 
