@@ -221,6 +221,7 @@ fn setup(body_mib: u64) -> Setup {
                 name: None,
                 description: None,
                 mime_type: None,
+                dataset: None,
                 readers: vec!["*".into()],
             },
         )

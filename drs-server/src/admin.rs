@@ -29,6 +29,8 @@ pub struct AddOptions {
     pub description: Option<String>,
     /// Media type of the plaintext.
     pub mime_type: Option<String>,
+    /// The dataset the object belongs to.
+    pub dataset: Option<String>,
     /// Reader patterns (see [`ObjectRecord::readers`]).
     pub readers: Vec<String>,
 }
@@ -222,6 +224,7 @@ pub fn add_file(
             .or_else(|| input.file_name().map(|n| n.to_string_lossy().into_owned())),
         description: options.description.clone(),
         mime_type: options.mime_type.clone(),
+        dataset: options.dataset.clone(),
         created_time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         plaintext,
         body,

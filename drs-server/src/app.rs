@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::Instrument;
 
+use crate::audit::RequestId;
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::problem::{Problem, ProblemMarker};
 use crate::routes;
@@ -68,6 +69,9 @@ async fn track(State(state): State<Arc<AppState>>, mut request: Request, next: N
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let request_id = format!("{:016x}", rand::random::<u64>());
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -88,6 +88,10 @@ pub struct ObjectRecord {
     /// Media type of the plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    /// The dataset the object belongs to (e.g. an EGA `EGAD…` ID or a dataset URL), recorded in
+    /// the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
     /// RFC 3339 time the object was added.
     pub created_time: String,
     /// The decrypted data.
@@ -346,6 +350,7 @@ mod tests {
             name: None,
             description: None,
             mime_type: None,
+            dataset: None,
             created_time: "2026-01-01T00:00:00Z".into(),
             plaintext: Digest {
                 size: 0,

@@ -161,6 +161,17 @@ struct ServeArgs {
     /// Public base URL used in self_uri and access URLs (default: from the Host header).
     #[arg(long, env = "C4GH_DRS_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Header requests must use the key the same identity (pod UID of a ServiceAccount token,
+    /// else token subject) presented first, until its token expires; another key → 403.
+    #[arg(long, env = "C4GH_DRS_BIND_KEYS")]
+    bind_keys: bool,
+    /// Most identities bound at once with --bind-keys (when full of unexpired bindings, new
+    /// identities get 503).
+    #[arg(long, env = "C4GH_DRS_MAX_KEY_BINDINGS", default_value_t = crate::binding::DEFAULT_MAX_BINDINGS)]
+    max_key_bindings: usize,
+    /// Seconds a static token (which has no expiry) stays bound to its first key.
+    #[arg(long, env = "C4GH_DRS_STATIC_BINDING_TTL_SECONDS", default_value_t = 12 * 3600)]
+    static_binding_ttl_seconds: u64,
     /// Most items in one bulk request (more → 413).
     #[arg(long, env = "C4GH_DRS_MAX_BULK", default_value_t = 100)]
     max_bulk: usize,
@@ -192,6 +203,9 @@ struct AddArgs {
     /// Media type of the plaintext.
     #[arg(long)]
     mime_type: Option<String>,
+    /// The dataset the object belongs to (e.g. EGAD00000000001), named in the audit trail.
+    #[arg(long)]
+    dataset: Option<String>,
     /// Who may read it (repeatable): a subject, a prefix ending in *, or * for any
     /// authenticated caller.
     #[arg(long = "reader", default_value = "*")]
@@ -224,6 +238,7 @@ fn add(mut args: AddArgs) -> anyhow::Result<()> {
         name: args.name.take(),
         description: args.description.take(),
         mime_type: args.mime_type.take(),
+        dataset: args.dataset.take(),
         readers: args.readers.clone(),
     };
     let record = add_file(&args.catalog, &public, &args.file, &options)?;
@@ -285,6 +300,9 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     config.settings = Settings {
         public_url: args.public_url.take(),
         max_bulk: args.max_bulk,
+        bind_keys: args.bind_keys,
+        max_key_bindings: args.max_key_bindings,
+        static_binding_ttl: Duration::from_secs(args.static_binding_ttl_seconds),
         ..Settings::default()
     };
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_seconds);

@@ -74,10 +74,12 @@ pub fn requester_key(headers: &HeaderMap) -> Result<PublicKey, Problem> {
     Ok(key)
 }
 
-/// The key's fingerprint for logs: the first 8 hex digits of the SHA-256 of its raw bytes.
+/// The key's fingerprint for logs and the audit trail: the first 16 bytes of the SHA-256 of its
+/// raw 32 bytes, as 32 lower-case hex digits (`base64 -d <<<"$KEY" | sha256sum | cut -c1-32` for
+/// a key sent as raw bytes).
 pub fn fingerprint(key: &PublicKey) -> String {
     use sha2::Digest as _;
-    hex::encode(&sha2::Sha256::digest(key.as_bytes())[..4])
+    hex::encode(&sha2::Sha256::digest(key.as_bytes())[..16])
 }
 
 /// The header of `object` re-encrypted for `recipient`: the packets the server key opens (data

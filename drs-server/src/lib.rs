@@ -8,6 +8,8 @@
 //! - [`admin`]: encrypt a plain file for the server key and register it;
 //! - [`auth`]: static bearer tokens and JWTs (OIDC / Kubernetes ServiceAccount issuers), and
 //!   per-object readers;
+//! - [`audit`]: one structured event and one counted decision per header issued or refused;
+//! - [`binding`]: optionally one recipient key per identity for its token's lifetime;
 //! - [`app`]: the axum [`router`](app::router) (no sockets: drive it with `oneshot`) over the
 //!   shared [`state`];
 //! - [`server`]: TLS, connections and graceful shutdown: [`server::start`] for tests and
@@ -43,7 +45,9 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
+pub mod binding;
 pub mod body;
 pub mod catalog;
 pub mod cli;

@@ -33,6 +33,15 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Labels of the header decision counter (the audit trail's counterpart).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `issued` or `refused`.
+    pub decision: String,
+    /// `granted`, or why the header was refused (`not_reader`, `key_binding`, `expired`, …).
+    pub reason: String,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -47,6 +56,8 @@ pub struct Metrics {
     pub body_bytes: Counter,
     /// Rejected authentications by reason.
     pub auth_failures: Family<ReasonLabels, Counter>,
+    /// Header requests by decision and reason (see [`crate::audit`]).
+    pub header_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Metrics {
@@ -81,6 +92,12 @@ impl Metrics {
             "Rejected authentications",
             auth_failures.clone(),
         );
+        let header_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "header_decisions",
+            "Crypt4GH header requests issued or refused, by reason",
+            header_decisions.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -88,6 +105,7 @@ impl Metrics {
             reencryptions,
             body_bytes,
             auth_failures,
+            header_decisions,
         })
     }
 

@@ -123,6 +123,11 @@ impl Problem {
         problem
     }
 
+    /// 403: the identity is bound to another recipient key (see [`crate::binding`]).
+    pub fn key_not_bound(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, ProblemCode::Forbidden, detail)
+    }
+
     /// 403: authenticated, but the object's readers do not admit the subject.
     pub fn forbidden(id: &str, subject: &str) -> Self {
         Problem::new(

@@ -3,11 +3,13 @@
 //! objects, the public base URL).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 use c4gh::keys::SecretKey;
 
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{AuthError, Authenticator, Principal};
+use crate::binding::{DEFAULT_MAX_BINDINGS, KeyBindings};
 use crate::catalog::{Catalog, CatalogError, Object};
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::problem::Problem;
@@ -26,6 +28,12 @@ pub struct Settings {
     pub service_id: String,
     /// `name` of the service-info.
     pub service_name: String,
+    /// Bind one recipient key per identity for its token's lifetime (see [`crate::binding`]).
+    pub bind_keys: bool,
+    /// Most identities bound at once.
+    pub max_key_bindings: usize,
+    /// How long a static token (no `exp`) stays bound to its first key.
+    pub static_binding_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -36,6 +44,9 @@ impl Default for Settings {
             max_bulk: 100,
             service_id: "org.ga4gh.c4gh-drs-server".into(),
             service_name: "c4gh-drs-server".into(),
+            bind_keys: false,
+            max_key_bindings: DEFAULT_MAX_BINDINGS,
+            static_binding_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -48,6 +59,7 @@ pub struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) settings: Settings,
+    pub(crate) key_bindings: Option<KeyBindings>,
 }
 
 impl AppState {
@@ -58,12 +70,16 @@ impl AppState {
         auth: Authenticator,
         settings: Settings,
     ) -> Arc<Self> {
+        let key_bindings = settings
+            .bind_keys
+            .then(|| KeyBindings::new(settings.max_key_bindings, settings.static_binding_ttl));
         Arc::new(AppState {
             catalog,
             server_key,
             auth,
             metrics: Metrics::new(),
             settings,
+            key_bindings,
         })
     }
 
@@ -78,8 +94,8 @@ impl AppState {
     }
 
     /// Authenticates the request, counting failures.
-    pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Problem> {
-        self.auth.authenticate(headers).await.map_err(|err| {
+    pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        self.auth.authenticate(headers).await.inspect_err(|err| {
             self.metrics
                 .auth_failures
                 .get_or_create(&ReasonLabels {
@@ -87,7 +103,6 @@ impl AppState {
                 })
                 .inc();
             tracing::info!(reason = err.reason, "authentication rejected");
-            err.problem
         })
     }
 

@@ -126,6 +126,17 @@ impl TestServer {
         plaintext: &[u8],
         readers: &[&str],
     ) -> Result<ObjectRecord, AddError> {
+        self.add_to_dataset(id, plaintext, readers, None)
+    }
+
+    /// [`add`](Self::add), recording the object as part of `dataset`.
+    pub fn add_to_dataset(
+        &self,
+        id: &str,
+        plaintext: &[u8],
+        readers: &[&str],
+        dataset: Option<&str>,
+    ) -> Result<ObjectRecord, AddError> {
         let input = self.catalog.path().join(format!(".input-{id}"));
         std::fs::write(&input, plaintext).map_err(|source| AddError::Io {
             what: "writing",
@@ -137,6 +148,7 @@ impl TestServer {
             name: Some(format!("{id}.bin")),
             description: None,
             mime_type: None,
+            dataset: dataset.map(str::to_owned),
             readers: readers.iter().map(|r| (*r).to_owned()).collect(),
         };
         let record = add_file(self.catalog.path(), &self.server_public, &input, &options);

@@ -489,3 +489,58 @@ async fn unreachable_issuer_is_503_with_retry_after() {
     assert!(response.headers().contains_key("retry-after"));
     expect_problem(response, 503, "UNAVAILABLE").await;
 }
+
+#[tokio::test]
+async fn key_binding_per_pod_of_a_service_account() {
+    let f = fixture().await;
+    let jwks_url = format!("{}/openid/v1/jwks", f.issuer.url);
+    let mut jwt = JwtConfig::new(K8S_ISSUER, vec![AUDIENCE.to_owned()]);
+    jwt.jwks = JwksSource::Url(jwks_url);
+    jwt.ca_pem = Some(f.issuer.ca_pem.as_bytes().to_vec());
+    let server = TestServer::start_with(move |config| {
+        config.jwt = Some(jwt);
+        config.settings.bind_keys = true;
+    })
+    .await
+    .unwrap();
+    server
+        .add("lab-data", b"lab data", &["system:serviceaccount:lab:*"])
+        .unwrap();
+    let pod_token = |name: &str, uid: &str| {
+        let mut sa = claims(K8S_ISSUER, WORKER);
+        sa["kubernetes.io"] = json!({
+            "namespace": "lab",
+            "serviceaccount": {"name": "worker", "uid": "5f0c9a0e-0000-4000-8000-000000000001"},
+            "pod": {"name": name, "uid": uid}
+        });
+        sign(Algorithm::ES256, Some("e1"), &f.ec, &sa)
+    };
+    let pod_a = pod_token("task-a", "5f0c9a0e-0000-4000-8000-00000000000a");
+    let pod_b = pod_token("task-b", "5f0c9a0e-0000-4000-8000-00000000000b");
+    let key_a = c4gh::SecretKey::generate().public_key();
+    let key_b = c4gh::SecretKey::generate().public_key();
+    let http = client(&server);
+    let header = |token: &str, key: &c4gh::keys::PublicKey| {
+        http.get(format!(
+            "{}/c4gh/v1/objects/lab-data/header",
+            server.base_url()
+        ))
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-c4gh-public-key", common::key_header(key))
+        .send()
+    };
+    assert_eq!(header(&pod_a, &key_a).await.unwrap().status(), 200);
+    // Another pod of the same ServiceAccount binds its own key.
+    assert_eq!(header(&pod_b, &key_b).await.unwrap().status(), 200);
+    // Pod A's token with pod B's (or any other) key is refused.
+    let body = expect_problem(header(&pod_a, &key_b).await.unwrap(), 403, "FORBIDDEN").await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("pod:5f0c9a0e-0000-4000-8000-00000000000a"),
+        "{detail}"
+    );
+    assert!(!detail.contains(&pod_a), "{detail}");
+    // A new token for the same pod (rotation by the kubelet) keeps the binding.
+    let rotated = pod_token("task-a", "5f0c9a0e-0000-4000-8000-00000000000a");
+    assert_eq!(header(&rotated, &key_a).await.unwrap().status(), 200);
+}

@@ -129,6 +129,47 @@ pub enum JwtError {
 struct Claims {
     #[serde(default)]
     sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default, rename = "kubernetes.io")]
+    kubernetes: Option<KubernetesClaims>,
+}
+
+/// The `kubernetes.io` claim of a projected ServiceAccount token.
+#[derive(Deserialize)]
+struct KubernetesClaims {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    pod: Option<PodClaim>,
+}
+
+#[derive(Deserialize)]
+struct PodClaim {
+    name: String,
+    uid: String,
+}
+
+/// A pod named by a projected ServiceAccount token (`kubernetes.io.pod`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// The pod's namespace (`kubernetes.io.namespace`), if the token names it.
+    pub namespace: Option<String>,
+    /// The pod's name.
+    pub name: String,
+    /// The pod's UID (unique across pod re-creations with the same name).
+    pub uid: String,
+}
+
+/// What a verified JWT says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedJwt {
+    /// `sub`.
+    pub subject: String,
+    /// `exp`, seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// The pod the token was issued to, for projected ServiceAccount tokens.
+    pub pod: Option<PodIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -199,8 +240,8 @@ impl JwtVerifier {
         &self.config.issuer
     }
 
-    /// Verifies `token` and returns its subject (`sub`).
-    pub async fn verify(&self, token: &str) -> Result<String, JwtError> {
+    /// Verifies `token` and returns its subject (`sub`), expiry and pod identity.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(JwtError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
@@ -235,10 +276,26 @@ impl JwtVerifier {
             | ErrorKind::InvalidKeyFormat => JwtError::BadSignature,
             _ => JwtError::Malformed,
         })?;
-        match data.claims.sub {
-            Some(sub) if !sub.is_empty() => Ok(sub),
-            _ => Err(JwtError::MissingClaim("sub".into())),
-        }
+        let claims = data.claims;
+        let subject = match claims.sub {
+            Some(sub) if !sub.is_empty() => sub,
+            _ => return Err(JwtError::MissingClaim("sub".into())),
+        };
+        let expires_at = claims
+            .exp
+            .ok_or_else(|| JwtError::MissingClaim("exp".into()))?;
+        let pod = claims.kubernetes.and_then(|k| {
+            k.pod.map(|p| PodIdentity {
+                namespace: k.namespace,
+                name: p.name,
+                uid: p.uid,
+            })
+        });
+        Ok(VerifiedJwt {
+            subject,
+            expires_at,
+            pod,
+        })
     }
 
     async fn key(&self, kid: &Option<String>) -> Result<(DecodingKey, Algorithm), JwtError> {

@@ -6,7 +6,7 @@ pub mod tokens;
 use axum::http::{HeaderMap, header};
 
 use crate::problem::Problem;
-use jwt::{JwtError, JwtVerifier};
+use jwt::{JwtError, JwtVerifier, PodIdentity};
 use tokens::StaticTokens;
 
 /// The authenticated caller.
@@ -16,6 +16,22 @@ pub struct Principal {
     pub subject: String,
     /// How the caller authenticated.
     pub method: AuthMethod,
+    /// When the credential expires (a JWT's `exp`, seconds since the Unix epoch); `None` for
+    /// static tokens.
+    pub expires_at: Option<u64>,
+    /// The pod a projected ServiceAccount token was issued to.
+    pub pod: Option<PodIdentity>,
+}
+
+impl Principal {
+    /// The identity a key binding is kept for: the pod UID when the token names a pod (pods
+    /// sharing a ServiceAccount each have their own key), else the subject.
+    pub fn binding_identity(&self) -> String {
+        match &self.pod {
+            Some(pod) => format!("pod:{}", pod.uid),
+            None => format!("sub:{}", self.subject),
+        }
+    }
 }
 
 /// How a caller authenticated.
@@ -72,6 +88,8 @@ impl Authenticator {
             return Ok(Principal {
                 subject: subject.to_owned(),
                 method: AuthMethod::StaticToken,
+                expires_at: None,
+                pod: None,
             });
         }
         let Some(jwt) = &self.jwt else {
@@ -89,9 +107,11 @@ impl Authenticator {
             ));
         }
         match jwt.verify(token).await {
-            Ok(subject) => Ok(Principal {
-                subject,
+            Ok(verified) => Ok(Principal {
+                subject: verified.subject,
                 method: AuthMethod::Jwt,
+                expires_at: Some(verified.expires_at),
+                pod: verified.pod,
             }),
             Err(err @ JwtError::Fetch { .. }) => {
                 tracing::error!(error = %err, "cannot verify JWTs");
@@ -126,6 +146,12 @@ pub struct AuthError {
     pub reason: &'static str,
     /// The response to send.
     pub problem: Problem,
+}
+
+impl From<AuthError> for Problem {
+    fn from(err: AuthError) -> Self {
+        err.problem
+    }
 }
 
 impl AuthError {

@@ -10,16 +10,18 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE, PostObjectBody};
 
 use super::drs::reject_passports;
 use super::{ObjectId, json_body};
+use crate::audit::{HeaderAudit, RequestId};
+use crate::binding::BindingError;
 use crate::problem::Problem;
 use crate::state::AppState;
 use crate::{body, crypt};
@@ -41,44 +43,79 @@ pub fn router() -> Router<Arc<AppState>> {
 
 async fn header_handler(
     State(state): State<Arc<AppState>>,
+    Extension(request_id): Extension<RequestId>,
     ObjectId(id): ObjectId,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    header_response(&state, &id, &headers).await
+    header_response(&state, &id, &headers, &request_id, &[]).await
 }
 
 /// `POST` form of the header request (a JSON body with `passports`, which this server does not
 /// accept: it needs a bearer token).
 async fn header_post(
     State(state): State<Arc<AppState>>,
+    Extension(request_id): Extension<RequestId>,
     ObjectId(id): ObjectId,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
     let request: PostObjectBody = json_body(&headers, body, true).await?;
-    if !headers.contains_key(header::AUTHORIZATION) {
-        reject_passports(&request.passports)?;
-    }
-    header_response(&state, &id, &headers).await
+    header_response(&state, &id, &headers, &request_id, &request.passports).await
 }
 
+/// Issues or refuses the header, recording the decision in the audit trail.
 async fn header_response(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
+    request_id: &RequestId,
+    passports: &[String],
 ) -> Result<Response, Problem> {
-    let principal = state.authenticate(headers).await?;
-    let object = state.readable(id, &principal)?;
-    let recipient = crypt::requester_key(headers)?;
+    let mut audit = HeaderAudit::new(id, request_id);
+    let outcome = issue_header(state, id, headers, passports, &mut audit).await;
+    audit.finish(&state.metrics, &outcome);
+    outcome
+}
+
+async fn issue_header(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    passports: &[String],
+    audit: &mut HeaderAudit,
+) -> Result<Response, Problem> {
+    let recipient = crypt::requester_key(headers);
+    let fingerprint = recipient.as_ref().ok().map(crypt::fingerprint);
+    if let Some(fingerprint) = &fingerprint {
+        audit.key(fingerprint.clone());
+    }
+    if !headers.contains_key(header::AUTHORIZATION) {
+        reject_passports(passports).map_err(|p| audit.refuse("passports_unsupported", p))?;
+    }
+    let principal = state
+        .authenticate(headers)
+        .await
+        .map_err(|err| audit.refuse(err.reason, err.problem))?;
+    audit.principal(&principal);
+    let object = state.find(id)?;
+    audit.dataset(object.record.dataset.as_deref());
+    if !object.record.admits(&principal.subject) {
+        return Err(audit.refuse("not_reader", Problem::forbidden(id, &principal.subject)));
+    }
+    let recipient = recipient?;
+    if let (Some(bindings), Some(fingerprint)) = (&state.key_bindings, &fingerprint) {
+        bindings
+            .check(&principal, fingerprint)
+            .map_err(|err| match err {
+                BindingError::Full(_) => audit.refuse(
+                    "key_binding_full",
+                    Problem::unavailable(err.to_string(), 10),
+                ),
+                _ => audit.refuse("key_binding", Problem::key_not_bound(err.to_string())),
+            })?;
+    }
     let header_bytes = crypt::reencrypt(&object, &state.server_key, &recipient)?;
     state.metrics.reencryptions.inc();
-    tracing::info!(
-        object = %id,
-        subject = %principal.subject,
-        key = %crypt::fingerprint(&recipient),
-        bytes = header_bytes.len(),
-        "header re-encrypted"
-    );
     let mut response = header_bytes.into_response();
     let out = response.headers_mut();
     out.insert(
