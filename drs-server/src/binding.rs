@@ -143,6 +143,7 @@ mod tests {
                 name: format!("task-{uid}"),
                 uid: uid.into(),
             }),
+            grants: None,
         }
     }
 

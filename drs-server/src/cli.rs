@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::admin::{AddOptions, add_file};
 use crate::auth::jwt::{JwksSource, JwtConfig};
+use crate::auth::passport::{PassportConfig, VisaIssuer};
 use crate::auth::tokens::StaticTokens;
 use crate::secret::SecretString;
 use crate::telemetry::LogFormat;
@@ -158,6 +159,17 @@ struct ServeArgs {
     /// the API server requires authentication for /openid/v1/jwks).
     #[arg(long, env = "C4GH_DRS_OIDC_TOKEN_FILE")]
     oidc_token_file: Option<PathBuf>,
+    /// Trust a GA4GH passport broker or visa issuer (repeatable): ISSUER=JWKS_URL, e.g.
+    /// https://login.elixir-czech.org/oidc/=https://login.elixir-czech.org/oidc/jwk.
+    #[arg(
+        long = "visa-issuer",
+        env = "C4GH_DRS_VISA_ISSUERS",
+        value_delimiter = ','
+    )]
+    visa_issuers: Vec<String>,
+    /// PEM CA bundle trusted (besides the web PKI roots) for the visa issuers' JWKS.
+    #[arg(long, env = "C4GH_DRS_VISA_CA_FILE")]
+    visa_ca_file: Option<PathBuf>,
     /// Public base URL used in self_uri and access URLs (default: from the Host header).
     #[arg(long, env = "C4GH_DRS_PUBLIC_URL")]
     public_url: Option<String>,
@@ -287,16 +299,42 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if tokens.is_empty() && jwt.is_none() {
+    let passports = if args.visa_issuers.is_empty() {
+        None
+    } else {
+        let mut issuers = Vec::new();
+        for entry in &args.visa_issuers {
+            let Some((issuer, rest)) = entry.split_once("=https://") else {
+                bail!("--visa-issuer {entry:?} must be ISSUER=JWKS_URL with an https:// JWKS URL");
+            };
+            if issuer.is_empty() {
+                bail!("--visa-issuer {entry:?}: the issuer is empty");
+            }
+            issuers.push(VisaIssuer {
+                issuer: issuer.to_owned(),
+                jwks_url: format!("https://{rest}"),
+            });
+        }
+        let mut config = PassportConfig::new(issuers);
+        if let Some(path) = &args.visa_ca_file {
+            config.ca_pem = Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the visa CA bundle {}", path.display()))?,
+            );
+        }
+        Some(config)
+    };
+    if tokens.is_empty() && jwt.is_none() && passports.is_none() {
         bail!(
-            "no way to authenticate callers: give --tokens-file and/or --oidc-issuer with \
-             --oidc-audience"
+            "no way to authenticate callers: give --tokens-file, --oidc-issuer with \
+             --oidc-audience, and/or --visa-issuer"
         );
     }
     let mut config = Config::new(args.catalog.clone(), server_key, tls);
     config.listen = args.listen;
     config.tokens = tokens;
     config.jwt = jwt;
+    config.passports = passports;
     config.settings = Settings {
         public_url: args.public_url.take(),
         max_bulk: args.max_bulk,

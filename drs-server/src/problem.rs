@@ -128,6 +128,12 @@ impl Problem {
         Problem::new(StatusCode::FORBIDDEN, ProblemCode::Forbidden, detail)
     }
 
+    /// 403: the passports hold no visa granting the object's dataset (`detail` says which visa
+    /// or claim was missing, expired or untrusted).
+    pub fn no_grant(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, ProblemCode::Forbidden, detail)
+    }
+
     /// 403: authenticated, but the object's readers do not admit the subject.
     pub fn forbidden(id: &str, subject: &str) -> Self {
         Problem::new(

@@ -26,6 +26,7 @@ use tokio_util::either::Either;
 use crate::app::{AppState, Settings, router};
 use crate::auth::Authenticator;
 use crate::auth::jwt::{JwtConfig, JwtError, JwtVerifier};
+use crate::auth::passport::{PassportConfig, PassportVerifier};
 use crate::auth::tokens::StaticTokens;
 use crate::catalog::{Catalog, CatalogError};
 use crate::tls::{TlsConfig, TlsError, server_config};
@@ -46,6 +47,8 @@ pub struct Config {
     pub tokens: StaticTokens,
     /// Accepted JWTs, if any.
     pub jwt: Option<JwtConfig>,
+    /// Trusted GA4GH passport brokers and visa issuers, if any.
+    pub passports: Option<PassportConfig>,
     /// Public URL, bulk limit, service-info names.
     pub settings: Settings,
     /// How long shutdown waits for in-flight requests before closing connections.
@@ -67,6 +70,7 @@ impl Config {
             tls,
             tokens: StaticTokens::default(),
             jwt: None,
+            passports: None,
             settings: Settings::default(),
             shutdown_timeout: Duration::from_secs(10),
             max_connections: 1024,
@@ -151,6 +155,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
         tls,
         tokens,
         jwt,
+        passports,
         mut settings,
         shutdown_timeout,
         max_connections,
@@ -158,6 +163,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     } = config;
     let catalog = Catalog::open(&catalog_dir)?;
     let jwt = jwt.map(JwtVerifier::new).transpose()?;
+    let passports = passports.map(PassportVerifier::new).transpose()?;
     let acceptor = tls
         .as_ref()
         .map(server_config)
@@ -168,7 +174,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     let state = AppState::new(
         catalog,
         server_key,
-        Authenticator::new(tokens, jwt),
+        Authenticator::new(tokens, jwt).with_passports(passports),
         settings,
     );
     let listener = TcpListener::bind(listen)

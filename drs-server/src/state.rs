@@ -93,26 +93,38 @@ impl AppState {
         &self.catalog
     }
 
-    /// Authenticates the request, counting failures.
+    /// Authenticates the request's bearer token, counting failures.
     pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        self.auth.authenticate(headers).await.inspect_err(|err| {
-            self.metrics
-                .auth_failures
-                .get_or_create(&ReasonLabels {
-                    reason: err.reason.to_owned(),
-                })
-                .inc();
-            tracing::info!(reason = err.reason, "authentication rejected");
-        })
+        self.authenticate_with(headers, &[]).await
+    }
+
+    /// Authenticates the bearer token or, without one, the POST body's `passports`, counting
+    /// failures.
+    pub(crate) async fn authenticate_with(
+        &self,
+        headers: &HeaderMap,
+        passports: &[String],
+    ) -> Result<Principal, AuthError> {
+        self.auth
+            .authenticate_with(headers, passports)
+            .await
+            .inspect_err(|err| {
+                self.metrics
+                    .auth_failures
+                    .get_or_create(&ReasonLabels {
+                        reason: err.reason.to_owned(),
+                    })
+                    .inc();
+                tracing::info!(reason = err.reason, "authentication rejected");
+            })
     }
 
     /// Looks up object `id` and checks that `principal` may read it.
     pub(crate) fn readable(&self, id: &str, principal: &Principal) -> Result<Arc<Object>, Problem> {
         let object = self.find(id)?;
-        if !object.record.admits(&principal.subject) {
+        admits(&object, principal).inspect_err(|_| {
             tracing::info!(object = id, subject = %principal.subject, "access denied");
-            return Err(Problem::forbidden(id, &principal.subject));
-        }
+        })?;
         Ok(object)
     }
 
@@ -147,5 +159,18 @@ impl AppState {
             })?;
         let scheme = if self.settings.tls { "https" } else { "http" };
         Ok(format!("{scheme}://{host}"))
+    }
+}
+
+/// Whether `principal` may read `object`: a passport holder by a visa granting the object's
+/// dataset, anyone else by the object's readers.
+pub(crate) fn admits(object: &Object, principal: &Principal) -> Result<(), Problem> {
+    let id = &object.record.id;
+    let dataset = object.record.dataset.as_deref();
+    match &principal.grants {
+        Some(grants) if dataset.is_some_and(|d| grants.allows(d)) => Ok(()),
+        Some(grants) => Err(Problem::no_grant(grants.refusal(id, dataset))),
+        None if object.record.admits(&principal.subject) => Ok(()),
+        None => Err(Problem::forbidden(id, &principal.subject)),
     }
 }

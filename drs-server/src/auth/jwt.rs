@@ -17,6 +17,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::secret::SecretString;
@@ -41,7 +42,8 @@ pub enum JwksSource {
 pub struct JwtConfig {
     /// The expected `iss`, e.g. `https://kubernetes.default.svc.cluster.local`.
     pub issuer: String,
-    /// Accepted `aud` values; a token must name at least one.
+    /// Accepted `aud` values; a token must name at least one (none: `aud` is not checked, for
+    /// GA4GH visas, which carry no audience).
     pub audiences: Vec<String>,
     /// Where the keys come from.
     pub jwks: JwksSource,
@@ -240,8 +242,9 @@ impl JwtVerifier {
         &self.config.issuer
     }
 
-    /// Verifies `token` and returns its subject (`sub`), expiry and pod identity.
-    pub async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
+    /// Verifies `token`'s signature, `iss`, `aud` (unless no audiences are configured), `exp` and
+    /// `nbf`, and returns its claims as `T`.
+    pub async fn verify_claims<T: DeserializeOwned>(&self, token: &str) -> Result<T, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(JwtError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
@@ -255,28 +258,37 @@ impl JwtVerifier {
         validation.leeway = self.config.leeway.as_secs();
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&self.config.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e
-            .kind()
-        {
-            ErrorKind::ExpiredSignature => JwtError::Expired,
-            ErrorKind::ImmatureSignature => JwtError::NotYetValid,
-            ErrorKind::InvalidAudience => JwtError::WrongAudience {
-                expected: self.config.audiences.clone(),
-            },
-            ErrorKind::InvalidIssuer => JwtError::WrongIssuer {
-                expected: self.config.issuer.clone(),
-            },
-            ErrorKind::MissingRequiredClaim(claim) => JwtError::MissingClaim(claim.clone()),
-            ErrorKind::InvalidSignature
-            | ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidAlgorithm
-            | ErrorKind::InvalidKeyFormat => JwtError::BadSignature,
-            _ => JwtError::Malformed,
-        })?;
-        let claims = data.claims;
+        if self.config.audiences.is_empty() {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        } else {
+            validation.set_audience(&self.config.audiences);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        }
+        let data =
+            jsonwebtoken::decode::<T>(token, &key, &validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => JwtError::Expired,
+                ErrorKind::ImmatureSignature => JwtError::NotYetValid,
+                ErrorKind::InvalidAudience => JwtError::WrongAudience {
+                    expected: self.config.audiences.clone(),
+                },
+                ErrorKind::InvalidIssuer => JwtError::WrongIssuer {
+                    expected: self.config.issuer.clone(),
+                },
+                ErrorKind::MissingRequiredClaim(claim) => JwtError::MissingClaim(claim.clone()),
+                ErrorKind::InvalidSignature
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidRsaKey(_)
+                | ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidKeyFormat => JwtError::BadSignature,
+                _ => JwtError::Malformed,
+            })?;
+        Ok(data.claims)
+    }
+
+    /// Verifies `token` and returns its subject (`sub`), expiry and pod identity.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
+        let claims: Claims = self.verify_claims(token).await?;
         let subject = match claims.sub {
             Some(sub) if !sub.is_empty() => sub,
             _ => return Err(JwtError::MissingClaim("sub".into())),

@@ -1,12 +1,14 @@
 //! Who is asking: bearer tokens (static or JWT) to a subject; objects' readers decide access.
 
 pub mod jwt;
+pub mod passport;
 pub mod tokens;
 
 use axum::http::{HeaderMap, header};
 
 use crate::problem::Problem;
 use jwt::{JwtError, JwtVerifier, PodIdentity};
+use passport::{Grants, PassportVerifier};
 use tokens::StaticTokens;
 
 /// The authenticated caller.
@@ -21,6 +23,9 @@ pub struct Principal {
     pub expires_at: Option<u64>,
     /// The pod a projected ServiceAccount token was issued to.
     pub pod: Option<PodIdentity>,
+    /// For passport holders: the verified visas. Such callers are authorised by their dataset
+    /// grants only, never by an object's readers.
+    pub grants: Option<Grants>,
 }
 
 impl Principal {
@@ -42,6 +47,8 @@ pub enum AuthMethod {
     StaticToken,
     /// A JWT verified against the issuer's keys.
     Jwt,
+    /// GA4GH passports or visas (POST body or bearer token).
+    Passport,
 }
 
 /// Turns `Authorization` headers into principals.
@@ -49,12 +56,73 @@ pub enum AuthMethod {
 pub struct Authenticator {
     tokens: StaticTokens,
     jwt: Option<JwtVerifier>,
+    passports: Option<PassportVerifier>,
 }
 
 impl Authenticator {
     /// Accepts the `tokens` and, when given, JWTs checked by `jwt`.
     pub fn new(tokens: StaticTokens, jwt: Option<JwtVerifier>) -> Self {
-        Authenticator { tokens, jwt }
+        Authenticator {
+            tokens,
+            jwt,
+            passports: None,
+        }
+    }
+
+    /// Also accepts GA4GH passports and visas checked by `passports`.
+    pub fn with_passports(mut self, passports: Option<PassportVerifier>) -> Self {
+        self.passports = passports;
+        self
+    }
+
+    /// The trusted passport and visa issuers.
+    pub fn passport_issuers(&self) -> Vec<String> {
+        self.passports
+            .as_ref()
+            .map(PassportVerifier::issuers)
+            .unwrap_or_default()
+    }
+
+    /// Authenticates the request's bearer token or, when it has none, the `passports` of its
+    /// POST body.
+    pub async fn authenticate_with(
+        &self,
+        headers: &HeaderMap,
+        passports: &[String],
+    ) -> Result<Principal, AuthError> {
+        if headers.contains_key(header::AUTHORIZATION) || passports.is_empty() {
+            return self.authenticate(headers).await;
+        }
+        self.authenticate_passports(passports).await
+    }
+
+    /// Authenticates GA4GH passports or visas.
+    pub async fn authenticate_passports(
+        &self,
+        passports: &[String],
+    ) -> Result<Principal, AuthError> {
+        let Some(verifier) = &self.passports else {
+            return Err(AuthError::new(
+                "passports_unsupported",
+                "this server does not accept GA4GH passports; send a bearer token in the \
+                 Authorization header",
+                false,
+            ));
+        };
+        match verifier.verify(passports).await {
+            Ok(grants) => Ok(Principal {
+                subject: grants.holder.clone(),
+                method: AuthMethod::Passport,
+                expires_at: grants.expires_at,
+                pod: None,
+                grants: Some(grants),
+            }),
+            Err(notes) => Err(AuthError::new(
+                "passport_invalid",
+                format!("no passport or visa verifies: {}", notes.join("; ")),
+                true,
+            )),
+        }
     }
 
     /// The JWT issuer, when JWTs are accepted.
@@ -90,7 +158,11 @@ impl Authenticator {
                 method: AuthMethod::StaticToken,
                 expires_at: None,
                 pod: None,
+                grants: None,
             });
+        }
+        if self.passports.is_some() && passport::looks_like_passport(token) {
+            return self.authenticate_passports(&[token.to_owned()]).await;
         }
         let Some(jwt) = &self.jwt else {
             return Err(AuthError::new(
@@ -112,6 +184,7 @@ impl Authenticator {
                 method: AuthMethod::Jwt,
                 expires_at: Some(verified.expires_at),
                 pod: verified.pod,
+                grants: None,
             }),
             Err(err @ JwtError::Fetch { .. }) => {
                 tracing::error!(error = %err, "cannot verify JWTs");

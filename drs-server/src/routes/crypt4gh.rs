@@ -18,12 +18,11 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE, PostObjectBody};
 
-use super::drs::reject_passports;
 use super::{ObjectId, json_body};
 use crate::audit::{HeaderAudit, RequestId};
 use crate::binding::BindingError;
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::{AppState, admits};
 use crate::{body, crypt};
 
 /// SDA v2's response header tying a header to its body.
@@ -50,8 +49,8 @@ async fn header_handler(
     header_response(&state, &id, &headers, &request_id, &[]).await
 }
 
-/// `POST` form of the header request (a JSON body with `passports`, which this server does not
-/// accept: it needs a bearer token).
+/// `POST` form of the header request: a JSON body with `passports` authenticates a request
+/// without a bearer token.
 async fn header_post(
     State(state): State<Arc<AppState>>,
     Extension(request_id): Extension<RequestId>,
@@ -89,19 +88,21 @@ async fn issue_header(
     if let Some(fingerprint) = &fingerprint {
         audit.key(fingerprint.clone());
     }
-    if !headers.contains_key(header::AUTHORIZATION) {
-        reject_passports(passports).map_err(|p| audit.refuse("passports_unsupported", p))?;
-    }
     let principal = state
-        .authenticate(headers)
+        .authenticate_with(headers, passports)
         .await
         .map_err(|err| audit.refuse(err.reason, err.problem))?;
     audit.principal(&principal);
     let object = state.find(id)?;
     audit.dataset(object.record.dataset.as_deref());
-    if !object.record.admits(&principal.subject) {
-        return Err(audit.refuse("not_reader", Problem::forbidden(id, &principal.subject)));
-    }
+    admits(&object, &principal).map_err(|p| {
+        let reason = if principal.grants.is_some() {
+            "no_grant"
+        } else {
+            "not_reader"
+        };
+        audit.refuse(reason, p)
+    })?;
     let recipient = recipient?;
     if let (Some(bindings), Some(fingerprint)) = (&state.key_bindings, &fingerprint) {
         bindings

@@ -3,8 +3,8 @@
 //! Every object has two `https` access methods: `crypt4gh-header` (its access URL returns the
 //! header re-encrypted for the key in `X-C4GH-Public-Key`) and `crypt4gh-body` (the unchanged
 //! encrypted body, with Range). `size` and the `sha-256` checksum describe the encrypted body.
-//! Bulk requests naming more than `max_bulk` items get 413. Passports are not accepted: callers
-//! authenticate with a bearer token.
+//! Bulk requests naming more than `max_bulk` items get 413. Callers authenticate with a bearer
+//! token or, when passport issuers are configured, with `passports` in POST bodies.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,8 +88,12 @@ async fn service_info(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 fn authorizations(state: &AppState, id: Option<&str>) -> Authorizations {
     Authorizations {
         drs_object_id: id.map(str::to_owned),
-        supported_types: vec![AuthType::BearerAuth],
-        passport_auth_issuers: Vec::new(),
+        supported_types: if state.auth.passport_issuers().is_empty() {
+            vec![AuthType::BearerAuth]
+        } else {
+            vec![AuthType::BearerAuth, AuthType::PassportAuth]
+        },
+        passport_auth_issuers: state.auth.passport_issuers(),
         bearer_auth_issuers: state
             .auth
             .jwt_issuer()
@@ -140,25 +144,12 @@ fn drs_object(base: &str, object: &Object) -> DrsObject {
     }
 }
 
-/// Refuses a request that authenticates only with passports.
-pub(crate) fn reject_passports(passports: &[String]) -> Result<(), Problem> {
-    if passports.is_empty() {
-        Ok(())
-    } else {
-        Err(Problem::unauthenticated(
-            "this server does not accept GA4GH passports; send a bearer token in the \
-             Authorization header",
-            false,
-        ))
-    }
-}
-
 async fn get_object(
     State(state): State<Arc<AppState>>,
     ObjectId(id): ObjectId,
     headers: HeaderMap,
 ) -> AppResult {
-    object_response(&state, &id, &headers).await
+    object_response(&state, &id, &headers, &[]).await
 }
 
 async fn post_object(
@@ -168,14 +159,16 @@ async fn post_object(
     body: Body,
 ) -> AppResult {
     let request: PostObjectBody = json_body(&headers, body, true).await?;
-    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
-        reject_passports(&request.passports)?;
-    }
-    object_response(&state, &id, &headers).await
+    object_response(&state, &id, &headers, &request.passports).await
 }
 
-async fn object_response(state: &AppState, id: &str, headers: &HeaderMap) -> AppResult {
-    let principal = state.authenticate(headers).await?;
+async fn object_response(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    passports: &[String],
+) -> AppResult {
+    let principal = state.authenticate_with(headers, passports).await?;
     let object = state.readable(id, &principal)?;
     let base = state.base_url(headers)?;
     Ok(Json(drs_object(&base, &object)).into_response())
@@ -204,7 +197,7 @@ async fn get_access(
     AccessPath(id, access_id): AccessPath,
     headers: HeaderMap,
 ) -> AppResult {
-    access_response(&state, &id, &access_id, &headers).await
+    access_response(&state, &id, &access_id, &headers, &[]).await
 }
 
 async fn post_access(
@@ -214,10 +207,7 @@ async fn post_access(
     body: Body,
 ) -> AppResult {
     let request: PostObjectBody = json_body(&headers, body, true).await?;
-    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
-        reject_passports(&request.passports)?;
-    }
-    access_response(&state, &id, &access_id, &headers).await
+    access_response(&state, &id, &access_id, &headers, &request.passports).await
 }
 
 async fn access_response(
@@ -225,8 +215,9 @@ async fn access_response(
     id: &str,
     access_id: &str,
     headers: &HeaderMap,
+    passports: &[String],
 ) -> AppResult {
-    let principal = state.authenticate(headers).await?;
+    let principal = state.authenticate_with(headers, passports).await?;
     state.readable(id, &principal)?;
     let base = state.base_url(headers)?;
     let url =
@@ -304,10 +295,9 @@ async fn bulk_objects(
 ) -> AppResult {
     let request: BulkObjectRequest = json_body(&headers, body, false).await?;
     check_bulk_len(&state, request.bulk_object_ids.len())?;
-    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
-        reject_passports(&request.passports)?;
-    }
-    let principal = state.authenticate(&headers).await?;
+    let principal = state
+        .authenticate_with(&headers, &request.passports)
+        .await?;
     let base = state.base_url(&headers)?;
     let (resolved, unresolved) = resolve_each(&request.bulk_object_ids, |id| {
         state
@@ -352,10 +342,9 @@ async fn bulk_access(
         .map(|o| o.bulk_access_ids.len().max(1))
         .sum();
     check_bulk_len(&state, items)?;
-    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
-        reject_passports(&request.passports)?;
-    }
-    let principal = state.authenticate(&headers).await?;
+    let principal = state
+        .authenticate_with(&headers, &request.passports)
+        .await?;
     let base = state.base_url(&headers)?;
     let mut resolved = Vec::new();
     let mut unresolved = Unresolveds::default();
