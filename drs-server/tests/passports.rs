@@ -377,3 +377,56 @@ async fn rotated_issuer_key_is_fetched_on_unknown_kid() {
         "{detail}"
     );
 }
+
+#[tokio::test]
+async fn drs_client_with_a_passport_bearer_token_fetches_and_decrypts() {
+    use drs::auth::{Auth, BearerToken};
+    use drs::flavour::{ClientPublicKey, Crypt4ghDrs};
+    use drs::uri::ParseOptions;
+    use drs::{Client, ClientConfig};
+
+    let f = fixture().await;
+    let visa = sign(
+        &f.key,
+        &visa_claims(ISSUER, "ControlledAccessGrants", "EGAD1"),
+    );
+    let passport = sign(
+        &f.key,
+        &json!({"iss": ISSUER, "sub": "alice@visas.test", "iat": now(), "exp": now() + 3600,
+            "ga4gh_passport_v1": [visa]}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, f.server.ca_pem()).unwrap();
+    let client = Client::new(ClientConfig {
+        uri_options: ParseOptions {
+            allow_port: true,
+            allow_http: false,
+        },
+        ca_bundle: Some(ca),
+        auth: Auth::Token(BearerToken::new(passport).unwrap()),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let key = c4gh::SecretKey::generate();
+    let public = ClientPublicKey::from_pem(&key.public_key().to_pem()).unwrap();
+    let obj = client
+        .locate_str(&f.server.drs_uri("ds1-file"))
+        .await
+        .unwrap();
+    let object = client.object(&obj).await.unwrap();
+    let dest = dir.path().join("ds1-file.c4gh");
+    client
+        .fetch_to_file(&Crypt4ghDrs, &obj, &object, &public, &dest, None)
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    c4gh::decrypt(&mut &std::fs::read(&dest).unwrap()[..], &mut plain, &[&key]).unwrap();
+    assert_eq!(plain, b"dataset one");
+    // The same passport does not open another dataset's object.
+    let other = client
+        .locate_str(&f.server.drs_uri("ds2-file"))
+        .await
+        .unwrap();
+    assert!(client.object(&other).await.is_err());
+}
