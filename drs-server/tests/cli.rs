@@ -349,6 +349,16 @@ fn serve_refuses_bad_configuration_with_clear_errors() {
     assert!(!err.contains("nope-wrong"), "{err}");
     let err = run(&["--insecure-plain-http"], PASSPHRASE);
     assert!(err.contains("--tokens-file"), "{err}");
+    assert!(err.contains("--visa-issuer"), "{err}");
+    let err = run(
+        &[
+            "--insecure-plain-http",
+            "--visa-issuer",
+            "https://visas.test=http://visas.test/jwks",
+        ],
+        PASSPHRASE,
+    );
+    assert!(err.contains("ISSUER=JWKS_URL"), "{err}");
     let err = run(&["--tokens-file", tokens], PASSPHRASE);
     assert!(err.contains("--tls-cert"), "{err}");
     std::fs::write(s.path("catalog/broken.json"), "{}").unwrap();

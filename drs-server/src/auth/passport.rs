@@ -356,3 +356,62 @@ impl Grants {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt_with(payload: &serde_json::Value) -> String {
+        format!(
+            "eyJhbGciOiJFUzI1NiJ9.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        )
+    }
+
+    #[test]
+    fn passports_are_told_from_visas_before_verification() {
+        assert!(looks_like_passport(&jwt_with(
+            &serde_json::json!({"iss": "b", "ga4gh_passport_v1": []})
+        )));
+        assert!(!looks_like_passport(&jwt_with(
+            &serde_json::json!({"iss": "b", "ga4gh_visa_v1": {}})
+        )));
+        assert!(!looks_like_passport("not.a-jwt"));
+        assert!(!looks_like_passport("opaque-token"));
+    }
+
+    #[test]
+    fn quoted_claims_are_bounded() {
+        let long = "x".repeat(500);
+        let text = quoted(&long);
+        assert!(text.chars().count() < 130, "{text}");
+        assert!(text.ends_with("…\""), "{text}");
+        assert_eq!(quoted("EGAD1"), "\"EGAD1\"");
+    }
+
+    #[test]
+    fn refusals_list_other_grants_and_notes() {
+        let grants = Grants {
+            holder: "alice".into(),
+            datasets: vec![("passport 1".into(), "EGAD2".into())],
+            expires_at: Some(1),
+            notes: vec!["passport 2: expired".into()],
+        };
+        assert!(grants.allows("EGAD2") && !grants.allows("EGAD1"));
+        let text = grants.refusal("obj", Some("EGAD1"));
+        assert!(
+            text.contains("dataset \"EGAD1\" (object \"obj\")"),
+            "{text}"
+        );
+        assert!(
+            text.contains("grants dataset \"EGAD2\", not this one"),
+            "{text}"
+        );
+        assert!(text.contains("passport 2: expired"), "{text}");
+        assert!(
+            grants
+                .refusal("obj", None)
+                .contains("belongs to no dataset")
+        );
+    }
+}
