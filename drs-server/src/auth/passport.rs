@@ -10,6 +10,9 @@
 //! a dataset; the objects of that dataset (catalog `dataset`) may then be read. Other visa types
 //! and visas with conditions grant nothing. `aud` is not checked (visas carry none).
 //!
+//! Verified JWTs are remembered by their SHA-256 (at most 10 000, each until its `exp` and at most
+//! 5 minutes), so a client repeating its passport per request pays one signature check per JWT.
+//!
 //! Each JWT that does not count is described in a note (which one, which issuer, which claim, why)
 //! so a refusal can say what was missing, expired or untrusted; notes never contain a token.
 
@@ -19,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::jwt::{JwksSource, JwtConfig, JwtError, JwtVerifier};
 
@@ -75,7 +79,7 @@ pub struct Grants {
     pub notes: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct TokenClaims {
     sub: String,
     exp: u64,
@@ -85,7 +89,7 @@ struct TokenClaims {
     ga4gh_visa_v1: Option<Visa>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Visa {
     r#type: String,
     value: String,
@@ -145,11 +149,33 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Most verified JWTs remembered (by SHA-256) so a client repeating its passport per request does
+/// not pay a signature check each time.
+const MAX_CACHED: usize = 10_000;
+
+/// How long a verified JWT is remembered at most (the issuers' JWKS cache time, so a key the
+/// issuer withdrew stops verifying within the same delay).
+const CACHE_TTL_S: u64 = 300;
+
+struct Verified {
+    claims: TokenClaims,
+    until: u64,
+}
+
 /// Verifies passports and visas against the trusted issuers.
-#[derive(Debug)]
 pub struct PassportVerifier {
     issuers: HashMap<String, JwtVerifier>,
     leeway: Duration,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+impl std::fmt::Debug for PassportVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassportVerifier")
+            .field("issuers", &self.issuers())
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PassportVerifier {
@@ -167,6 +193,7 @@ impl PassportVerifier {
         Ok(PassportVerifier {
             issuers,
             leeway: config.leeway,
+            verified: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -231,6 +258,13 @@ impl PassportVerifier {
             return None;
         }
         *budget -= 1;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = now_s();
+        if let Some(hit) = self.cache().get(&digest)
+            && hit.until > now
+        {
+            return Some(hit.claims.clone());
+        }
         let Some(peeked) = peek(token) else {
             notes.push(format!("{label}: not a JWT with a JSON payload"));
             return None;
@@ -253,7 +287,26 @@ impl PassportVerifier {
             return None;
         };
         match verifier.verify_claims::<TokenClaims>(token).await {
-            Ok(claims) => Some(claims),
+            Ok(claims) => {
+                let until = claims
+                    .exp
+                    .saturating_add(self.leeway.as_secs())
+                    .min(now + CACHE_TTL_S);
+                let mut cache = self.cache();
+                if cache.len() >= MAX_CACHED {
+                    cache.retain(|_, v| v.until > now);
+                }
+                if cache.len() < MAX_CACHED {
+                    cache.insert(
+                        digest,
+                        Verified {
+                            claims: claims.clone(),
+                            until,
+                        },
+                    );
+                }
+                Some(claims)
+            }
             Err(err) => {
                 let why = match err {
                     JwtError::Expired => "expired (exp is in the past)".to_owned(),
@@ -278,6 +331,12 @@ impl PassportVerifier {
                 None
             }
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verified>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn grant(&self, label: &str, claims: TokenClaims, grants: &mut Grants) {
