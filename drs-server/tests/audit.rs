@@ -148,6 +148,21 @@ async fn one_audit_event_per_header_without_secrets() {
     assert_eq!(events[0]["reason"], "unknown_token");
     assert!(events[0].get("subject").is_none(), "{}", events[0]);
 
+    let malformed = http
+        .post(header_url("NA12878"))
+        .header("authorization", server.bearer())
+        .header("x-c4gh-public-key", &key_value)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let malformed_id = request_id(&malformed);
+    expect_problem(malformed, 400, "BAD_REQUEST").await;
+    let events = audit_events(&malformed_id);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "bad_request");
+
     let text = metrics(&server).await;
     assert!(
         text.contains(r#"c4gh_drs_header_decisions_total{decision="issued",reason="granted"} 1"#),

@@ -1,4 +1,5 @@
-//! Who is asking: bearer tokens (static or JWT) to a subject; objects' readers decide access.
+//! Who is asking: bearer tokens (static or JWT) to a subject, whom objects' readers admit; or
+//! GA4GH passports and visas ([`passport`]) to a holder, whose dataset grants decide access.
 
 pub mod jwt;
 pub mod passport;

@@ -314,9 +314,10 @@ impl PassportVerifier {
                     JwtError::BadSignature => {
                         "the signature does not verify against the issuer's key".to_owned()
                     }
-                    JwtError::UnknownKey { kid } => {
-                        format!("signed with key {kid:?}, which is not in the issuer's JWKS")
-                    }
+                    JwtError::UnknownKey { kid } => format!(
+                        "signed with key {}, which is not in the issuer's JWKS",
+                        kid.as_deref().map_or("without kid".into(), quoted)
+                    ),
                     JwtError::MissingClaim(claim) => format!("the claim {claim:?} is missing"),
                     JwtError::Fetch { .. } => {
                         tracing::warn!(error = %err, "cannot fetch a visa issuer's keys");

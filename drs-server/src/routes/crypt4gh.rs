@@ -58,8 +58,16 @@ async fn header_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let request: PostObjectBody = json_body(&headers, body, true).await?;
-    header_response(&state, &id, &headers, &request_id, &request.passports).await
+    match json_body::<PostObjectBody>(&headers, body, true).await {
+        Ok(request) => {
+            header_response(&state, &id, &headers, &request_id, &request.passports).await
+        }
+        Err(problem) => {
+            let outcome = Err(problem);
+            HeaderAudit::new(&id, &request_id).finish(&state.metrics, &outcome);
+            outcome
+        }
+    }
 }
 
 /// Issues or refuses the header, recording the decision in the audit trail.
