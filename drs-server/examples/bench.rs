@@ -9,7 +9,9 @@
 //!
 //! 1. Re-encrypted headers per second, p50/p99 latency and the server's CPU time per header over
 //!    TLS at 1, 16 and 256 concurrent clients (each client its own HTTP/1.1 connection and its
-//!    own public key).
+//!    own public key), with a static bearer token and with a GA4GH passport as the bearer token
+//!    (one `ControlledAccessGrants` visa, ES256, JWKS from a local HTTPS issuer in this process),
+//!    and the passport/bearer ratio.
 //! 2. Body, cold page cache (needs root: `sync; echo 1 > /proc/sys/vm/drop_caches` before each
 //!    run): reading the body file vs downloading it over HTTPS (and plain HTTP), as ratios.
 //! 3. Body, warm page cache: file read vs HTTPS vs plain HTTP, with the loopback TCP ceiling (a
@@ -97,6 +99,8 @@ struct Setup {
     cert_pem: String,
     key_pem: zeroize::Zeroizing<String>,
     token: String,
+    /// `--visa-issuer` for the server: the bench's own visa issuer.
+    visa_issuer: String,
 }
 
 impl Setup {
@@ -123,6 +127,9 @@ impl Setup {
             .arg(self.path("tokens.json"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--max-connections", "4096", "--log-format", "json"])
+            .args(["--visa-issuer", &self.visa_issuer])
+            .arg("--visa-ca-file")
+            .arg(self.path("ca.pem"))
             .env_remove("C4GH_DRS_PASSPHRASE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -158,7 +165,7 @@ impl Setup {
     }
 }
 
-fn setup(body_mib: u64) -> Setup {
+fn setup(body_mib: u64, visa_issuer: String) -> Setup {
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(e));
     let examples = exe.parent().unwrap_or(Path::new("."));
     let target = examples.parent().unwrap_or(examples);
@@ -190,6 +197,7 @@ fn setup(body_mib: u64) -> Setup {
         cert_pem,
         key_pem,
         token,
+        visa_issuer,
     };
     let write = |name: &str, contents: &[u8]| {
         std::fs::write(setup.path(name), contents)
@@ -211,7 +219,7 @@ fn setup(body_mib: u64) -> Setup {
         .unwrap_or_else(|e| fail(format!("writing the server key: {e}")));
     let catalog = setup.path("catalog");
     std::fs::create_dir(&catalog).unwrap_or_else(|e| fail(e));
-    let add = |id: &str, plain: &Path| {
+    let add = |id: &str, plain: &Path, dataset: Option<&str>| {
         add_file(
             &catalog,
             &server_key.public_key(),
@@ -221,7 +229,7 @@ fn setup(body_mib: u64) -> Setup {
                 name: None,
                 description: None,
                 mime_type: None,
-                dataset: None,
+                dataset: dataset.map(str::to_owned),
                 readers: vec!["*".into()],
             },
         )
@@ -229,7 +237,7 @@ fn setup(body_mib: u64) -> Setup {
     };
     let plain = setup.path("plain");
     write("plain", b"a small object for header benchmarks");
-    add("small", &plain);
+    add("small", &plain, Some(BENCH_DATASET));
     println!("preparing a {body_mib} MiB object…");
     {
         let block: Vec<u8> = (0..BLOCK).map(|i| (i * 31 % 251) as u8).collect();
@@ -239,7 +247,7 @@ fn setup(body_mib: u64) -> Setup {
                 .unwrap_or_else(|e| fail(format!("writing the plain file: {e}")));
         }
     }
-    add("big", &plain);
+    add("big", &plain, None);
     let _ = std::fs::remove_file(&plain);
     setup
 }
@@ -255,10 +263,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn headers_level(
     setup: &Setup,
     server: &Server,
+    (label, authorization): (&str, &str),
     clients: usize,
     max_requests: usize,
     max_time: Duration,
-) {
+) -> f64 {
     let url = format!("{}/c4gh/v1/objects/small/header", server.base);
     let issued = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -269,7 +278,7 @@ async fn headers_level(
     for _ in 0..clients {
         let http = http_client(&setup.ca_pem);
         let url = url.clone();
-        let bearer = format!("Bearer {}", setup.token);
+        let bearer = authorization.to_owned();
         let key = base64::engine::general_purpose::STANDARD
             .encode(SecretKey::generate().public_key().to_pem());
         let issued = Arc::clone(&issued);
@@ -307,15 +316,83 @@ async fn headers_level(
     let wall = started.elapsed().as_secs_f64();
     let cpu = server.cpu_seconds() - cpu_before;
     all.sort();
+    let rate = all.len() as f64 / wall;
     println!(
-        "headers  clients={clients:>3}  requests={:>6}  errors={}  {:>7.0} headers/s  p50={:.2} ms  p99={:.2} ms  server CPU {:.0} µs/header",
+        "headers {label:<8} clients={clients:>3}  requests={:>6}  errors={}  {:>7.0} headers/s  p50={:.2} ms  p99={:.2} ms  server CPU {:.0} µs/header",
         all.len(),
         errors.load(Ordering::Relaxed),
-        all.len() as f64 / wall,
+        rate,
         percentile(&all, 0.50),
         percentile(&all, 0.99),
         cpu / all.len().max(1) as f64 * 1e6,
     );
+    rate
+}
+
+/// The dataset of the header benchmark's object, granted by the bench's visa.
+const BENCH_DATASET: &str = "BENCH-DATASET";
+/// The bench's visa issuer (`iss`).
+const VISA_ISSUER: &str = "https://visas.bench.invalid";
+
+/// A local HTTPS JWKS endpoint on `listener` (the server's certificate, for 127.0.0.1) and a passport
+/// carrying one `ControlledAccessGrants` visa for [`BENCH_DATASET`], both signed by a fresh
+/// ES256 key.
+fn visa_issuer(
+    setup: &Setup,
+    listener: std::net::TcpListener,
+) -> (impl std::future::Future<Output = ()> + Send + use<>, String) {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let key = rcgen::KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let raw = key.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench",
+        "alg": "ES256", "use": "sig", "x": b64(&raw[1..33]), "y": b64(&raw[33..])}]});
+    let encoding = EncodingKey::from_ec_der(&key.serialize_der());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("bench".into());
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(&header, &claims, &encoding).unwrap_or_else(|e| fail(e))
+    };
+    let visa = sign(
+        serde_json::json!({"iss": VISA_ISSUER, "sub": "bench@visas", "iat": now,
+        "exp": now + 3600, "ga4gh_visa_v1": {"type": "ControlledAccessGrants",
+        "value": BENCH_DATASET, "source": "https://dac.bench.invalid", "by": "dac",
+        "asserted": now}}),
+    );
+    let passport = sign(serde_json::json!({"iss": VISA_ISSUER, "sub": "bench@visas",
+        "iat": now, "exp": now + 3600, "ga4gh_passport_v1": [visa]}));
+    let tls = drs_server::tls::server_config(&drs_server::tls::TlsConfig::Pem {
+        cert_chain: setup.cert_pem.clone().into_bytes(),
+        key: zeroize::Zeroizing::new(setup.key_pem.as_bytes().to_vec()),
+    })
+    .unwrap_or_else(|e| fail(e));
+    let serve = async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| fail(e));
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || async move { axum::Json(jwks) }),
+        );
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(tls),
+                        hyper_util::service::TowerToHyperService::new(app),
+                    )
+                    .await;
+                }
+            });
+        }
+    };
+    (serve, passport)
 }
 
 /// Reads the whole file with 1 MiB `read`s.
@@ -645,7 +722,11 @@ fn main() {
     let max_requests = arg(1, 20_000) as usize;
     let max_time = Duration::from_secs(arg(2, 20));
 
-    let setup = setup(body_mib);
+    let jwks_listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .unwrap_or_else(|e| fail(format!("binding the visa issuer: {e}")));
+    let jwks_addr = jwks_listener.local_addr().unwrap_or_else(|e| fail(e));
+    let setup = setup(body_mib, format!("{VISA_ISSUER}=https://{jwks_addr}/jwks"));
     let tls = setup.start(true);
     let plain = setup.start(false);
     println!(
@@ -654,9 +735,35 @@ fn main() {
         setup.bin.display(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let bearer = format!("Bearer {}", setup.token);
     runtime.block_on(async {
+        let (serve, passport) = visa_issuer(&setup, jwks_listener);
+        tokio::spawn(serve);
+        let passport = format!("Bearer {passport}");
         for clients in [1, 16, 256] {
-            headers_level(&setup, &tls, clients, max_requests, max_time).await;
+            let token = headers_level(
+                &setup,
+                &tls,
+                ("bearer", &bearer),
+                clients,
+                max_requests,
+                max_time,
+            )
+            .await;
+            let visas = headers_level(
+                &setup,
+                &tls,
+                ("passport", &passport),
+                clients,
+                max_requests,
+                max_time,
+            )
+            .await;
+            println!(
+                "headers  clients={clients:>3}  passport/bearer = {:.2} (target >= 0.8; verified \
+                 JWTs cached by SHA-256)",
+                visas / token
+            );
         }
     });
     body(&setup, &tls, &plain);
