@@ -36,7 +36,8 @@ use crate::telemetry::Metrics;
 
 /// Bytes buffered between the download and the decryption of a plaintext or stream input.
 const PIPE_BYTES: usize = 1 << 20;
-/// How often a fetch starts over because the body changed on the server meanwhile.
+/// How often a fetch starts over (fresh DRS object, header and body) because the body
+/// changed on the server meanwhile or failed a check (length, checksum, segment tag).
 const MAX_RESTARTS: u32 = 3;
 /// Permission bits of plaintext outputs and FIFOs (group: the pod's fsGroup).
 const PLAINTEXT_MODE: u32 = 0o640;
@@ -78,6 +79,16 @@ pub enum FetchError {
         /// Why.
         #[source]
         source: c4gh::Error,
+    },
+    /// An `encrypted`-mode body failed segment authentication with the header's data key.
+    #[error(
+        "object `{object}`: the body failed authentication with the header's data key ({detail}); the body is corrupt — in transit or on the server — or belongs to another header; report it to the data steward if it persists"
+    )]
+    Corrupt {
+        /// Object id.
+        object: String,
+        /// Which segment, and why.
+        detail: String,
     },
     /// The body could not be decrypted with the header's data key.
     #[error("object `{object}`: the body does not decrypt with the header's data key: {detail}")]
@@ -126,6 +137,22 @@ pub struct Fetched {
     pub bytes: u64,
     /// For `stream` inputs: the task feeding the FIFO.
     pub feeder: Option<Feeder>,
+    /// The checks the delivered bytes passed (see `status.json`'s `checks`).
+    pub checks: Vec<String>,
+}
+
+/// The checks a finished body download passed, plus `segments` when every segment was
+/// authenticated.
+fn checks_of(report: &drs::BodyReport, segments: bool) -> Vec<String> {
+    let mut checks = vec!["size".to_owned()];
+    if report.etag.is_some() {
+        checks.push("etag".into());
+    }
+    checks.extend(report.verified.iter().map(|k| k.name().to_owned()));
+    if segments {
+        checks.push("segments".into());
+    }
+    checks
 }
 
 /// Fetches inputs; shared by all fetch tasks.
@@ -168,7 +195,21 @@ impl Fetcher {
             Some(path) => Some(drs::auth::Passports::from_file(path).await?),
             None => None,
         };
+        let observer_metrics = Arc::clone(&metrics);
         let config = ClientConfig {
+            retry: drs::RetryPolicy {
+                max_elapsed: args.retry_budget,
+                max_backoff: args.retry_max_backoff,
+                ..drs::RetryPolicy::default()
+            },
+            timeouts: drs::Timeouts {
+                response: args.response_timeout,
+                idle: args.idle_timeout,
+                ..drs::Timeouts::default()
+            },
+            on_retry: Some(drs::RetryObserver(Arc::new(move |reason| {
+                observer_metrics.retry(reason)
+            }))),
             uri_options,
             ca_bundle: args.ca_bundle.clone(),
             auth: match &args.token_file {
@@ -339,6 +380,7 @@ impl Fetcher {
                 return Ok(Fetched {
                     bytes: existing.body_len,
                     feeder: None,
+                    checks: vec!["size".into(), "sha-256".into()],
                 });
             }
             Ok(Some(_)) => {
@@ -350,8 +392,10 @@ impl Fetcher {
             }
         }
         let mut restarts = 0;
+        let mut refreshed: Option<DrsObject> = None;
         loop {
-            let (header, _opened) = self.header(obj, object).await?;
+            let object = refreshed.as_ref().unwrap_or(object);
+            let (header, opened) = self.header(obj, object).await?;
             let target = self.body_target(obj, object).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
             let mut part = PartFile::create(path, ENCRYPTED_MODE, Arc::clone(&self.cleanup))
@@ -368,27 +412,60 @@ impl Fetcher {
                     &target,
                     &expect,
                     Some(&|p: Progress| increments.update(p.done)),
-                    move |body| output::write_body(body, file, &part_path),
+                    move |body| output::write_authenticated_body(body, file, &part_path, &opened),
                 )
                 .await;
-            match report {
-                Ok((report, file)) => {
+            let failure = match report {
+                Ok((report, (file, segments))) => {
                     part.commit_synced(file).await.map_err(out_err)?;
+                    let checks = checks_of(&report, true);
+                    tracing::info!(
+                        object = %object.id,
+                        segments,
+                        checks = %checks.join(","),
+                        unverified = %report.unverified.join(","),
+                        "encrypted body verified"
+                    );
                     return Ok(Fetched {
                         bytes: report.bytes,
                         feeder: None,
+                        checks,
                     });
                 }
-                Err(PipelineError::Download(drs::Error::BodyChanged { .. }))
-                    if restarts < MAX_RESTARTS =>
-                {
-                    restarts += 1;
-                    tracing::warn!(object = %object.id, "body changed during the fetch; starting over");
-                }
+                Err(PipelineError::Consumer(OutputError::Crypt4gh(e))) => FetchError::Corrupt {
+                    object: object.id.clone(),
+                    detail: e.to_string(),
+                },
                 Err(PipelineError::Consumer(e)) => return Err(consumer_error(&object.id, e)),
+                Err(PipelineError::Download(e)) if e.is_corruption() => e.into(),
                 Err(PipelineError::Download(e)) => return Err(e.into()),
-            }
+            };
+            drop(part);
+            refreshed = Some(self.restart(obj, object, &mut restarts, failure).await?);
         }
+    }
+
+    /// Counts a restart after `failure` (a body that changed or failed a check) and fetches
+    /// the DRS object again; `failure` itself once [`MAX_RESTARTS`] are used up.
+    async fn restart(
+        &self,
+        obj: &ObjectRef,
+        object: &DrsObject,
+        restarts: &mut u32,
+        failure: FetchError,
+    ) -> Result<DrsObject, FetchError> {
+        if *restarts >= MAX_RESTARTS {
+            return Err(failure);
+        }
+        *restarts += 1;
+        tracing::warn!(
+            object = %object.id,
+            restart = *restarts,
+            error = %failure,
+            "body failed a check or changed; starting over with a fresh object, header and body"
+        );
+        self.client.record_retry(drs::RetryReason::Integrity);
+        Ok(self.client.object(obj).await?)
     }
 
     async fn plaintext(
@@ -413,7 +490,9 @@ impl Fetcher {
             source,
         };
         let mut restarts = 0;
+        let mut refreshed: Option<DrsObject> = None;
         loop {
+            let object = refreshed.as_ref().unwrap_or(object);
             let (header, opened) = self.header(obj, object).await?;
             let target = self.body_target(obj, object).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
@@ -434,8 +513,8 @@ impl Fetcher {
                     move |body| output::decrypt_body(body, file, &part_path, &opened, limit),
                 )
                 .await;
-            match result {
-                Ok((_, (file, bytes))) => {
+            let failure = match result {
+                Ok((report, (file, bytes))) => {
                     if self.remove_plaintext {
                         self.cleanup.register(path);
                     }
@@ -443,17 +522,18 @@ impl Fetcher {
                     return Ok(Fetched {
                         bytes,
                         feeder: None,
+                        checks: checks_of(&report, true),
                     });
                 }
-                Err(PipelineError::Download(drs::Error::BodyChanged { .. }))
-                    if restarts < MAX_RESTARTS =>
-                {
-                    restarts += 1;
-                    tracing::warn!(object = %object.id, "body changed during the fetch; starting over");
+                Err(PipelineError::Consumer(e @ OutputError::Crypt4gh(_))) => {
+                    consumer_error(&object.id, e)
                 }
                 Err(PipelineError::Consumer(e)) => return Err(consumer_error(&object.id, e)),
+                Err(PipelineError::Download(e)) if e.is_corruption() => e.into(),
                 Err(PipelineError::Download(e)) => return Err(e.into()),
-            }
+            };
+            drop(part);
+            refreshed = Some(self.restart(obj, object, &mut restarts, failure).await?);
         }
     }
 
@@ -484,6 +564,7 @@ impl Fetcher {
         })?;
         Ok(Fetched {
             bytes: 0,
+            checks: Vec::new(),
             feeder: Some(Feeder {
                 fetcher: FeederContext {
                     client: Arc::clone(&self.client),

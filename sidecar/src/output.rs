@@ -7,6 +7,7 @@
 //! body reader reports a size or checksum mismatch as an error at its end — so a final name
 //! always holds verified content.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -242,16 +243,78 @@ where
     }
 }
 
-/// Blocking writer of an `encrypted` body: writes every received buffer (vectored, no copy)
-/// and fsyncs once at the end. Runs on the pipeline's blocking thread.
-pub fn write_body(
+/// Blocking writer of an `encrypted` body that authenticates it on the way: every received
+/// batch is written to `file` (vectored, no copy) and then fed to a Crypt4GH body decryptor
+/// with the header's data keys whose plaintext is discarded, so every segment's Poly1305 tag
+/// is checked while the body streams and no plaintext reaches the disk. fsyncs once at the
+/// end. Returns the file and the number of segments authenticated. Runs on the pipeline's
+/// blocking thread.
+///
+/// A segment that fails authentication is [`OutputError::Crypt4gh`] (the body is corrupt,
+/// whatever the checksums say); the caller drops the `.part` file.
+pub fn write_authenticated_body(
     body: &mut BodyReader,
     mut file: std::fs::File,
     part: &Path,
-) -> Result<std::fs::File, OutputError> {
-    body.copy_to(&mut file).map_err(write_err(part))?;
-    file.sync_all().map_err(write_err(part))?;
-    Ok(file)
+    opened: &OpenedHeader,
+) -> Result<(std::fs::File, u64), OutputError> {
+    let mut through = WriteThrough {
+        body,
+        file: &mut file,
+        pending: VecDeque::new(),
+        write_failed: false,
+        bytes: 0,
+    };
+    let result = c4gh::body::Decryptor::new(&mut through, &opened.data_keys, None)
+        .and_then(|mut d| d.copy_to(&mut io::sink()));
+    let (write_failed, bytes) = (through.write_failed, through.bytes);
+    match result {
+        Ok(_) => {
+            file.sync_all().map_err(write_err(part))?;
+            Ok((file, bytes.div_ceil(c4gh::body::CIPHER_SEGMENT_SIZE as u64)))
+        }
+        Err(c4gh::Error::Io(source)) if write_failed => Err(OutputError::Write {
+            path: part.to_owned(),
+            source,
+        }),
+        Err(c4gh::Error::Io(source)) => Err(OutputError::Body(source)),
+        Err(e) => Err(OutputError::Crypt4gh(e)),
+    }
+}
+
+/// A reader over a body that first writes every batch it receives to a file.
+struct WriteThrough<'a> {
+    body: &'a mut BodyReader,
+    file: &'a mut std::fs::File,
+    pending: VecDeque<bytes::Bytes>,
+    write_failed: bool,
+    bytes: u64,
+}
+
+impl io::Read for WriteThrough<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pending.front().is_none_or(|c| c.is_empty()) {
+            if self.pending.pop_front().is_some() {
+                continue;
+            }
+            let Some(batch) = self.body.next_batch()? else {
+                return Ok(0);
+            };
+            if let Err(e) = drs::write_all_vectored(self.file, &batch) {
+                self.write_failed = true;
+                return Err(e);
+            }
+            self.bytes += batch.iter().map(|c| c.len() as u64).sum::<u64>();
+            self.pending.extend(batch);
+        }
+        let Some(front) = self.pending.front_mut() else {
+            return Ok(0);
+        };
+        let n = front.len().min(buf.len());
+        buf[..n].copy_from_slice(&front[..n]);
+        bytes::Buf::advance(front, n);
+        Ok(n)
+    }
 }
 
 /// Threads decrypting a `plaintext` body (the pipeline's blocking thread and one more).

@@ -300,6 +300,7 @@ async fn fetch_all(
                 status.input(index, |i| {
                     i.state = InputState::Done;
                     i.bytes = fetched.bytes;
+                    i.checks.clone_from(&fetched.checks);
                 })?;
                 if let Some(feeder) = fetched.feeder {
                     spawn_feeder(feeders, feeder, Arc::clone(status), index);

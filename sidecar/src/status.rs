@@ -40,6 +40,7 @@ pub fn starting(inputs: &[Input]) -> Status {
                 state: InputState::Pending,
                 bytes: 0,
                 error: None,
+                checks: Vec::new(),
             })
             .collect(),
         updated: now(),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +44,13 @@ pub struct ObjectLabels {
     pub result: String,
 }
 
+/// Labels of the retry counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// Why ([`drs::RetryReason::as_str`]: `transport`, `response_body`, `integrity`, …).
+    pub reason: String,
+}
+
 /// The sidecar's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -57,6 +65,9 @@ pub struct Metrics {
     pub fetch_seconds: Histogram,
     /// 1 once every input is in place.
     pub ready: Gauge,
+    /// Retries of transient failures, by reason.
+    pub retries: Family<RetryLabels, Counter>,
+    retry_sum: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -74,6 +85,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let fetch_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
         let ready = Gauge::default();
+        let retries = Family::<RetryLabels, Counter>::default();
         registry.register(
             "objects",
             "Objects fetched, by mode and result",
@@ -91,6 +103,11 @@ impl Metrics {
             fetch_seconds.clone(),
         );
         registry.register("ready", "1 once every input is in place", ready.clone());
+        registry.register(
+            "retries",
+            "Retries of transient failures, by reason",
+            retries.clone(),
+        );
         Metrics {
             registry,
             objects,
@@ -98,7 +115,24 @@ impl Metrics {
             in_flight,
             fetch_seconds,
             ready,
+            retries,
+            retry_sum: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one retry.
+    pub fn retry(&self, reason: drs::RetryReason) {
+        self.retries
+            .get_or_create(&RetryLabels {
+                reason: reason.as_str().to_owned(),
+            })
+            .inc();
+        self.retry_sum.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retries counted so far, all reasons together.
+    pub fn retries_total(&self) -> u64 {
+        self.retry_sum.load(Ordering::Relaxed)
     }
 
     /// Records one finished object.
@@ -164,5 +198,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("c4gh_sidecar_body_bytes_total 42"), "{text}");
+        m.retry(drs::RetryReason::ResponseBody);
+        m.retry(drs::RetryReason::ResponseBody);
+        m.retry(drs::RetryReason::Integrity);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"c4gh_sidecar_retries_total{reason="response_body"} 2"#),
+            "{text}"
+        );
+        assert_eq!(m.retries_total(), 3);
     }
 }

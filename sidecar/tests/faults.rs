@@ -248,7 +248,18 @@ async fn unreachable_host_fails() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let authority = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let mut outcome = run_one(&server, "whatever", "encrypted", Some(authority.clone())).await;
+    // Retried (connection refused is transient) until the retry budget is spent.
+    let budget = vec![("C4GH_RETRY_BUDGET".to_owned(), "2s".to_owned())];
+    let started = std::time::Instant::now();
+    let mut outcome = run_one_with(
+        &server,
+        "whatever",
+        "encrypted",
+        Some(authority.clone()),
+        budget,
+    )
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
     assert_failed(&mut outcome, &authority);
 }
 
@@ -462,4 +473,61 @@ async fn plaintext_checksum_mismatch_and_truncation_leave_nothing() {
         let mut outcome = run_one(&server, id, "plaintext", None).await;
         assert_failed(&mut outcome, needle);
     }
+}
+
+/// Regression (issue "Every byte verified"): an object that lists no usable checksum (here
+/// its checksum type is garbled) used to be committed in `encrypted` mode without any check.
+/// Every body segment is now authenticated with the header's data key while it streams: a body
+/// damaged once is fetched again and delivered byte-exact; one damaged every time fails with
+/// the specific error and leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_body_without_usable_checksum_is_authenticated_segment_by_segment() {
+    let server = FaultyServer::start().await;
+    let garbled = Some("sha-2r6".to_owned());
+    let plaintext = setup(
+        &server,
+        "once",
+        Fault {
+            checksum_type: garbled.clone(),
+            corrupt_body: Some((300_000, 1)),
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "once", "encrypted", None).await;
+    assert_eq!(
+        server.body_requests("once").0,
+        2,
+        "fetched again after the bad segment"
+    );
+    let input = &outcome.status.inputs[0];
+    assert_eq!(input.checks, ["size", "etag", "segments"], "{input:?}");
+    let file = std::fs::read(outcome.target()).unwrap();
+    let log = outcome.sidecar.log_text();
+    assert!(log.contains("starting over"), "the restart is logged");
+    let key = c4gh::SecretKey::read_file(&outcome.work.path().join("key/ephemeral.sec"), || None)
+        .unwrap();
+    let mut plain = Vec::new();
+    c4gh::decrypt(&mut &file[..], &mut plain, &[&key]).unwrap();
+    assert_eq!(plain, plaintext);
+    assert_ready_with_file(&mut outcome);
+
+    setup(
+        &server,
+        "always",
+        Fault {
+            checksum_type: garbled,
+            corrupt_body: Some((70_000, usize::MAX)),
+            ..Fault::default()
+        },
+    );
+    let mut outcome = run_one(&server, "always", "encrypted", None).await;
+    assert_failed(&mut outcome, "failed authentication");
+    assert_eq!(server.body_requests("always").0, 4, "1 + 3 restarts");
+}
+
+fn assert_ready_with_file(outcome: &mut Outcome) {
+    assert_eq!(outcome.status.phase, Phase::Ready, "{:?}", outcome.status);
+    let (gate, _, _) = run_gate(&outcome.work.path().join("key"), outcome.work.path(), 5);
+    assert!(gate.success());
+    assert!(outcome.sidecar.signal_and_wait(Signal::SIGTERM).success());
 }

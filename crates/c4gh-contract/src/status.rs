@@ -2,7 +2,8 @@
 //! by the gate.
 //!
 //! Shape: `{"phase": "Starting"|"Fetching"|"Ready"|"Failed", "message": "…", "inputs": [{"url",
-//! "path", "mode", "state": "Pending"|"Fetching"|"Done"|"Failed", "bytes": N, "error": "…"?}],
+//! "path", "mode", "state": "Pending"|"Fetching"|"Done"|"Failed", "bytes": N, "error": "…"?,
+//! "checks": ["size", "sha-256", "segments", …]?}],
 //! "updated": "RFC3339"}`. The sidecar writes it atomically (`.status.json.part`, rename) with
 //! mode 0444, so a reader never sees a partial document.
 
@@ -58,6 +59,11 @@ pub struct InputStatus {
     /// The specific error when `state` is `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Once `Done`: the checks the delivered bytes passed (`size`, `etag`, `sha-256`,
+    /// `sha-512`, `sha-1`, `md5`, `segments` = every body segment authenticated with the
+    /// header's data key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
 }
 
 /// The whole status document.

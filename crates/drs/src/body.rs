@@ -15,22 +15,25 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
+use md5::Md5;
 use reqwest::header::{CONTENT_RANGE, ETAG, HeaderValue, IF_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest, Sha256};
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::client::{Client, FetchedHeader, Req, Target};
+use crate::client::{Client, FetchedHeader, Req, RetryReason, Target};
 use crate::error::{Error, Result};
 use crate::flavour::{ClientPublicKey, HeaderFlavour};
 use crate::resolve::ObjectRef;
 use crate::types::{DrsObject, redact_url};
 
-/// How often a header + body fetch restarts because the body changed underneath it.
+/// How often a header + body fetch starts over (fresh DRS object, header and body) because
+/// the body changed underneath it or failed its length or checksum check.
 pub const MAX_BODY_RESTARTS: u32 = 3;
 /// Cap on resumes of one body download (each must make progress).
 pub const MAX_RESUMES: u32 = 1000;
@@ -40,26 +43,193 @@ pub const PIPELINE_BATCH_BYTES: usize = 1 << 20;
 /// batches plus the one being filled and the one being consumed).
 pub const PIPELINE_DEPTH: usize = 4;
 
+/// A checksum algorithm the client computes over a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChecksumKind {
+    /// SHA-256 (`sha-256`), always computed.
+    Sha256,
+    /// SHA-512 (`sha-512`).
+    Sha512,
+    /// SHA-1 (`sha-1`).
+    Sha1,
+    /// MD5 (`md5`).
+    Md5,
+}
+
+impl ChecksumKind {
+    /// The kind a DRS checksum `type` names (IANA hash names, case-insensitive; `sha256`,
+    /// `sha1` and `md-5` are accepted too), or `None` for types the client cannot compute
+    /// (`etag`, `crc32c`, `trunc512`, …).
+    pub fn from_drs(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "sha-256" | "sha256" => Some(Self::Sha256),
+            "sha-512" | "sha512" => Some(Self::Sha512),
+            "sha-1" | "sha1" => Some(Self::Sha1),
+            "md5" | "md-5" => Some(Self::Md5),
+            _ => None,
+        }
+    }
+
+    /// The DRS name (`sha-256`, `sha-512`, `sha-1`, `md5`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha-256",
+            Self::Sha512 => "sha-512",
+            Self::Sha1 => "sha-1",
+            Self::Md5 => "md5",
+        }
+    }
+}
+
+/// A checksum the body must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedChecksum {
+    /// The algorithm.
+    pub kind: ChecksumKind,
+    /// Lower-case hex digest.
+    pub hex: String,
+}
+
 /// What the body must be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyExpectation {
     /// Length in bytes (the DRS object's `size`).
     pub size: Option<u64>,
-    /// Lower-case hex sha-256 of the body.
-    pub sha256: Option<String>,
+    /// The checksums to verify (every listed type the client can compute).
+    pub checksums: Vec<ExpectedChecksum>,
+    /// Checksum types the object lists that the client cannot compute (not verified).
+    pub unusable: Vec<String>,
     /// Strong ETag the body must have (from the header response), if known.
     pub etag: Option<String>,
 }
 
 impl BodyExpectation {
-    /// Size and sha-256 from a DRS object, ETag from a fetched header.
+    /// Size and every computable checksum from a DRS object, ETag from a fetched header.
     pub fn for_object(object: &DrsObject, header: Option<&FetchedHeader>) -> Self {
+        let mut checksums = Vec::new();
+        let mut unusable = Vec::new();
+        for c in &object.checksums {
+            match ChecksumKind::from_drs(&c.r#type) {
+                Some(kind) => checksums.push(ExpectedChecksum {
+                    kind,
+                    hex: c.checksum.trim().to_ascii_lowercase(),
+                }),
+                None => unusable.push(crate::error::sanitize(&c.r#type, 40)),
+            }
+        }
         Self {
             size: Some(object.size),
-            sha256: object.checksum("sha-256").map(str::to_ascii_lowercase),
+            checksums,
+            unusable,
             etag: header.and_then(|h| h.content_etag.clone()),
         }
     }
+
+    /// The expected sha-256, if listed.
+    pub fn sha256(&self) -> Option<&str> {
+        self.checksums
+            .iter()
+            .find(|c| c.kind == ChecksumKind::Sha256)
+            .map(|c| c.hex.as_str())
+    }
+}
+
+/// Incremental digests of a body: sha-256 always, the other kinds when a
+/// [`BodyExpectation`] lists them. Seed one with a partial body's bytes to resume it (see
+/// [`ResumeFrom`]).
+#[derive(Clone)]
+pub struct BodyHashes {
+    sha256: Sha256,
+    sha512: Option<Sha512>,
+    sha1: Option<Sha1>,
+    md5: Option<Md5>,
+}
+
+impl std::fmt::Debug for BodyHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyHashes")
+            .field("sha512", &self.sha512.is_some())
+            .field("sha1", &self.sha1.is_some())
+            .field("md5", &self.md5.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodyHashes {
+    /// Hashers for sha-256 and every kind `expect` lists.
+    pub fn new(expect: &BodyExpectation) -> Self {
+        let wants = |k| expect.checksums.iter().any(|c| c.kind == k);
+        BodyHashes {
+            sha256: Sha256::new(),
+            sha512: wants(ChecksumKind::Sha512).then(Sha512::new),
+            sha1: wants(ChecksumKind::Sha1).then(Sha1::new),
+            md5: wants(ChecksumKind::Md5).then(Md5::new),
+        }
+    }
+
+    /// Hashes the next body bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.sha256.update(data);
+        if let Some(h) = &mut self.sha512 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.sha1 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.md5 {
+            h.update(data);
+        }
+    }
+
+    fn finish(self) -> Digests {
+        let mut others = Vec::new();
+        if let Some(h) = self.sha512 {
+            others.push((ChecksumKind::Sha512, hex(&h.finalize())));
+        }
+        if let Some(h) = self.sha1 {
+            others.push((ChecksumKind::Sha1, hex(&h.finalize())));
+        }
+        if let Some(h) = self.md5 {
+            others.push((ChecksumKind::Md5, hex(&h.finalize())));
+        }
+        Digests {
+            sha256: hex(&self.sha256.finalize()),
+            others,
+        }
+    }
+}
+
+/// Finished digests.
+struct Digests {
+    sha256: String,
+    others: Vec<(ChecksumKind, String)>,
+}
+
+impl Digests {
+    fn get(&self, kind: ChecksumKind) -> Option<&str> {
+        if kind == ChecksumKind::Sha256 {
+            return Some(&self.sha256);
+        }
+        self.others
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Where a download continues: a verified partial body of `offset` bytes with strong ETag
+/// `etag`, whose bytes were hashed into `hashes` (made with [`BodyHashes::new`] for the same
+/// expectation). The download asks for `bytes=offset-` with `If-Range: etag`; the consumer
+/// receives only the bytes after `offset`, and the checksums cover the whole body.
+#[derive(Debug, Clone)]
+pub struct ResumeFrom {
+    /// Body bytes already in place.
+    pub offset: u64,
+    /// Strong ETag of the body those bytes came from.
+    pub etag: String,
+    /// Digests of those bytes.
+    pub hashes: BodyHashes,
 }
 
 /// Progress of a body download.
@@ -85,8 +255,12 @@ pub struct BodyReport {
     pub sha256: String,
     /// How many times the download resumed after a dropped connection or stall.
     pub resumes: u32,
-    /// Whether the sha-256 was checked against the object's checksum.
+    /// Whether at least one checksum was checked against the object's checksums.
     pub checksum_verified: bool,
+    /// The checksum kinds that were checked (and matched).
+    pub verified: Vec<ChecksumKind>,
+    /// Checksum types the object listed that could not be checked.
+    pub unverified: Vec<String>,
 }
 
 /// What [`Client::fetch_to_file`] produced.
@@ -104,6 +278,11 @@ pub struct FetchReport {
     pub restarts: u32,
 }
 
+/// How often a body download retries responses that make no sense (a `206` for the wrong
+/// range, a `Content-Length` that contradicts the object's size, an unexpected status): such a
+/// response is a corrupted or misbehaving hop as often as a broken server.
+pub const MAX_INVALID_BODY_RESPONSES: u32 = 1;
+
 /// Why a body pass stopped early; the download resumes from `done`.
 enum Interrupted {
     /// No bytes for `Timeouts::idle`.
@@ -112,6 +291,8 @@ enum Interrupted {
     TooSlow,
     /// The connection failed or closed before the end.
     Dropped(String),
+    /// The response contradicted the request or the object (length, range, status).
+    Invalid(Error),
 }
 
 impl Client {
@@ -138,20 +319,19 @@ impl Client {
     ) -> Result<BodyReport> {
         let mut writer = AsyncSink {
             sink,
-            hasher: Sha256::new(),
+            hasher: BodyHashes::new(expect),
             object: object_id,
         };
         let st = self
-            .download_into(object_id, target, expect, &mut writer, progress)
+            .download_into(object_id, target, expect, None, &mut writer, progress)
             .await?;
         writer.sink.flush().await.map_err(|source| Error::Write {
             object: object_id.to_owned(),
             path: PathBuf::new(),
             source,
         })?;
-        let sha256 = hex(&writer.hasher.finalize());
         let hashed = st.done;
-        verify(object_id, expect, st, hashed, sha256)
+        verify(object_id, expect, st, hashed, writer.hasher.finish())
     }
 
     /// Downloads the body like [`Client::download_body`], as a pipeline: this task receives and
@@ -183,20 +363,47 @@ impl Client {
         T: Send + 'static,
         E: Send + 'static,
     {
+        self.download_body_blocking_from(object_id, target, expect, None, progress, consume)
+            .await
+    }
+
+    /// [`Client::download_body_blocking`] continuing a verified partial body (`resume`): the
+    /// request asks for the rest with `Range`/`If-Range`, `consume` receives only the bytes
+    /// after [`ResumeFrom::offset`] ([`BodyReader::offset`] says where it starts), and the
+    /// report's checksums and byte count cover the whole body. A server that answers with the
+    /// whole body (`200`) has its first `offset` bytes skipped; one whose ETag differs gives
+    /// [`Error::BodyChanged`] (start over without `resume`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::download_body_blocking`].
+    pub async fn download_body_blocking_from<T, E, F>(
+        &self,
+        object_id: &str,
+        target: &Target,
+        expect: &BodyExpectation,
+        resume: Option<ResumeFrom>,
+        progress: Option<ProgressFn<'_>>,
+        consume: F,
+    ) -> std::result::Result<(BodyReport, T), PipelineError<E>>
+    where
+        F: FnOnce(&mut BodyReader) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+        let (offset, hashes, start) = match resume {
+            Some(r) => (r.offset, r.hashes, Some((r.offset, r.etag))),
+            None => (0, BodyHashes::new(expect), None),
+        };
         let consumer = tokio::task::spawn_blocking(move || {
-            let mut reader = BodyReader::new(rx);
+            let mut reader = BodyReader::new(rx, hashes, offset);
             let result = consume(&mut reader);
             let drained = match &result {
                 Ok(_) => reader.drain(),
                 Err(_) => Ok(()),
             };
-            (
-                result,
-                drained,
-                reader.bytes,
-                hex(&reader.hasher.finalize()),
-            )
+            (result, drained, reader.bytes, reader.hasher.finish())
         });
         let mut sink = ChannelSink {
             tx,
@@ -206,7 +413,7 @@ impl Client {
             object: object_id,
         };
         let downloaded = match self
-            .download_into(object_id, target, expect, &mut sink, progress)
+            .download_into(object_id, target, expect, start, &mut sink, progress)
             .await
         {
             Ok(st) => sink.flush().await.map(|()| st),
@@ -220,7 +427,7 @@ impl Client {
         };
         let _ = sink.tx.send(end).await;
         drop(sink);
-        let (consumed, drained, hashed, sha256) = consumer.await.map_err(|e| {
+        let (consumed, drained, hashed, digests) = consumer.await.map_err(|e| {
             PipelineError::Download(Error::Write {
                 object: object_id.to_owned(),
                 path: PathBuf::new(),
@@ -241,81 +448,98 @@ impl Client {
             })
         })?;
         let (st, value) = st;
-        verify(object_id, expect, st, hashed, sha256)
+        verify(object_id, expect, st, hashed, digests)
             .map(|report| (report, value))
             .map_err(PipelineError::Download)
     }
 
-    /// The resume loop shared by both forms; returns the final state.
+    /// The resume loop shared by both forms; returns the final state. Gives up when
+    /// [`RetryPolicy::max_elapsed`](crate::RetryPolicy) passes without progress (or
+    /// `max_attempts` failures in a row, or more than [`MAX_INVALID_BODY_RESPONSES`]
+    /// contradictory responses).
     async fn download_into<S: PassSink>(
         &self,
         object_id: &str,
         target: &Target,
         expect: &BodyExpectation,
+        start: Option<(u64, String)>,
         sink: &mut S,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<Finished> {
+        let (done, etag) = match start {
+            Some((offset, etag)) => (offset, Some(etag)),
+            None => (0, expect.etag.clone()),
+        };
         let mut state = State {
-            done: 0,
-            etag: expect.etag.clone(),
+            done,
+            etag,
             resumes: 0,
             failures: 0,
+            invalid: 0,
+            stalled_since: Instant::now(),
         };
         let url = redact_url(target.url.as_str());
+        let policy = &self.cfg.retry;
         loop {
             let pass = self
                 .body_pass(object_id, target, expect, sink, progress, &mut state)
                 .await;
             sink.end_pass().await?;
-            match pass? {
+            let why = match pass? {
                 None => break,
-                Some(why) => {
-                    state.failures += 1;
-                    if state.failures >= self.cfg.retry.max_attempts || state.resumes >= MAX_RESUMES
-                    {
-                        let timeout = |what, after| Error::Timeout {
-                            object: object_id.to_owned(),
-                            url: url.clone(),
-                            what,
-                            after,
-                            attempts: state.failures,
-                        };
-                        return Err(match why {
-                            Interrupted::Idle => {
-                                timeout("body data (idle)", self.cfg.timeouts.idle)
-                            }
-                            Interrupted::TooSlow => timeout(
-                                "body data (below the minimum rate)",
-                                self.cfg.timeouts.rate_window,
-                            ),
-                            Interrupted::Dropped(detail) => Error::Length {
-                                object: object_id.to_owned(),
-                                url,
-                                expected: expect.size.unwrap_or(state.done),
-                                detail: format!(
-                                    "gave up after {} interrupted attempts at byte {}: {detail}",
-                                    state.failures, state.done
-                                ),
-                            },
-                        });
-                    }
-                    if state.etag.is_none() && state.done > 0 {
-                        return Err(Error::BodyChanged {
-                            object: object_id.to_owned(),
-                            before: "(no ETag: cannot resume safely)".into(),
-                            after: "(unknown)".into(),
-                        });
-                    }
-                    state.resumes += 1;
-                    tracing::info!(
-                        object = object_id,
-                        at = state.done,
-                        reason = why.describe(),
-                        "resuming body download"
-                    );
-                    tokio::time::sleep(self.cfg.retry.backoff(state.failures - 1)).await;
-                }
+                Some(why) => why,
+            };
+            state.failures += 1;
+            let reason = if let Interrupted::Invalid(_) = why {
+                state.invalid += 1;
+                RetryReason::InvalidResponse
+            } else {
+                RetryReason::BodyResume
+            };
+            let wait = policy
+                .next_wait(
+                    state.stalled_since,
+                    state.failures,
+                    policy.backoff(state.failures - 1),
+                )
+                .filter(|_| {
+                    state.resumes < MAX_RESUMES && state.invalid <= MAX_INVALID_BODY_RESPONSES
+                });
+            let Some(wait) = wait else {
+                let timeout = |what, after| Error::Timeout {
+                    object: object_id.to_owned(),
+                    url: url.clone(),
+                    what,
+                    after,
+                    attempts: state.failures,
+                };
+                return Err(match why {
+                    Interrupted::Idle => timeout("body data (idle)", self.cfg.timeouts.idle),
+                    Interrupted::TooSlow => timeout(
+                        "body data (below the minimum rate)",
+                        self.cfg.timeouts.rate_window,
+                    ),
+                    Interrupted::Dropped(detail) => Error::Interrupted {
+                        object: object_id.to_owned(),
+                        url,
+                        attempts: state.failures,
+                        at: state.done,
+                        expected: expect.size.unwrap_or(state.done),
+                        detail,
+                    },
+                    Interrupted::Invalid(e) => e,
+                });
+            };
+            if state.etag.is_none() && state.done > 0 {
+                return Err(Error::BodyChanged {
+                    object: object_id.to_owned(),
+                    before: "(no ETag: cannot resume safely)".into(),
+                    after: "(unknown)".into(),
+                });
             }
+            state.resumes += 1;
+            self.retried(reason, &url, state.failures, wait, &why.describe());
+            tokio::time::sleep(wait).await;
         }
         Ok(Finished {
             done: state.done,
@@ -389,43 +613,51 @@ impl Client {
                     .get(CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_content_range)
-                    .ok_or_else(|| length_err("206 without a valid Content-Range".into()))?;
+                    .ok_or_else(|| length_err("206 without a valid Content-Range".into()));
+                let cr = match cr {
+                    Ok(cr) => cr,
+                    Err(e) => return Ok(Some(Interrupted::Invalid(e))),
+                };
                 if cr.start != st.done {
-                    return Err(length_err(format!(
+                    return Ok(Some(Interrupted::Invalid(length_err(format!(
                         "asked for bytes from {}, server sent from {}",
                         st.done, cr.start
-                    )));
+                    )))));
                 }
                 if let (Some(size), Some(total)) = (expect.size, cr.total)
                     && size != total
                 {
-                    return Err(length_err(format!("server says the body is {total} bytes")));
+                    return Ok(Some(Interrupted::Invalid(length_err(format!(
+                        "server says the body is {total} bytes"
+                    )))));
                 }
                 if let Some(n) = declared
                     && n != cr.end + 1 - cr.start
                 {
-                    return Err(length_err(format!(
+                    return Ok(Some(Interrupted::Invalid(length_err(format!(
                         "Content-Length {n} disagrees with Content-Range {}-{}",
                         cr.start, cr.end
-                    )));
+                    )))));
                 }
             }
             StatusCode::OK => {
                 if let (Some(size), Some(n)) = (expect.size, declared)
                     && n != size
                 {
-                    return Err(length_err(format!("server sent Content-Length {n}")));
+                    return Ok(Some(Interrupted::Invalid(length_err(format!(
+                        "server sent Content-Length {n}"
+                    )))));
                 }
                 // A 200 on a resume: the server ignored the range (same ETag, or none) — skip
                 // what we have.
                 skip = st.done;
             }
             other => {
-                return Err(Error::BadResponse {
+                return Ok(Some(Interrupted::Invalid(Error::BadResponse {
                     object: object_id.to_owned(),
                     url,
                     detail: format!("unexpected status {} for a body request", other.as_u16()),
-                });
+                })));
             }
         }
         let mut resp = resp;
@@ -462,7 +694,10 @@ impl Client {
             if let Some(size) = expect.size
                 && new_done > size
             {
-                return Err(length_err(format!("server sent more than {size} bytes")));
+                st.note_progress(before, self.cfg.timeouts.min_rate);
+                return Ok(Some(Interrupted::Invalid(length_err(format!(
+                    "server sent more than {size} bytes"
+                )))));
             }
             sink.put(data).await?;
             st.done = new_done;
@@ -578,11 +813,17 @@ impl Client {
                     });
                 }
                 Err(PipelineError::Consumer(source)) => return Err(write_err(part)(source)),
-                Err(PipelineError::Download(Error::BodyChanged { before, after, .. }))
-                    if restarts < MAX_BODY_RESTARTS =>
+                Err(PipelineError::Download(e))
+                    if e.is_corruption() && restarts < MAX_BODY_RESTARTS =>
                 {
                     restarts += 1;
-                    tracing::warn!(object = %object.id, %before, %after, "body changed during fetch; starting over");
+                    self.retried(
+                        RetryReason::Integrity,
+                        &redact_url(target.url.as_str()),
+                        restarts,
+                        Duration::ZERO,
+                        &e.to_string(),
+                    );
                     refreshed = Some(self.object(obj).await?);
                 }
                 Err(PipelineError::Download(e)) => return Err(e),
@@ -597,6 +838,7 @@ impl Interrupted {
             Interrupted::Idle => "idle".into(),
             Interrupted::TooSlow => "below the minimum rate".into(),
             Interrupted::Dropped(d) => d.clone(),
+            Interrupted::Invalid(e) => e.to_string(),
         }
     }
 }
@@ -605,7 +847,12 @@ struct State {
     done: u64,
     etag: Option<String>,
     resumes: u32,
+    /// Failed passes since the last progress.
     failures: u32,
+    /// Contradictory responses in the whole download.
+    invalid: u32,
+    /// When the last progress was made (the retry budget runs from here).
+    stalled_since: Instant,
 }
 
 /// What the resume loop ends with.
@@ -616,14 +863,14 @@ struct Finished {
     resumes: u32,
 }
 
-/// Checks that `hashed` bytes with digest `sha256` are the whole body the loop received and
-/// that the digest is the expected one.
+/// Checks that `hashed` bytes with `digests` are the whole body the loop received and that
+/// every expected checksum matches.
 fn verify(
     object_id: &str,
     expect: &BodyExpectation,
     st: Finished,
     hashed: u64,
-    sha256: String,
+    digests: Digests,
 ) -> Result<BodyReport> {
     if hashed != st.done {
         return Err(Error::Write {
@@ -635,23 +882,42 @@ fn verify(
             )),
         });
     }
-    if let Some(want) = &expect.sha256
-        && !want.eq_ignore_ascii_case(&sha256)
-    {
-        return Err(Error::Checksum {
-            object: object_id.to_owned(),
-            kind: "sha-256".into(),
-            expected: want.clone(),
-            actual: sha256,
-        });
+    let mut verified = Vec::new();
+    for want in &expect.checksums {
+        let actual = digests.get(want.kind).unwrap_or_default();
+        if !want.hex.eq_ignore_ascii_case(actual) {
+            return Err(Error::Checksum {
+                object: object_id.to_owned(),
+                kind: want.kind.name().into(),
+                expected: want.hex.clone(),
+                actual: actual.to_owned(),
+            });
+        }
+        if !verified.contains(&want.kind) {
+            verified.push(want.kind);
+        }
     }
     Ok(BodyReport {
         bytes: st.done,
         etag: st.etag,
-        sha256,
+        sha256: digests.sha256,
         resumes: st.resumes,
-        checksum_verified: expect.sha256.is_some(),
+        checksum_verified: !verified.is_empty(),
+        verified,
+        unverified: expect.unusable.clone(),
     })
+}
+
+impl Error {
+    /// Whether this error says the bytes received were not the object's (checksum or length
+    /// mismatch, a body that changed underneath): fetching the object, header and body again
+    /// may succeed. Connection failures are retried inside the client already.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::Checksum { .. } | Error::Length { .. } | Error::BodyChanged { .. }
+        )
+    }
 }
 
 /// Why [`Client::download_body_blocking`] failed (exhaustive: a pipeline has two sides).
@@ -692,7 +958,7 @@ trait PassSink: Send {
 /// Hashes and writes on the downloading task.
 struct AsyncSink<'a, W> {
     sink: &'a mut W,
-    hasher: Sha256,
+    hasher: BodyHashes,
     object: &'a str,
 }
 
@@ -779,8 +1045,11 @@ impl PassSink for ChannelSink<'_> {
 pub struct BodyReader {
     rx: mpsc::Receiver<Msg>,
     pending: VecDeque<Bytes>,
-    hasher: Sha256,
+    hasher: BodyHashes,
+    /// Body bytes so far, including a resumed prefix.
     bytes: u64,
+    /// Where this reader's bytes start in the body (a resumed prefix).
+    offset: u64,
     ended: bool,
 }
 
@@ -794,19 +1063,42 @@ impl std::fmt::Debug for BodyReader {
 }
 
 impl BodyReader {
-    fn new(rx: mpsc::Receiver<Msg>) -> Self {
+    fn new(rx: mpsc::Receiver<Msg>, hasher: BodyHashes, offset: u64) -> Self {
         BodyReader {
             rx,
             pending: VecDeque::new(),
-            hasher: Sha256::new(),
-            bytes: 0,
+            hasher,
+            bytes: offset,
+            offset,
             ended: false,
         }
     }
 
-    /// Body bytes handed out so far.
+    /// Body bytes handed out so far (plus the resumed prefix, see [`BodyReader::offset`]).
     pub fn bytes_read(&self) -> u64 {
         self.bytes
+    }
+
+    /// The body offset of the first byte this reader hands out (0 unless resumed).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next batch of received buffers (about [`PIPELINE_BATCH_BYTES`]), in order;
+    /// `None` at the end of a complete body.
+    ///
+    /// # Errors
+    ///
+    /// When the download failed or was cancelled.
+    pub fn next_batch(&mut self) -> io::Result<Option<Vec<Bytes>>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let batch: Vec<Bytes> = self.pending.drain(..).collect();
+        for chunk in &batch {
+            self.take(chunk);
+        }
+        Ok(Some(batch))
     }
 
     /// Waits until buffers are pending; `false` at the end of a complete body.
@@ -854,12 +1146,8 @@ impl BodyReader {
     /// When the download failed or was cancelled, or writing failed.
     pub fn copy_to<W: Write + ?Sized>(&mut self, out: &mut W) -> io::Result<u64> {
         let mut written = 0u64;
-        while self.fill()? {
-            let batch: Vec<Bytes> = self.pending.drain(..).collect();
-            for chunk in &batch {
-                self.take(chunk);
-                written += chunk.len() as u64;
-            }
+        while let Some(batch) = self.next_batch()? {
+            written += batch.iter().map(|c| c.len() as u64).sum::<u64>();
             write_all_vectored(out, &batch)?;
         }
         Ok(written)
@@ -894,8 +1182,12 @@ impl Read for BodyReader {
     }
 }
 
-/// Writes every byte of `chunks` with vectored writes.
-fn write_all_vectored<W: Write + ?Sized>(out: &mut W, chunks: &[Bytes]) -> io::Result<()> {
+/// Writes every byte of `chunks` with vectored writes (no copy in user space).
+///
+/// # Errors
+///
+/// The writer's errors; [`io::ErrorKind::WriteZero`] when it accepts no more bytes.
+pub fn write_all_vectored<W: Write + ?Sized>(out: &mut W, chunks: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = chunks
         .iter()
         .filter(|c| !c.is_empty())
@@ -925,6 +1217,7 @@ impl State {
     fn note_progress(&mut self, before: u64, min_progress: u64) {
         if self.done - before >= min_progress.max(1) {
             self.failures = 0;
+            self.stalled_since = Instant::now();
         }
     }
 }
@@ -1006,7 +1299,7 @@ mod tests {
         tx.try_send(chunks(&[b"abc", b"", b"defg"])).unwrap();
         tx.try_send(chunks(&[b"hij"])).unwrap();
         tx.try_send(Msg::End).unwrap();
-        let mut reader = BodyReader::new(rx);
+        let mut reader = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0);
         let mut first = [0u8; 2];
         assert_eq!(reader.read(&mut first).unwrap(), 2);
         assert_eq!(&first, b"ab");
@@ -1020,7 +1313,7 @@ mod tests {
         assert_eq!(reader.read(&mut first).unwrap(), 0, "clean end");
         assert_eq!(reader.bytes_read(), 10);
         assert_eq!(
-            hex(&reader.hasher.finalize()),
+            reader.hasher.clone().finish().sha256,
             hex(&Sha256::digest(b"abcdefghij"))
         );
     }
@@ -1031,14 +1324,16 @@ mod tests {
         tx.try_send(chunks(&[b"abc"])).unwrap();
         tx.try_send(Msg::Failed).unwrap();
         let mut out = Vec::new();
-        let e = BodyReader::new(rx).copy_to(&mut out).unwrap_err();
+        let e = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0)
+            .copy_to(&mut out)
+            .unwrap_err();
         assert_eq!(out, b"abc");
         assert!(e.to_string().contains("failed"), "{e}");
 
         let (tx, rx) = mpsc::channel(8);
         tx.try_send(chunks(&[b"abc"])).unwrap();
         drop(tx);
-        let mut reader = BodyReader::new(rx);
+        let mut reader = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0);
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), 3);
         let e = reader.read(&mut buf).unwrap_err();
@@ -1050,13 +1345,13 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         tx.try_send(chunks(&[b"abc", b"def"])).unwrap();
         tx.try_send(Msg::End).unwrap();
-        let mut reader = BodyReader::new(rx);
+        let mut reader = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0);
         let mut one = [0u8; 1];
         reader.read_exact(&mut one).unwrap();
         reader.drain().unwrap();
         assert_eq!(reader.bytes_read(), 6);
         assert_eq!(
-            hex(&reader.hasher.finalize()),
+            reader.hasher.clone().finish().sha256,
             hex(&Sha256::digest(b"abcdef"))
         );
     }

@@ -32,31 +32,124 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// SDA v2's name for the header↔body ETag response header.
 pub const SDA_CONTENT_ETAG_HEADER: &str = "SDA-Content-ETag";
 
-/// Retry policy for transient failures (connection errors, timeouts, 408, 429, 5xx but 501).
+/// How often a response that arrived whole but does not parse (truncated or garbled JSON, a
+/// header that is not a Crypt4GH header) is requested again before it counts as the server's
+/// answer.
+pub const MAX_INVALID_RESPONSES: u32 = 2;
+
+/// Retry policy for transient failures: connection errors and timeouts (also while reading a
+/// response body), 408, 429, 5xx but 501, and bodies interrupted mid-way. Bounded by time: a
+/// request — or a body download, counted from its last progress — is retried with exponential
+/// backoff and full jitter until [`RetryPolicy::max_elapsed`] is spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per request, including the first (and per body stretch without progress).
+    /// Optional cap on attempts per request, including the first (and per body stretch
+    /// without progress). Default: no cap (`u32::MAX`), the time budget decides.
     pub max_attempts: u32,
     /// First backoff; doubled per attempt, with full jitter.
     pub initial_backoff: Duration,
     /// Cap on one backoff (also caps a server's `Retry-After` on 5xx/429).
     pub max_backoff: Duration,
-    /// Cap on the time one request spends in retries.
+    /// The retry budget: how long one request, or one body download without progress, keeps
+    /// retrying. Default 5 minutes — long enough to ride out a server restart or a network
+    /// blip in the middle of a multi-hour genomic download, short enough that a task whose
+    /// server is gone fails within minutes.
     pub max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            max_attempts: u32::MAX,
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
-            max_elapsed: Duration::from_secs(120),
+            max_elapsed: DEFAULT_RETRY_BUDGET,
         }
     }
 }
 
+/// Default [`RetryPolicy::max_elapsed`].
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
+
+/// Why the client retried (the label of a retry counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// A retryable status (408, 429, 5xx but 501).
+    Status,
+    /// A connection or TLS failure before the response headers.
+    Transport,
+    /// No response headers within the deadline.
+    Timeout,
+    /// A connection failure or deadline while reading a small (JSON, header) response.
+    ResponseBody,
+    /// A response that arrived but does not parse or contradicts the request.
+    InvalidResponse,
+    /// A body download resumed after a dropped connection or a stall.
+    BodyResume,
+    /// A fetch started over because the body failed its length, checksum or segment check.
+    Integrity,
+}
+
+impl RetryReason {
+    /// A stable lower-case name (`status`, `transport`, `timeout`, `response_body`,
+    /// `invalid_response`, `body_resume`, `integrity`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Transport => "transport",
+            Self::Timeout => "timeout",
+            Self::ResponseBody => "response_body",
+            Self::InvalidResponse => "invalid_response",
+            Self::BodyResume => "body_resume",
+            Self::Integrity => "integrity",
+        }
+    }
+}
+
+/// Called once per retry, e.g. to count retries in metrics.
+#[derive(Clone)]
+pub struct RetryObserver(pub std::sync::Arc<dyn Fn(RetryReason) + Send + Sync>);
+
+impl std::fmt::Debug for RetryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryObserver")
+    }
+}
+
+/// Retry bookkeeping of one logical request: when it started and how many attempts it made.
+struct Budget {
+    started: Instant,
+    attempts: u32,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            started: Instant::now(),
+            attempts: 0,
+        }
+    }
+
+    /// How long to wait before the next attempt (`wait`, cut to what is left of the budget so
+    /// that the last attempt happens when it runs out); `None` when the policy is spent.
+    fn next_wait(&self, policy: &RetryPolicy, wait: Duration) -> Option<Duration> {
+        policy.next_wait(self.started, self.attempts, wait)
+    }
+}
+
 impl RetryPolicy {
+    /// The wait before another attempt after `attempts` failures since `since`: `wait`, cut
+    /// to what is left of [`RetryPolicy::max_elapsed`]; `None` when the budget or
+    /// [`RetryPolicy::max_attempts`] is spent.
+    pub fn next_wait(&self, since: Instant, attempts: u32, wait: Duration) -> Option<Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let left = self.max_elapsed.checked_sub(since.elapsed())?;
+        (!left.is_zero()).then(|| wait.min(left))
+    }
+
     /// Backoff before attempt `attempt + 1` (full jitter: uniform in `[0, min(cap, base·2^n)]`,
     /// at least 1 ms).
     pub fn backoff(&self, attempt: u32) -> Duration {
@@ -136,6 +229,8 @@ pub struct ClientConfig {
     /// HTTP/2: one bulk stream per connection, without HTTP/2 framing and flow control. API
     /// calls and headers use HTTP/2 when offered either way.
     pub http1_bodies: bool,
+    /// Told about every retry (metrics).
+    pub on_retry: Option<RetryObserver>,
 }
 
 impl Default for ClientConfig {
@@ -155,6 +250,7 @@ impl Default for ClientConfig {
             max_json_bytes: 16 << 20,
             user_agent: concat!("c4gh-drs-client/", env!("CARGO_PKG_VERSION")).into(),
             http1_bodies: true,
+            on_retry: None,
         }
     }
 }
@@ -418,9 +514,7 @@ impl Client {
     pub async fn get_object(&self, obj: &ObjectRef) -> Result<DrsObject> {
         let mut req = Req::new(Method::GET, obj.url().clone(), obj.id());
         req.credentials = true;
-        let o: DrsObject = self.json(req).await?;
-        o.validate()?;
-        Ok(o)
+        self.json_checked(req, validate_object).await
     }
 
     /// `POST /objects/{id}` with `{expand, <passport field>: […]}`.
@@ -432,9 +526,7 @@ impl Client {
         let mut req = Req::new(Method::POST, obj.url().clone(), obj.id());
         req.credentials = true;
         req.body = Some(self.post_body(&[("expand", expand.into())])?);
-        let o: DrsObject = self.json(req).await?;
-        o.validate()?;
-        Ok(o)
+        self.json_checked(req, validate_object).await
     }
 
     /// `GET|POST /objects/{id}/access/{access_id}` (POST when passports are configured).
@@ -637,47 +729,45 @@ impl Client {
                 "application/octet-stream;q=0.9, application/problem+json;q=0.5"
             )),
         );
-        let resp = self.send(&req).await?;
-        let resp = self.check(resp, id).await?;
-        let content_etag = [CONTENT_ETAG_HEADER, SDA_CONTENT_ETAG_HEADER]
-            .iter()
-            .find_map(|h| resp.headers().get(*h))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let media = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let url = redact_url(target.url.as_str());
         let limit = self.cfg.max_header_bytes;
-        let bytes = match self.read_capped(resp, limit, id).await? {
-            Some(b) => b,
-            None => {
+        let req = &req;
+        self.parsed(&target.url, move || async move {
+            let small = self.read_small(req, limit).await?;
+            let content_etag = [CONTENT_ETAG_HEADER, SDA_CONTENT_ETAG_HEADER]
+                .iter()
+                .find_map(|h| small.headers.get(*h))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let media = small
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let Some(bytes) = small.bytes else {
                 return Err(Error::HeaderTooLarge {
                     object: id.to_owned(),
-                    url,
+                    url: small.url,
                     limit,
                 });
-            }
-        };
-        check_header_bytes(&bytes).map_err(|detail| Error::NotAHeader {
-            object: id.to_owned(),
-            url: url.clone(),
-            detail: if media.starts_with(HEADER_MEDIA_TYPE)
-                || media.starts_with("application/octet-stream")
-                || media.is_empty()
-            {
-                detail
-            } else {
-                format!("{detail} (Content-Type `{}`)", sanitize(&media, 80))
-            },
-        })?;
-        Ok(FetchedHeader {
-            bytes,
-            content_etag,
+            };
+            check_header_bytes(&bytes).map_err(|detail| Error::NotAHeader {
+                object: id.to_owned(),
+                url: small.url.clone(),
+                detail: if media.starts_with(HEADER_MEDIA_TYPE)
+                    || media.starts_with("application/octet-stream")
+                    || media.is_empty()
+                {
+                    detail
+                } else {
+                    format!("{detail} (Content-Type `{}`)", sanitize(media, 80))
+                },
+            })?;
+            Ok(FetchedHeader {
+                bytes,
+                content_etag,
+            })
         })
+        .await
     }
 
     fn post_body(&self, extra: &[(&str, serde_json::Value)]) -> Result<Zeroizing<Vec<u8>>> {
@@ -697,18 +787,52 @@ impl Client {
         }
     }
 
-    /// Sends, checks the status, and decodes a bounded JSON body.
-    async fn json<T: DeserializeOwned>(&self, mut req: Req<'_>) -> Result<T> {
+    /// Sends, checks the status, and decodes a bounded JSON body (see [`Client::json_checked`]).
+    async fn json<T: DeserializeOwned>(&self, req: Req<'_>) -> Result<T> {
+        self.json_checked(req, |_| Ok(())).await
+    }
+
+    /// Sends, checks the status, decodes a bounded JSON body and runs `check` on it; a body cut
+    /// off while reading is fetched again within the retry budget, one that does not decode or
+    /// fails `check` up to [`MAX_INVALID_RESPONSES`] more times.
+    async fn json_checked<T: DeserializeOwned>(
+        &self,
+        mut req: Req<'_>,
+        check: impl Fn(&T) -> Result<()>,
+    ) -> Result<T> {
         req.headers
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
         if req.body.is_some() {
             req.headers
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let object = req.object;
-        let resp = self.send(&req).await?;
-        let resp = self.check(resp, object).await?;
-        self.read_json(resp, object).await
+        let (req, check) = (&req, &check);
+        self.parsed(&req.url, move || async move {
+            let small = self.read_small(req, self.cfg.max_json_bytes).await?;
+            let value = self.decode_json(small, req.object)?;
+            check(&value)?;
+            Ok(value)
+        })
+        .await
+    }
+
+    fn decode_json<T: DeserializeOwned>(&self, small: Small, object: &str) -> Result<T> {
+        let bytes = small.bytes.ok_or_else(|| Error::BadResponse {
+            object: object.to_owned(),
+            url: small.url.clone(),
+            detail: format!(
+                "JSON response larger than {} bytes",
+                self.cfg.max_json_bytes
+            ),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadResponse {
+            object: object.to_owned(),
+            url: small.url,
+            detail: format!(
+                "invalid JSON: {}",
+                scrub_queries(&sanitize(&e.to_string(), 200))
+            ),
+        })
     }
 
     async fn read_json<T: DeserializeOwned>(&self, resp: Response, object: &str) -> Result<T> {
@@ -791,14 +915,46 @@ impl Client {
         }
     }
 
+    /// Logs a retry and tells the [`RetryObserver`].
+    pub(crate) fn retried(
+        &self,
+        reason: RetryReason,
+        url: &str,
+        attempt: u32,
+        wait: Duration,
+        detail: &str,
+    ) {
+        tracing::info!(
+            %url,
+            reason = reason.as_str(),
+            attempt,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            detail = %sanitize(detail, 300),
+            "transient failure; retrying"
+        );
+        self.record_retry(reason);
+    }
+
+    /// Counts a retry made by the caller (e.g. a fetch started over after a failed segment
+    /// check) with the configured [`RetryObserver`].
+    pub fn record_retry(&self, reason: RetryReason) {
+        if let Some(observer) = &self.cfg.on_retry {
+            (observer.0)(reason);
+        }
+    }
+
     /// Sends a request with retries (transient failures), `202 Accepted` waits and deadlines.
     /// Returns the first non-retryable response, successful or not.
     pub(crate) async fn send(&self, req: &Req<'_>) -> Result<Response> {
-        let start = Instant::now();
+        self.send_within(req, &mut Budget::new()).await
+    }
+
+    /// [`Client::send`] drawing on `budget` (shared with the reads of the response).
+    async fn send_within(&self, req: &Req<'_>, budget: &mut Budget) -> Result<Response> {
         let mut accepted_wait = Duration::ZERO;
-        let mut attempts = 0u32;
         loop {
-            attempts += 1;
+            budget.attempts += 1;
+            let attempts = budget.attempts;
             let outcome = self.attempt(req).await?;
             let (cause, retry_after) = match outcome {
                 Attempt::Done(resp) if resp.status() == StatusCode::ACCEPTED => {
@@ -815,7 +971,7 @@ impl Client {
                     tracing::debug!(url = %redact_url(req.url.as_str()), ?wait, "202 Accepted; waiting");
                     tokio::time::sleep(wait).await;
                     accepted_wait += wait;
-                    attempts -= 1;
+                    budget.attempts -= 1;
                     continue;
                 }
                 Attempt::Done(resp) => return Ok(resp),
@@ -824,9 +980,7 @@ impl Client {
             let wait = retry_after
                 .map(|d| d.min(self.cfg.retry.max_backoff))
                 .unwrap_or_else(|| self.cfg.retry.backoff(attempts - 1));
-            let exhausted = attempts >= self.cfg.retry.max_attempts
-                || start.elapsed() + wait > self.cfg.retry.max_elapsed;
-            if exhausted {
+            let Some(wait) = budget.next_wait(&self.cfg.retry, wait) else {
                 return Err(match cause {
                     RetryCause::Status(resp) => self.status_error(resp, req.object).await,
                     RetryCause::Transport(source) => Error::Transport {
@@ -843,14 +997,104 @@ impl Client {
                         attempts,
                     },
                 });
-            }
-            tracing::debug!(
-                url = %redact_url(req.url.as_str()),
-                attempt = attempts,
-                ?wait,
-                "transient failure; retrying"
+            };
+            let (reason, detail) = match &cause {
+                RetryCause::Status(resp) => (
+                    RetryReason::Status,
+                    format!("status {}", resp.status().as_u16()),
+                ),
+                RetryCause::Transport(e) => (RetryReason::Transport, error_chain(e)),
+                RetryCause::Timeout => (RetryReason::Timeout, "no response headers".into()),
+            };
+            drop(cause);
+            self.retried(
+                reason,
+                &redact_url(req.url.as_str()),
+                attempts,
+                wait,
+                &detail,
             );
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends `req`, checks the status and reads the whole body (at most `cap` bytes), retrying
+    /// connection failures and deadlines while reading as well as before the headers, all
+    /// within one retry budget.
+    pub(crate) async fn read_small(&self, req: &Req<'_>, cap: usize) -> Result<Small> {
+        let mut budget = Budget::new();
+        loop {
+            let resp = self.send_within(req, &mut budget).await?;
+            let resp = self.check(resp, req.object).await?;
+            let headers = resp.headers().clone();
+            let url = redact_url(resp.url().as_str());
+            let read = tokio::time::timeout(self.cfg.timeouts.response, read_limited(resp, cap));
+            let failure = match read.await {
+                Ok(Ok(bytes)) => {
+                    return Ok(Small {
+                        headers,
+                        url,
+                        bytes,
+                    });
+                }
+                Ok(Err(source)) => Error::Transport {
+                    object: req.object.to_owned(),
+                    url,
+                    attempts: budget.attempts,
+                    source: source.without_url(),
+                },
+                Err(_) => Error::Timeout {
+                    object: req.object.to_owned(),
+                    url,
+                    what: "reading the response",
+                    after: self.cfg.timeouts.response,
+                    attempts: budget.attempts,
+                },
+            };
+            let backoff = self.cfg.retry.backoff(budget.attempts - 1);
+            let Some(wait) = budget.next_wait(&self.cfg.retry, backoff) else {
+                return Err(failure);
+            };
+            let detail = match &failure {
+                Error::Transport { source, .. } => error_chain(source),
+                other => other.to_string(),
+            };
+            self.retried(
+                RetryReason::ResponseBody,
+                &redact_url(req.url.as_str()),
+                budget.attempts,
+                wait,
+                &detail,
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Runs `read` (which requests and parses one response) again when its response did not
+    /// parse, at most [`MAX_INVALID_RESPONSES`] more times: a garbled or cut-off response is
+    /// as often a bad hop as a broken server.
+    async fn parsed<T, F, Fut>(&self, url: &Url, mut read: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut invalid = 0u32;
+        loop {
+            match read().await {
+                Err(e) if is_invalid_response(&e) && invalid < MAX_INVALID_RESPONSES => {
+                    invalid += 1;
+                    let wait = self.cfg.retry.backoff(invalid - 1);
+                    self.retried(
+                        RetryReason::InvalidResponse,
+                        &redact_url(url.as_str()),
+                        invalid,
+                        wait,
+                        &e.to_string(),
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -900,6 +1144,40 @@ impl Client {
             }
         }
     }
+}
+
+/// A whole small response.
+pub(crate) struct Small {
+    /// Its headers.
+    pub(crate) headers: HeaderMap,
+    /// The redacted URL it came from.
+    pub(crate) url: String,
+    /// The body; `None` when longer than the cap.
+    pub(crate) bytes: Option<Vec<u8>>,
+}
+
+fn validate_object(o: &DrsObject) -> Result<()> {
+    o.validate().map_err(Error::from)
+}
+
+/// Whether a response arrived but could not be used as what was asked for.
+fn is_invalid_response(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::BadResponse { .. } | Error::NotAHeader { .. } | Error::InvalidObject(_)
+    )
+}
+
+/// An error with its sources, for logs.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Reads at most `cap` bytes; `None` if the body is longer.

@@ -171,6 +171,26 @@ pub enum Error {
         detail: String,
     },
 
+    /// A body download kept being interrupted without progress until the retry policy was
+    /// spent.
+    #[error(
+        "body of object `{object}` from {url}: gave up after {attempts} interrupted attempts without progress at byte {at} of {expected}: {detail}; the connection to the server is unreliable, try again later"
+    )]
+    Interrupted {
+        /// Object id.
+        object: String,
+        /// Redacted URL.
+        url: String,
+        /// Failed attempts in a row.
+        attempts: u32,
+        /// Body bytes received and kept.
+        at: u64,
+        /// Expected length.
+        expected: u64,
+        /// The last failure.
+        detail: String,
+    },
+
     /// The downloaded body does not match the object's checksum.
     #[error(
         "body of object `{object}` has {kind} {actual}, but the DRS object lists {expected}; the download is corrupt or the object changed — retry, and report it to the data steward if it persists"

@@ -48,11 +48,12 @@ pub mod types;
 pub mod uri;
 
 pub use body::{
-    BodyExpectation, BodyReader, BodyReport, FetchReport, MAX_BODY_RESTARTS, MAX_RESUMES,
-    PIPELINE_BATCH_BYTES, PIPELINE_DEPTH, PipelineError, Progress, ProgressFn, part_path,
+    BodyExpectation, BodyHashes, BodyReader, BodyReport, ChecksumKind, ExpectedChecksum,
+    FetchReport, MAX_BODY_RESTARTS, MAX_INVALID_BODY_RESPONSES, MAX_RESUMES, PIPELINE_BATCH_BYTES,
+    PIPELINE_DEPTH, PipelineError, Progress, ProgressFn, ResumeFrom, part_path, write_all_vectored,
 };
 pub use client::{
-    Client, ClientConfig, DEFAULT_MAX_HEADER_BYTES, FetchedHeader, RetryPolicy,
-    SDA_CONTENT_ETAG_HEADER, Target, Timeouts,
+    Client, ClientConfig, DEFAULT_MAX_HEADER_BYTES, FetchedHeader, MAX_INVALID_RESPONSES,
+    RetryObserver, RetryPolicy, RetryReason, SDA_CONTENT_ETAG_HEADER, Target, Timeouts,
 };
 pub use error::{Error, Result};

@@ -362,7 +362,9 @@ async fn garbage_instead_of_a_header_is_rejected() {
 #[tokio::test]
 async fn wrong_content_length_is_detected() {
     let ca = TestCa::new();
-    // Declares fewer bytes than the object's size: rejected at once, no retry.
+    // Declares fewer bytes than the object's size: asked once more (a damaged response), then
+    // the fetch starts over with a fresh object (its size may have been the damaged part), at
+    // most MAX_BODY_RESTARTS times — bounded, and the error names the length.
     let sc = Scenario::new(bytes(1000, 6), |kind, _, _, sc| {
         (kind == "body").then(|| {
             let b = sc.body.lock().unwrap().0.clone();
@@ -377,7 +379,10 @@ async fn wrong_content_length_is_detected() {
     let e = fetch(&client, &server, &dest).await.unwrap_err();
     assert!(matches!(e, Error::Length { expected: 1000, .. }), "{e}");
     assert!(e.to_string().contains("Content-Length 900"), "{e}");
-    assert_eq!(sc.hits("body"), 1);
+    assert_eq!(
+        sc.hits("body") as u32,
+        (1 + drs::MAX_INVALID_BODY_RESPONSES) * (1 + drs::MAX_BODY_RESTARTS)
+    );
     assert!(!dest.exists() && !drs::part_path(&dest).exists());
 
     // Declares the right length but always closes early: bounded resumes, then an error.
@@ -391,7 +396,7 @@ async fn wrong_content_length_is_detected() {
     });
     let server = start(&ca, &short).await;
     let e = fetch(&client, &server, &dest).await.unwrap_err();
-    assert!(matches!(e, Error::Length { .. }), "{e}");
+    assert!(matches!(e, Error::Interrupted { at: 0, .. }), "{e}");
     assert!(
         e.to_string()
             .contains("gave up after 4 interrupted attempts"),
@@ -515,7 +520,8 @@ async fn slow_loris_servers_are_bounded_by_timeouts() {
         started.elapsed()
     );
 
-    // Trickles a JSON object one byte every 100 ms: the whole-response deadline (2 s) stops it.
+    // Trickles a JSON object one byte every 100 ms: the whole-response deadline (2 s) stops
+    // each attempt, and like any transient failure it is retried within the policy (4 attempts).
     let trickle = Scenario::new(bytes(10, 7), |kind, _, _, sc| {
         (kind == "object").then(|| {
             let b = sc.body.lock().unwrap().0.clone();
@@ -535,13 +541,14 @@ async fn slow_loris_servers_are_bounded_by_timeouts() {
             e,
             Error::Timeout {
                 what: "reading the response",
+                attempts: 4,
                 ..
             }
         ),
         "{e}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -647,6 +654,127 @@ async fn checksum_mismatch_fails_and_leaves_nothing() {
     let dest = ca.dir.path().join("o");
     let e = fetch(&client, &server, &dest).await.unwrap_err();
     assert!(matches!(e, Error::Checksum { .. }), "{e}");
+    assert!(!dest.exists() && !drs::part_path(&dest).exists());
+    // Fetched again from the start (fresh object, header, body) a bounded number of times.
+    assert_eq!(sc.hits("body") as u32, 1 + drs::MAX_BODY_RESTARTS);
+    assert_eq!(sc.hits("object") as u32, 1 + drs::MAX_BODY_RESTARTS);
+
+    // Damaged once: the fetch that starts over succeeds with the right bytes.
+    let once = Scenario::new(bytes(5000, 11), |kind, n, req, sc| {
+        (kind == "body" && n == 0).then(|| {
+            let (mut b, etag) = sc.body.lock().unwrap().clone();
+            b[10] ^= 0x40;
+            serve_range(req, &b, &etag)
+        })
+    });
+    let server = start(&ca, &once).await;
+    let report = fetch(&client, &server, &dest).await.unwrap();
+    assert_eq!(report.restarts, 1);
+    assert_eq!(&std::fs::read(&dest).unwrap()[124..], &bytes(5000, 11)[..]);
+}
+
+/// A connection cut inside a small response (DRS object JSON, access URL, header) and a
+/// response that arrives whole but truncated are requested again, not reported.
+#[tokio::test]
+async fn small_responses_cut_or_garbled_are_fetched_again() {
+    let ca = TestCa::new();
+    let body = bytes(3000, 12);
+    let sc = Scenario::new(body.clone(), |kind, n, _, sc| {
+        let b = sc.body.lock().unwrap().0.clone();
+        let cut = |mut r: Reply| {
+            r.send_only = Some(10);
+            r
+        };
+        match (kind, n) {
+            ("object", 0) => Some(cut(Reply::json(200, &object_json("obj1", &b)))),
+            ("object", 1) => Some(
+                Reply::status(200)
+                    .header("Content-Type", "application/json")
+                    .body(br#"{"id": "obj1", "si"#.to_vec()),
+            ),
+            ("access-header", 0) => Some(cut(Reply::json(
+                200,
+                &serde_json::json!({"url": sc.url("/c4gh/v1/objects/obj1/header")}),
+            ))),
+            ("header", 0) => Some(cut(Reply::status(200).body(fake_header(1)))),
+            ("header", 1) => Some(Reply::status(200).body(fake_header(1)[..50].to_vec())),
+            _ => None,
+        }
+    });
+    let server = start(&ca, &sc).await;
+    let client = Client::new(config(&ca)).unwrap();
+    let dest = ca.dir.path().join("o");
+    let report = fetch(&client, &server, &dest).await.unwrap();
+    assert_eq!(report.body.bytes, 3000);
+    assert_eq!(sc.hits("object"), 3);
+    assert_eq!(sc.hits("access-header"), 2);
+    assert_eq!(sc.hits("header"), 3);
+
+    // Garbage every time: asked MAX_INVALID_RESPONSES more times, then a specific error.
+    let garbage = Scenario::new(body, |kind, _, _, _| {
+        (kind == "object").then(|| {
+            Reply::status(200)
+                .header("Content-Type", "application/json")
+                .body(b"<html>proxy error</html>".to_vec())
+        })
+    });
+    let server = start(&ca, &garbage).await;
+    let e = fetch(&client, &server, &dest).await.unwrap_err();
+    assert!(matches!(e, Error::BadResponse { .. }), "{e}");
+    assert!(e.to_string().contains("invalid JSON"), "{e}");
+    assert_eq!(
+        garbage.hits("object") as u32,
+        1 + drs::MAX_INVALID_RESPONSES
+    );
+}
+
+/// Every checksum type the object lists that the client can compute is verified; types it
+/// cannot compute are reported as unverified.
+#[tokio::test]
+async fn every_computable_checksum_is_verified() {
+    use sha2::Digest as _;
+    fn hexed(d: &[u8]) -> String {
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    let ca = TestCa::new();
+    let body = bytes(70_000, 13);
+    let sums = serde_json::json!([
+        {"type": "md5", "checksum": hexed(&md5::Md5::digest(&body))},
+        {"type": "sha-512", "checksum": hexed(&sha2::Sha512::digest(&body))},
+        {"type": "SHA-1", "checksum": hexed(&sha1::Sha1::digest(&body))},
+        {"type": "crc32c", "checksum": "00000000"},
+    ]);
+    let listed = sums.clone();
+    let sc = Scenario::new(body.clone(), move |kind, _, _, sc| {
+        (kind == "object").then(|| {
+            let mut o = object_json("obj1", &sc.body.lock().unwrap().0);
+            o["checksums"] = listed.clone();
+            Reply::json(200, &o)
+        })
+    });
+    let server = start(&ca, &sc).await;
+    let client = Client::new(config(&ca)).unwrap();
+    let dest = ca.dir.path().join("o");
+    let report = fetch(&client, &server, &dest).await.unwrap();
+    use drs::ChecksumKind::{Md5, Sha1, Sha512};
+    assert_eq!(report.body.verified, vec![Md5, Sha512, Sha1]);
+    assert_eq!(report.body.unverified, vec!["crc32c".to_owned()]);
+
+    // Only md5 listed, and it does not match: a checksum error naming md5.
+    let wrong = Scenario::new(body, |kind, _, _, sc| {
+        (kind == "object").then(|| {
+            let mut o = object_json("obj1", &sc.body.lock().unwrap().0);
+            o["checksums"] = serde_json::json!([{"type": "md5", "checksum": "0".repeat(32)}]);
+            Reply::json(200, &o)
+        })
+    });
+    let server = start(&ca, &wrong).await;
+    let dest = ca.dir.path().join("o2");
+    let e = fetch(&client, &server, &dest).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Checksum { kind, .. } if kind == "md5"),
+        "{e}"
+    );
     assert!(!dest.exists() && !drs::part_path(&dest).exists());
 }
 

@@ -2,8 +2,8 @@
 //! `c4gh-drs-server` (DRS object, `crypt4gh-header` / `crypt4gh-body` access methods, header
 //! re-encrypted for `X-C4GH-Public-Key`, body with Range/ETag/If-Range) over real TLS on loopback,
 //! and misbehaves on request: error statuses, 5xx or 202 Retry-After before succeeding, a
-//! tampered or wrongly keyed header, a wrong checksum, a truncated body, a connection dropped in
-//! the middle of the body.
+//! tampered or wrongly keyed header, a wrong checksum or checksum type, a truncated or damaged
+//! body, a connection dropped in the middle of the body.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -40,6 +40,10 @@ pub struct Fault {
     pub truncate_body: Option<usize>,
     /// Drop the connection after this many body bytes, this many times.
     pub drop_body_after: Option<(usize, usize)>,
+    /// List the body's checksum under this type instead of `sha-256` (e.g. a garbled one).
+    pub checksum_type: Option<String>,
+    /// Flip a bit of the body byte at this offset in the first this-many body responses.
+    pub corrupt_body: Option<(usize, usize)>,
 }
 
 struct Object {
@@ -254,7 +258,10 @@ async fn object(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
         mime_type: None,
         checksums: vec![Checksum {
             checksum: sha,
-            r#type: "sha-256".into(),
+            r#type: fault
+                .checksum_type
+                .clone()
+                .unwrap_or_else(|| "sha-256".into()),
         }],
         access_methods: vec![
             method(drs::types::HEADER_ACCESS_ID),
@@ -366,7 +373,14 @@ async fn body(
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(0)
         .min(served.len());
-    let chunk = served[start..].to_vec();
+    let mut chunk = served[start..].to_vec();
+    if let Some((at, times)) = obj.fault.corrupt_body
+        && attempt <= times
+        && at >= start
+        && at - start < chunk.len()
+    {
+        chunk[at - start] ^= 0x10;
+    }
     let total = served.len();
     let status = if range.is_some() {
         StatusCode::PARTIAL_CONTENT
