@@ -1262,3 +1262,85 @@ async fn compact_identifiers_resolve_via_map_and_cached_resolvers() {
     let e = client.locate_str("drs://ega:1").await.unwrap_err();
     assert!(e.to_string().contains("C4GH_PREFIX_MAP"), "{e}");
 }
+
+/// A verified partial body is continued from its offset with `Range`/`If-Range` (what a
+/// resume across reruns builds on): the consumer receives only the rest, and the checksums
+/// cover the whole body, prefix included.
+#[tokio::test]
+async fn a_verified_partial_body_is_continued_from_its_offset() {
+    use drs::flavour::HeaderFlavour as _;
+    let ca = TestCa::new();
+    let body = bytes(200_000, 14);
+    let sc = Scenario::new(body.clone(), |_, _, _, _| None);
+    let server = start(&ca, &sc).await;
+    let client = Client::new(config(&ca)).unwrap();
+    let obj = client
+        .locate_str(&format!("drs://localhost:{}/obj1", server.port()))
+        .await
+        .unwrap();
+    let object = client.object(&obj).await.unwrap();
+    let header = client
+        .fetch_header(&Crypt4ghDrs, &obj, &object, &key())
+        .await
+        .unwrap();
+    let target = client
+        .target(&obj, Crypt4ghDrs.body_locator(&obj, &object).unwrap())
+        .await
+        .unwrap();
+    let expect = BodyExpectation::for_object(&object, Some(&header));
+    let resume = |prefix: &[u8]| {
+        let mut hashes = drs::BodyHashes::new(&expect);
+        hashes.update(prefix);
+        drs::ResumeFrom {
+            offset: prefix.len() as u64,
+            etag: "\"etag-A\"".into(),
+            hashes,
+        }
+    };
+    let read_rest = |r: &mut drs::BodyReader| {
+        assert_eq!(r.offset(), 120_000);
+        let mut rest = Vec::new();
+        r.copy_to(&mut rest)?;
+        Ok::<_, std::io::Error>(rest)
+    };
+    let (report, rest) = client
+        .download_body_blocking_from(
+            obj.id(),
+            &target,
+            &expect,
+            Some(resume(&body[..120_000])),
+            None,
+            read_rest,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest, &body[120_000..]);
+    assert_eq!(report.bytes, 200_000);
+    assert_eq!(report.sha256, sha256_hex(&body));
+    assert_eq!(report.verified, vec![drs::ChecksumKind::Sha256]);
+    let reqs = server.requests();
+    let last = reqs
+        .iter()
+        .rev()
+        .find(|r| r.path().ends_with("/body"))
+        .unwrap();
+    assert_eq!(last.header("range"), Some("bytes=120000-"));
+    assert_eq!(last.header("if-range"), Some("\"etag-A\""));
+
+    // A prefix that is not the body's: the whole-body checksum fails.
+    let e = client
+        .download_body_blocking_from(
+            obj.id(),
+            &target,
+            &expect,
+            Some(resume(&[0u8; 120_000])),
+            None,
+            read_rest,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, drs::PipelineError::Download(Error::Checksum { .. })),
+        "{e}"
+    );
+}
