@@ -5,12 +5,14 @@
 //! Two ways to consume a body: [`Client::download_body`] writes into an `AsyncWrite` on the
 //! calling task; [`Client::download_body_blocking`] is a pipeline — the network task only
 //! receives (TLS, HTTP) and hands ~1 MiB batches of the received buffers (no copy) through a
-//! bounded channel to a consumer on a blocking thread, which hashes and writes (or decrypts)
-//! them with a [`BodyReader`]. Receiving, hashing and writing then run on different cores.
+//! bounded channel to a consumer on a blocking thread, which writes (and authenticates or
+//! decrypts) them with a [`BodyReader`]; the network task hashes what it hands over. Receiving
+//! and hashing on one core, writing and authenticating on the other.
 //!
-//! What the checks mean (see `docs/drs-crypt4gh.md` §4): the DRS object's `size` and `sha-256`
-//! describe the **encrypted body** (the file without its header). The sha-256 catches what
-//! Crypt4GH's per-segment MACs cannot: dropped, reordered or duplicated segments.
+//! What the checks mean (see `docs/drs-crypt4gh.md` §4): the DRS object's `size` and checksums
+//! (`sha-256`, and `sha-512`, `sha-1`, `md5` when listed) describe the **encrypted body** (the
+//! file without its header). A checksum catches what Crypt4GH's per-segment MACs cannot:
+//! dropped, reordered or duplicated segments.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -337,7 +339,7 @@ impl Client {
     /// Downloads the body like [`Client::download_body`], as a pipeline: this task receives and
     /// hands the received buffers in batches of about [`PIPELINE_BATCH_BYTES`] through a
     /// channel of [`PIPELINE_DEPTH`] batches to `consume`, which runs on a blocking thread and
-    /// reads the body from a [`BodyReader`] (which hashes what it hands out). Memory stays
+    /// reads the body from a [`BodyReader`] (this task hashes what it hands over). Memory stays
     /// bounded whatever the body size.
     ///
     /// When `consume` returns `Ok` before the end, the rest of the body is still read and hashed
@@ -397,13 +399,13 @@ impl Client {
             None => (0, BodyHashes::new(expect), None),
         };
         let consumer = tokio::task::spawn_blocking(move || {
-            let mut reader = BodyReader::new(rx, hashes, offset);
+            let mut reader = BodyReader::new(rx, offset);
             let result = consume(&mut reader);
             let drained = match &result {
                 Ok(_) => reader.drain(),
                 Err(_) => Ok(()),
             };
-            (result, drained, reader.bytes, reader.hasher.finish())
+            (result, drained, reader.bytes)
         });
         let mut sink = ChannelSink {
             tx,
@@ -411,6 +413,7 @@ impl Client {
             len: 0,
             consumer_gone: false,
             object: object_id,
+            hasher: hashes,
         };
         let downloaded = match self
             .download_into(object_id, target, expect, start, &mut sink, progress)
@@ -426,8 +429,10 @@ impl Client {
             Msg::Failed
         };
         let _ = sink.tx.send(end).await;
-        drop(sink);
-        let (consumed, drained, hashed, digests) = consumer.await.map_err(|e| {
+        let ChannelSink { tx, hasher, .. } = sink;
+        drop(tx);
+        let digests = hasher.finish();
+        let (consumed, drained, hashed) = consumer.await.map_err(|e| {
             PipelineError::Download(Error::Write {
                 object: object_id.to_owned(),
                 path: PathBuf::new(),
@@ -991,7 +996,9 @@ enum Msg {
     Failed,
 }
 
-/// Batches received buffers into a channel.
+/// Hashes received buffers and batches them into a channel. Hashing here, on the receiving
+/// task, leaves the consumer's thread to writing (and authenticating or decrypting): the two
+/// halves of the work then run on different cores.
 struct ChannelSink<'a> {
     tx: mpsc::Sender<Msg>,
     batch: Vec<Bytes>,
@@ -999,6 +1006,7 @@ struct ChannelSink<'a> {
     /// The consumer hung up (it failed or stopped reading).
     consumer_gone: bool,
     object: &'a str,
+    hasher: BodyHashes,
 }
 
 impl ChannelSink<'_> {
@@ -1022,6 +1030,7 @@ impl ChannelSink<'_> {
 
 impl PassSink for ChannelSink<'_> {
     async fn put(&mut self, data: Bytes) -> Result<()> {
+        self.hasher.update(&data);
         self.len += data.len();
         self.batch.push(data);
         if self.len >= PIPELINE_BATCH_BYTES {
@@ -1037,7 +1046,8 @@ impl PassSink for ChannelSink<'_> {
 
 /// The consumer's side of [`Client::download_body_blocking`]: the body in order, as
 /// [`Read`] or as the received buffers themselves ([`BodyReader::next_chunk`],
-/// [`BodyReader::copy_to`], which write without copying). Everything handed out is hashed.
+/// [`BodyReader::copy_to`], which write without copying). The receiving task has hashed
+/// everything it hands out.
 ///
 /// Its methods block; use it only on a blocking thread (the consumer closure runs on one).
 /// After the last byte it reports the end (`Ok(0)` / `None`) only when the download completed;
@@ -1045,7 +1055,6 @@ impl PassSink for ChannelSink<'_> {
 pub struct BodyReader {
     rx: mpsc::Receiver<Msg>,
     pending: VecDeque<Bytes>,
-    hasher: BodyHashes,
     /// Body bytes so far, including a resumed prefix.
     bytes: u64,
     /// Where this reader's bytes start in the body (a resumed prefix).
@@ -1063,11 +1072,10 @@ impl std::fmt::Debug for BodyReader {
 }
 
 impl BodyReader {
-    fn new(rx: mpsc::Receiver<Msg>, hasher: BodyHashes, offset: u64) -> Self {
+    fn new(rx: mpsc::Receiver<Msg>, offset: u64) -> Self {
         BodyReader {
             rx,
             pending: VecDeque::new(),
-            hasher,
             bytes: offset,
             offset,
             ended: false,
@@ -1120,7 +1128,6 @@ impl BodyReader {
     }
 
     fn take(&mut self, chunk: &Bytes) {
-        self.hasher.update(chunk);
         self.bytes += chunk.len() as u64;
     }
 
@@ -1176,7 +1183,6 @@ impl Read for BodyReader {
         if front.is_empty() {
             self.pending.pop_front();
         }
-        self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -1294,12 +1300,12 @@ mod tests {
     }
 
     #[test]
-    fn reader_hands_out_everything_in_order_and_hashes_it() {
+    fn reader_hands_out_everything_in_order() {
         let (tx, rx) = mpsc::channel(8);
         tx.try_send(chunks(&[b"abc", b"", b"defg"])).unwrap();
         tx.try_send(chunks(&[b"hij"])).unwrap();
         tx.try_send(Msg::End).unwrap();
-        let mut reader = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0);
+        let mut reader = BodyReader::new(rx, 0);
         let mut first = [0u8; 2];
         assert_eq!(reader.read(&mut first).unwrap(), 2);
         assert_eq!(&first, b"ab");
@@ -1312,10 +1318,6 @@ mod tests {
         assert_eq!(out, b"defghij");
         assert_eq!(reader.read(&mut first).unwrap(), 0, "clean end");
         assert_eq!(reader.bytes_read(), 10);
-        assert_eq!(
-            reader.hasher.clone().finish().sha256,
-            hex(&Sha256::digest(b"abcdefghij"))
-        );
     }
 
     #[test]
@@ -1324,16 +1326,14 @@ mod tests {
         tx.try_send(chunks(&[b"abc"])).unwrap();
         tx.try_send(Msg::Failed).unwrap();
         let mut out = Vec::new();
-        let e = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0)
-            .copy_to(&mut out)
-            .unwrap_err();
+        let e = BodyReader::new(rx, 0).copy_to(&mut out).unwrap_err();
         assert_eq!(out, b"abc");
         assert!(e.to_string().contains("failed"), "{e}");
 
         let (tx, rx) = mpsc::channel(8);
         tx.try_send(chunks(&[b"abc"])).unwrap();
         drop(tx);
-        let mut reader = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0);
+        let mut reader = BodyReader::new(rx, 0);
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), 3);
         let e = reader.read(&mut buf).unwrap_err();
@@ -1341,19 +1341,40 @@ mod tests {
     }
 
     #[test]
-    fn drain_hashes_what_an_early_consumer_left() {
+    fn drain_reads_what_an_early_consumer_left() {
         let (tx, rx) = mpsc::channel(8);
         tx.try_send(chunks(&[b"abc", b"def"])).unwrap();
         tx.try_send(Msg::End).unwrap();
-        let mut reader = BodyReader::new(rx, BodyHashes::new(&BodyExpectation::default()), 0);
+        let mut reader = BodyReader::new(rx, 0);
         let mut one = [0u8; 1];
         reader.read_exact(&mut one).unwrap();
         reader.drain().unwrap();
         assert_eq!(reader.bytes_read(), 6);
+    }
+
+    #[test]
+    fn hashes_cover_every_listed_kind() {
+        let expect = BodyExpectation {
+            checksums: vec![ExpectedChecksum {
+                kind: ChecksumKind::Md5,
+                hex: String::new(),
+            }],
+            ..BodyExpectation::default()
+        };
+        let mut h = BodyHashes::new(&expect);
+        h.update(b"abc");
+        let d = h.finish();
+        assert_eq!(d.sha256, hex(&Sha256::digest(b"abc")));
         assert_eq!(
-            reader.hasher.clone().finish().sha256,
-            hex(&Sha256::digest(b"abcdef"))
+            d.get(ChecksumKind::Md5),
+            Some("900150983cd24fb0d6963f7d28e17f72")
         );
+        assert_eq!(d.get(ChecksumKind::Sha1), None);
+        assert_eq!(
+            ChecksumKind::from_drs(" SHA256 "),
+            Some(ChecksumKind::Sha256)
+        );
+        assert_eq!(ChecksumKind::from_drs("sha-2r6"), None);
     }
 
     /// A writer that takes at most 2 bytes per call, to exercise partial vectored writes.
