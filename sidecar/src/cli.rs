@@ -110,16 +110,16 @@ pub struct DrsArgs {
     pub concurrency: u16,
     /// Retry budget: how long one request, or one body download without progress, is retried
     /// (exponential backoff with jitter) before the input fails, e.g. `5m`, `90s`.
-    #[arg(long, env = "C4GH_RETRY_BUDGET", value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = env::RETRY_BUDGET, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub retry_budget: Duration,
     /// Longest backoff between two retries, e.g. `10s`.
-    #[arg(long, env = "C4GH_RETRY_MAX_BACKOFF", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = env::RETRY_MAX_BACKOFF, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub retry_max_backoff: Duration,
     /// Deadline for response headers and for a whole small (JSON, header) response, e.g. `30s`.
-    #[arg(long, env = "C4GH_RESPONSE_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = env::RESPONSE_TIMEOUT, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
     /// Longest wait for the next bytes of a body before the download resumes, e.g. `30s`.
-    #[arg(long, env = "C4GH_IDLE_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = env::IDLE_TIMEOUT, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 }
 

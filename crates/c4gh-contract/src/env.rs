@@ -30,6 +30,14 @@ pub const DRS_ALLOW_HTTP: &str = "C4GH_DRS_ALLOW_HTTP";
 pub const MAX_PLAINTEXT_BYTES: &str = "C4GH_MAX_PLAINTEXT_BYTES";
 /// Parallel fetches.
 pub const CONCURRENCY: &str = "C4GH_CONCURRENCY";
+/// Retry budget of one request, or of one body download without progress (`5m`, `90s`).
+pub const RETRY_BUDGET: &str = "C4GH_RETRY_BUDGET";
+/// Longest backoff between two retries (`10s`).
+pub const RETRY_MAX_BACKOFF: &str = "C4GH_RETRY_MAX_BACKOFF";
+/// Deadline for response headers and for a whole small response (`30s`).
+pub const RESPONSE_TIMEOUT: &str = "C4GH_RESPONSE_TIMEOUT";
+/// Longest wait for the next body bytes before a download resumes (`30s`).
+pub const IDLE_TIMEOUT: &str = "C4GH_IDLE_TIMEOUT";
 /// Log format of the sidecar and the gate (`text` or `json`).
 pub const LOG_FORMAT: &str = "C4GH_LOG_FORMAT";
 /// Comma-separated directories inputs may be written under (default: the container's mounts).

@@ -25,8 +25,6 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::CertificateDer;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 /// What the proxy does wrong.
 #[derive(Debug, Clone)]
@@ -125,21 +123,12 @@ impl FaultProxy {
         config: ProxyConfig,
     ) -> FaultProxy {
         let addr = listener.local_addr().unwrap();
-        let ca = drs_server::testing::TestCa::new().unwrap();
-        let tls = drs_server::tls::server_config(&ca.server_tls().unwrap()).unwrap();
-        let mut tls = (*tls).clone();
+        let ca = testkit::tls::TestCa::new("fault proxy test CA").unwrap();
+        let leaf = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+        let mut tls = testkit::tls::server_config(&leaf).unwrap();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(upstream_ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut client = testkit::tls::client_config(upstream_ca_pem).unwrap();
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
         let stats = Arc::new(ProxyStats::default());
         let shared = Arc::new(Shared {
@@ -163,7 +152,7 @@ impl FaultProxy {
         });
         FaultProxy {
             addr,
-            ca_pem: ca.ca_pem(),
+            ca_pem: ca.cert_pem(),
             stats,
             task,
         }
