@@ -245,8 +245,9 @@ where
 
 /// Blocking writer of an `encrypted` body that authenticates it on the way: every received
 /// batch is written to `file` (vectored, no copy) and then fed to a Crypt4GH body decryptor
-/// with the header's data keys whose plaintext is discarded, so every segment's Poly1305 tag
-/// is checked while the body streams and no plaintext reaches the disk. fsyncs once at the
+/// (`c4gh::parallel`, [`DECRYPT_THREADS`] threads) with the header's data keys whose plaintext
+/// is discarded, so every segment's Poly1305 tag is checked while the body streams and no
+/// plaintext reaches the disk. fsyncs once at the
 /// end. Returns the file and the number of segments authenticated. Runs on the pipeline's
 /// blocking thread.
 ///
@@ -265,8 +266,16 @@ pub fn write_authenticated_body(
         write_failed: false,
         bytes: 0,
     };
-    let result = c4gh::body::Decryptor::new(&mut through, &opened.data_keys, None)
-        .and_then(|mut d| d.copy_to(&mut io::sink()));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(DECRYPT_THREADS);
+    let result = c4gh::parallel::decrypt_parallel(
+        &mut through,
+        &mut io::sink(),
+        &opened.data_keys,
+        None,
+        threads,
+    );
     let (write_failed, bytes) = (through.write_failed, through.bytes);
     match result {
         Ok(_) => {
