@@ -4,8 +4,9 @@
 //! Every instance gets its own temporary directory (etcd data, certificates, kubeconfigs, logs)
 //! and its own free loopback ports, so test binaries running at the same time do not collide.
 //! Dropping the [`ControlPlane`] stops the processes (controller-manager, apiserver, etcd, in
-//! that order) and removes the directory. There is no scheduler and no kubelet: pods are admitted
-//! and stored, and stay `Pending`.
+//! that order) and removes the directory. On its own there is no scheduler and no kubelet: pods
+//! are admitted and stored, and stay `Pending`; [`crate::node::Node`] adds both (with
+//! [`Options::kubelet`]).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,11 @@ pub struct Options {
     pub controller_manager: bool,
     /// Extra `kube-apiserver` flags (`--name=value`).
     pub apiserver_args: Vec<String>,
+    /// Prepare the apiserver for a kubelet (`crate::node`): the `Node` authorizer before RBAC,
+    /// the `NodeRestriction` admission plugin, a client certificate for calling kubelets (logs,
+    /// exec) and kubelets dialled by host name (the node is `localhost`, so that stays on
+    /// loopback).
+    pub kubelet: bool,
 }
 
 /// A running local control plane. Drop it to stop everything.
@@ -87,6 +93,16 @@ impl ControlPlane {
         let serving = ca.issue_server(&pki, "apiserver", &["127.0.0.1", "localhost"])?;
         let admin = ca.issue_client(&pki, "admin", "c4gh-e2e-admin", Some("system:masters"))?;
         let sa_key = write_signing_key(&pki, "service-account")?;
+        let kubelet_client = if options.kubelet {
+            Some(ca.issue_client(
+                &pki,
+                "apiserver-kubelet-client",
+                "kube-apiserver-kubelet-client",
+                Some("system:masters"),
+            )?)
+        } else {
+            None
+        };
 
         let etcd_client = free_port()?;
         let etcd_peer = free_port()?;
@@ -105,9 +121,11 @@ impl ControlPlane {
             format!("--tls-private-key-file={}", serving.key.display()),
             format!("--client-ca-file={}", ca_file.display()),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
-            "--authorization-mode=RBAC".into(),
+            format!(
+                "--authorization-mode={}",
+                if options.kubelet { "Node,RBAC" } else { "RBAC" }
+            ),
             "--allow-privileged=true".into(),
-            "--disable-admission-plugins=ServiceAccount".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", sa_key.cert.display()),
             format!(
@@ -117,6 +135,19 @@ impl ControlPlane {
             "--enable-priority-and-fairness=false".into(),
             "--endpoint-reconciler-type=none".into(),
         ]);
+        if kubelet_client.is_none() {
+            // Without a kubelet nothing uses the ServiceAccount token volume, and without the
+            // ServiceAccount controller no `default` ServiceAccount exists to admit pods with.
+            command.arg("--disable-admission-plugins=ServiceAccount");
+        }
+        if let Some(client) = &kubelet_client {
+            command.args([
+                "--enable-admission-plugins=NodeRestriction".to_owned(),
+                format!("--kubelet-client-certificate={}", client.cert.display()),
+                format!("--kubelet-client-key={}", client.key.display()),
+                "--kubelet-preferred-address-types=Hostname".into(),
+            ]);
+        }
         command.args(&options.apiserver_args);
         let apiserver =
             Supervised::spawn("kube-apiserver", command, &root.join("kube-apiserver.log"))?;
@@ -159,7 +190,17 @@ impl ControlPlane {
                 format!("--kubeconfig={}", kcm_config.display()),
                 format!("--authentication-kubeconfig={}", kcm_config.display()),
                 format!("--authorization-kubeconfig={}", kcm_config.display()),
-                "--controllers=job-controller".into(),
+                // With a node, Deployments run (the operator's) and pods get ServiceAccount
+                // tokens: the ServiceAccount controller makes each namespace's `default`
+                // account, the publisher its CA ConfigMap `kube-root-ca.crt`.
+                if options.kubelet {
+                    "--controllers=job-controller,deployment-controller,replicaset-controller,\
+                     serviceaccount-controller,root-ca-certificate-publisher-controller"
+                        .into()
+                } else {
+                    "--controllers=job-controller".into()
+                },
+                format!("--root-ca-file={}", ca_file.display()),
                 "--leader-elect=false".into(),
                 "--use-service-account-credentials=false".into(),
                 "--bind-address=127.0.0.1".into(),

@@ -17,8 +17,10 @@
 //! ```
 
 pub mod bench;
+pub mod cluster;
 pub mod control_plane;
 pub mod manifests;
+pub mod node;
 pub mod operator;
 pub mod pki;
 pub mod process;

@@ -2,9 +2,12 @@
 //! and the commands CI runs are the same.
 //!
 //! - `cargo xtask setup`: install what the tests need outside the source tree (reference Python
-//!   tools in a virtualenv; `kube-apiserver`, `etcd`, `kube-controller-manager` built from Go
-//!   modules). Idempotent and cached.
-//! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, and every test.
+//!   tools in a virtualenv; the Debian packages the node and the images need; `kube-apiserver`,
+//!   `etcd`, `kube-controller-manager`, `kube-scheduler`, `kubelet`, `kubectl`, `containerd`,
+//!   its shim and `ctr` built from Go modules). Idempotent and cached.
+//! - `cargo xtask images`: the OCI image archives (`target/images/`, see `images.rs`).
+//! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, the images, and every
+//!   test.
 //! - `cargo xtask demo`: the end-to-end demo on this machine.
 //! - `cargo xtask bench [NAME]`: the benchmarks (see README.md, "Performance").
 //! - `cargo xtask completions [--out DIR]`: shell completions (bash, zsh, fish) and man pages of
@@ -16,8 +19,10 @@ mod bench_drs;
 mod bench_operator;
 mod bench_sidecar;
 mod control_plane;
+mod images;
 mod python;
 mod run;
+mod system;
 
 use std::env;
 use std::process::ExitCode;
@@ -29,7 +34,8 @@ usage: cargo xtask <command>
 
 commands:
   setup         install the reference tools the tests use (cached outside the source tree)
-  test          setup, cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
+  images        build the OCI image archives into target/images/ (needs root: umoci, mmdebstrap)
+  test          setup, cargo fmt --check, cargo clippy -D warnings, images, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
   bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, operator, e2e; default: all)
   completions [--out DIR]
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
+        Some("images") => setup().and_then(|()| images::build()),
         Some("test") => test(),
         Some("demo") => demo(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
 
 fn setup() -> Result<(), Error> {
     python::ensure_venv()?;
+    system::ensure_packages()?;
     control_plane::ensure_binaries()
 }
 
@@ -85,6 +93,7 @@ fn test() -> Result<(), Error> {
             "warnings",
         ])
         .run()?;
+    images::build()?;
     Cmd::new("cargo")
         .args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .run()

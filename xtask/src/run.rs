@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Why a task failed.
 #[derive(Debug)]
@@ -54,18 +54,58 @@ impl Cmd {
         self
     }
 
+    /// Appends one argument.
+    pub fn arg(self, arg: &str) -> Self {
+        self.args([arg])
+    }
+
     /// Appends one path argument.
     pub fn arg_path(self, path: &std::path::Path) -> Self {
         self.args([path.as_os_str()])
     }
 
-    /// Runs to completion; a non-zero exit is an error.
+    /// Sets an environment variable for the command.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.inner.env(key, value);
+        self
+    }
+
+    /// Runs to completion and returns its standard output; a non-zero exit is an error carrying
+    /// its standard error.
+    pub fn output(mut self) -> Result<String, Error> {
+        let out = self
+            .inner
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| Error::Command {
+                line: self.line.clone(),
+                detail: format!("could not start: {err}"),
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(Error::Command {
+                line: self.line,
+                detail: format!(
+                    "failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            })
+        }
+    }
+
+    /// Runs to completion with standard input closed; a non-zero exit is an error.
     pub fn run(mut self) -> Result<(), Error> {
         eprintln!("+ {}", self.line);
-        let status = self.inner.status().map_err(|err| Error::Command {
-            line: self.line.clone(),
-            detail: format!("could not start: {err}"),
-        })?;
+        let status = self
+            .inner
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|err| Error::Command {
+                line: self.line.clone(),
+                detail: format!("could not start: {err}"),
+            })?;
         if status.success() {
             Ok(())
         } else {

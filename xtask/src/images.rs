@@ -1,0 +1,433 @@
+//! `cargo xtask images`: the project's OCI images, built without a daemon or a registry.
+//!
+//! - `c4gh-operator`, `c4gh-sidecar`, `c4gh-drs-server`: the workspace's release binary (gnu
+//!   target) and the shared libraries it links (read from `ldd`), plus `/etc/passwd` and
+//!   `/etc/group` naming the non-root user 65532 the image runs as. No shell.
+//! - `c4gh-task`: what a TES user's task image looks like, a minimal Debian root file system
+//!   (`mmdebstrap`, Debian's Essential packages plus `python3`) with the reference Python
+//!   `crypt4gh` and its dependencies from PyPI (binary wheels for the image's Python). The root file system is cached under
+//!   `~/.cache/crypt4gh-sidecar/images/` with a stamp, so only the first build downloads it.
+//! - `pause`: the pod sandbox's pause process (`xtask/pause/pause.c`, `gcc -static`), the
+//!   containerd sandbox image of the tests' node.
+//!
+//! Each image is assembled with `umoci` (one layer, config with user, entrypoint and OCI labels)
+//! and written as an OCI image layout archive `target/images/NAME.oci.tar` whose index names the
+//! image `c4gh.local/NAME:dev`. `ctr images import` takes it as it is, and `skopeo copy
+//! oci-archive:...` pushes it to a registry (docs/operator.md, "Images"). Every output is
+//! written under a temporary name and renamed, so an interrupted build never leaves an archive
+//! that looks complete.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use crate::python::cache_dir;
+use crate::run::{Cmd, Error};
+
+/// The registry part of every image name; `c4gh.local` is never pulled from (pods use
+/// `imagePullPolicy: Never` or `IfNotPresent`).
+pub const REGISTRY: &str = "c4gh.local";
+/// The tag of every locally built image.
+pub const TAG: &str = "dev";
+/// The non-root user and group the project's own images run as.
+const USER: u32 = 65532;
+/// Debian packages of the task image besides the Essential set.
+const TASK_PACKAGES: &[&str] = &["python3"];
+/// The reference implementation, as in the tests' virtualenv (`python.rs`).
+const CRYPT4GH: &str = "crypt4gh==1.8.6";
+/// The Debian release of the task image: the build machine's own (its apt sources are used).
+const SUITE: &str = "bookworm";
+
+/// One of the workspace's binaries and the package that builds it.
+struct Binary {
+    image: &'static str,
+    package: &'static str,
+    description: &'static str,
+}
+
+const BINARIES: &[Binary] = &[
+    Binary {
+        image: "c4gh-operator",
+        package: "c4gh-operator",
+        description: "Kubernetes operator injecting the crypt4gh sidecar into TES task pods",
+    },
+    Binary {
+        image: "c4gh-sidecar",
+        package: "c4gh-sidecar",
+        description: "Native sidecar fetching drs:// Crypt4GH inputs for a task with an ephemeral key",
+    },
+    Binary {
+        image: "c4gh-drs-server",
+        package: "drs-server",
+        description: "GA4GH DRS server re-encrypting Crypt4GH headers for a requester's key",
+    },
+];
+
+/// The repository root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// Where the archives go.
+pub fn output_dir() -> PathBuf {
+    target_dir().join("images")
+}
+
+/// Builds every image into [`output_dir`].
+pub fn build() -> Result<(), Error> {
+    let mut cargo = Cmd::new("cargo").args(["build", "--release", "--locked"]);
+    for binary in BINARIES {
+        cargo = cargo.args(["-p", binary.package, "--bin", binary.image]);
+    }
+    cargo.run()?;
+    let out = output_dir();
+    let work = out.join("build");
+    remove_dir(&work)?;
+    fs::create_dir_all(&work).map_err(|err| io("creating", &work, &err))?;
+    for binary in BINARIES {
+        let rootfs = work.join(binary.image).join("rootfs");
+        binary_rootfs(&rootfs, &target_dir().join("release").join(binary.image))?;
+        let entrypoint = format!("/usr/local/bin/{}", binary.image);
+        image(
+            &work.join(binary.image),
+            &rootfs,
+            &Config {
+                name: binary.image,
+                description: binary.description,
+                user: Some(format!("{USER}:{USER}")),
+                entrypoint: &[&entrypoint],
+                cmd: &[],
+            },
+            &out,
+        )?;
+    }
+    let pause = work.join("pause").join("rootfs");
+    pause_rootfs(&pause)?;
+    image(
+        &work.join("pause"),
+        &pause,
+        &Config {
+            name: "pause",
+            description: "Pod sandbox pause process for the end-to-end tests' node",
+            user: Some("65535:65535".into()),
+            entrypoint: &["/pause"],
+            cmd: &[],
+        },
+        &out,
+    )?;
+    let task = task_rootfs()?;
+    image(
+        &work.join("c4gh-task"),
+        &task,
+        &Config {
+            name: "c4gh-task",
+            description: "TES task image: Debian with python3 and the reference crypt4gh",
+            user: None,
+            entrypoint: &[],
+            cmd: &["/bin/sh"],
+        },
+        &out,
+    )?;
+    remove_dir(&work)?;
+    eprintln!("images written to {}", out.display());
+    Ok(())
+}
+
+/// An image's configuration.
+struct Config<'a> {
+    name: &'a str,
+    description: &'a str,
+    user: Option<String>,
+    entrypoint: &'a [&'a str],
+    cmd: &'a [&'a str],
+}
+
+/// Packs `rootfs` into a one-layer image with `config`, as `out/NAME.oci.tar`.
+fn image(work: &Path, rootfs: &Path, config: &Config<'_>, out: &Path) -> Result<(), Error> {
+    let layout = work.join("layout");
+    let reference = format!("{REGISTRY}/{}:{TAG}", config.name);
+    let image = format!("{}:{TAG}", layout.display());
+    Cmd::new("umoci")
+        .args(["init", "--layout"])
+        .arg_path(&layout)
+        .run()?;
+    Cmd::new("umoci").args(["new", "--image", &image]).run()?;
+    Cmd::new("umoci")
+        .args(["insert", "--no-history", "--image", &image])
+        .arg_path(rootfs)
+        .arg("/")
+        .run()?;
+    let version = env!("CARGO_PKG_VERSION");
+    let mut umoci = Cmd::new("umoci").args([
+        "config",
+        "--no-history",
+        "--image",
+        &image,
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64",
+        "--config.workingdir",
+        "/",
+        "--config.env",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--config.label",
+        &format!("org.opencontainers.image.title={}", config.name),
+        "--config.label",
+        &format!(
+            "org.opencontainers.image.description={}",
+            config.description
+        ),
+        "--config.label",
+        &format!("org.opencontainers.image.version={version}"),
+        "--config.label",
+        "org.opencontainers.image.licenses=Apache-2.0",
+        "--config.label",
+        "org.opencontainers.image.vendor=crypt4gh-sidecar",
+    ]);
+    if let Some(user) = &config.user {
+        umoci = umoci.args(["--config.user", user]);
+    }
+    for arg in config.entrypoint {
+        umoci = umoci.args(["--config.entrypoint", arg]);
+    }
+    for arg in config.cmd {
+        umoci = umoci.args(["--config.cmd", arg]);
+    }
+    umoci.run()?;
+    // The index names the image by its full reference, which `ctr images import` uses as is.
+    Cmd::new("umoci")
+        .args(["tag", "--image", &image, &reference])
+        .run()?;
+    Cmd::new("umoci").args(["rm", "--image", &image]).run()?;
+    Cmd::new("umoci")
+        .args(["gc", "--layout"])
+        .arg_path(&layout)
+        .run()?;
+    fs::create_dir_all(out).map_err(|err| io("creating", out, &err))?;
+    let archive = out.join(format!("{}.oci.tar", config.name));
+    let part = out.join(format!(".{}.oci.tar.part", config.name));
+    Cmd::new("tar")
+        .args(["--create", "--file"])
+        .arg_path(&part)
+        .args(["--directory"])
+        .arg_path(&layout)
+        .args(["oci-layout", "index.json", "blobs"])
+        .run()?;
+    fs::rename(&part, &archive).map_err(|err| io("renaming", &part, &err))?;
+    eprintln!("built {reference} -> {}", archive.display());
+    Ok(())
+}
+
+/// The root file system of one of the workspace's binaries: the binary, every shared library
+/// `ldd` lists (at the same path), and the user database naming [`USER`].
+fn binary_rootfs(rootfs: &Path, binary: &Path) -> Result<(), Error> {
+    let bin = rootfs.join("usr/local/bin");
+    fs::create_dir_all(&bin).map_err(|err| io("creating", &bin, &err))?;
+    let name = binary
+        .file_name()
+        .ok_or_else(|| Error::Message(format!("{} has no file name", binary.display())))?;
+    copy(binary, &bin.join(name))?;
+    let listing = Cmd::new("ldd").arg_path(binary).output()?;
+    for library in linked_libraries(&listing) {
+        let inside = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
+        copy(&library, &inside)?;
+    }
+    let etc = rootfs.join("etc");
+    fs::create_dir_all(&etc).map_err(|err| io("creating", &etc, &err))?;
+    write(
+        &etc.join("passwd"),
+        &format!(
+            "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{USER}:{USER}:nonroot:/home/nonroot:/sbin/nologin\n"
+        ),
+    )?;
+    write(
+        &etc.join("group"),
+        &format!("root:x:0:\nnonroot:x:{USER}:\n"),
+    )?;
+    let tmp = rootfs.join("tmp");
+    fs::create_dir_all(&tmp).map_err(|err| io("creating", &tmp, &err))?;
+    set_mode(&tmp, 0o1777)
+}
+
+/// The absolute library paths in `ldd` output (`libc.so.6 => /lib/.../libc.so.6 (0x...)` and
+/// the loader's own `/lib64/ld-linux-x86-64.so.2 (0x...)`).
+fn linked_libraries(ldd: &str) -> Vec<PathBuf> {
+    ldd.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.trim(),
+                None => line,
+            };
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// The pause image's root file system: the static pause program only.
+fn pause_rootfs(rootfs: &Path) -> Result<(), Error> {
+    fs::create_dir_all(rootfs).map_err(|err| io("creating", rootfs, &err))?;
+    let source = root().join("xtask").join("pause").join("pause.c");
+    Cmd::new("gcc")
+        .args(["-static", "-Os", "-s", "-Wall", "-Werror", "-o"])
+        .arg_path(&rootfs.join("pause"))
+        .arg_path(&source)
+        .run()
+}
+
+/// The task image's root file system, from the cache when its stamp matches, otherwise built:
+/// `mmdebstrap` with the machine's apt sources, then `crypt4gh` and its dependencies from PyPI
+/// (binary wheels for the image's Python, whatever Python runs pip) and a `crypt4gh` command.
+fn task_rootfs() -> Result<PathBuf, Error> {
+    let cache = cache_dir().join("images");
+    fs::create_dir_all(&cache).map_err(|err| io("creating", &cache, &err))?;
+    let lock_path = cache.join(".lock");
+    let lock = File::create(&lock_path).map_err(|err| io("creating", &lock_path, &err))?;
+    lock.lock().map_err(|err| io("locking", &lock_path, &err))?;
+    let rootfs = cache.join("task-rootfs");
+    let stamp_path = cache.join("task-rootfs.stamp");
+    let stamp = format!("{SUITE} {} {CRYPT4GH}", TASK_PACKAGES.join(","));
+    if rootfs.is_dir() && fs::read_to_string(&stamp_path).is_ok_and(|have| have == stamp) {
+        return Ok(rootfs);
+    }
+    let _ = fs::remove_file(&stamp_path);
+    remove_dir(&rootfs)?;
+    let part = cache.join(".task-rootfs.part");
+    remove_dir(&part)?;
+    let sources = Path::new("/etc/apt/sources.list.d/debian.sources");
+    let sources = if sources.is_file() {
+        sources
+    } else {
+        Path::new("/etc/apt/sources.list")
+    };
+    Cmd::new("mmdebstrap")
+        .args([
+            "--quiet",
+            "--variant=essential",
+            &format!("--include={}", TASK_PACKAGES.join(",")),
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            "--dpkgopt=path-exclude=/usr/share/info/*",
+            SUITE,
+        ])
+        .arg_path(&part)
+        .arg_path(sources)
+        .run()?;
+    // Device nodes mmdebstrap made; the container runtime gives every container its own /dev.
+    let dev = part.join("dev");
+    remove_dir(&dev)?;
+    fs::create_dir(&dev).map_err(|err| io("creating", &dev, &err))?;
+    let python = python_dir(&part)?;
+    let site = part
+        .join("usr/local/lib")
+        .join(&python)
+        .join("dist-packages");
+    let version = python.trim_start_matches("python");
+    let pip = cache_dir().join("venv").join("bin").join("pip");
+    Cmd::new(&pip)
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--implementation=cp",
+            &format!("--python-version={version}"),
+            "--platform=manylinux_2_28_x86_64",
+            "--platform=manylinux_2_17_x86_64",
+            "--platform=manylinux2014_x86_64",
+            "--target",
+        ])
+        .arg_path(&site)
+        .arg(CRYPT4GH)
+        .run()?;
+    // pip --target also writes a script whose interpreter is the virtualenv's; replace it.
+    remove_dir(&site.join("bin"))?;
+    let command = part.join("usr/local/bin/crypt4gh");
+    write(
+        &command,
+        "#!/usr/bin/python3\nimport sys\nfrom crypt4gh.__main__ import main\nsys.exit(main())\n",
+    )?;
+    set_mode(&command, 0o755)?;
+    Cmd::new("chroot")
+        .arg_path(&part)
+        .args(["/usr/local/bin/crypt4gh", "--version"])
+        .run()?;
+    fs::rename(&part, &rootfs).map_err(|err| io("renaming", &part, &err))?;
+    write(&stamp_path, &stamp)?;
+    Ok(rootfs)
+}
+
+/// `python3.N`: the Python under `rootfs/usr/lib`.
+fn python_dir(rootfs: &Path) -> Result<String, Error> {
+    let lib = rootfs.join("usr/lib");
+    let entries = fs::read_dir(&lib).map_err(|err| io("reading", &lib, &err))?;
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .find(|name| {
+            name.strip_prefix("python3.")
+                .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .ok_or_else(|| Error::Message(format!("no python3.N directory under {}", lib.display())))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), Error> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(|err| io("creating", parent, &err))?;
+    }
+    fs::copy(from, to).map_err(|err| io("copying", from, &err))?;
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    fs::write(path, text).map_err(|err| io("writing", path, &err))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|err| io("setting the mode of", path, &err))
+}
+
+fn remove_dir(path: &Path) -> Result<(), Error> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(io("removing", path, &err)),
+    }
+}
+
+fn io(what: &str, path: &Path, err: &std::io::Error) -> Error {
+    Error::Message(format!("{what} {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_yields_every_absolute_library_path() {
+        let listing = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                       \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f01)\n\
+                       \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f02)\n\
+                       \t/lib64/ld-linux-x86-64.so.2 (0x00007f03)\n";
+        assert_eq!(
+            linked_libraries(listing),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+    }
+}
