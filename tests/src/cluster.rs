@@ -85,6 +85,9 @@ pub async fn install_operator(node: &Node, client: &Client) -> Result<String, Er
         .next()
         .unwrap_or_default()
         .to_owned();
+    // kustomize takes bases by relative path only.
+    let up = "../".repeat(dir.path().components().count().saturating_sub(1));
+    let overlay = PathBuf::from(up).join(overlay.strip_prefix("/").unwrap_or(&overlay));
     let kustomization = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
