@@ -322,16 +322,14 @@ async fn sidecar_killed_mid_fetch_recovers(
     let pod = cluster::task_pod("task-killed", drs, &[("big", drs.objects["big"].as_str())])?;
     cluster::create_pod(client, TASKS, &pod).await?;
     let (pod, _) = watch_pod(node, client, TASKS, "task-killed", |pod| async move {
-        let id = pod
-            .status
-            .and_then(|s| s.init_container_statuses)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.name == "c4gh-sidecar")
-            .and_then(|c| c.container_id)
-            .context("the sidecar has no container ID yet")?;
-        let id = id.trim_start_matches("containerd://");
-        node.ctr(&["tasks", "kill", "--signal", "SIGKILL", id])?;
+        // The pod status may not name the container yet; containerd's labels do.
+        let filter = format!(
+            "labels.\"io.kubernetes.pod.uid\"=={},labels.\"io.kubernetes.container.name\"==c4gh-sidecar",
+            uid(&pod)
+        );
+        let ids = node.ctr(&["containers", "list", "--quiet", &filter])?;
+        let id = ids.lines().next().context("containerd has no sidecar container")?;
+        node.ctr(&["tasks", "kill", "--signal", "SIGKILL", id.trim()])?;
         Ok(())
     })
     .await?;
