@@ -379,10 +379,6 @@ pub async fn task_namespace(client: &Client, namespace: &str, drs: &DrsPod) -> R
 /// its own UID), decrypting `inputs` (object ID, expected SHA-256) from `drs`, then writing the
 /// time it exits to `/data/out/exited` (for [`KeyWatch`]).
 pub fn task_pod(name: &str, drs: &DrsPod, inputs: &[(&str, &str)]) -> Result<Pod, Error> {
-    let annotation: Vec<Value> = inputs
-        .iter()
-        .map(|(id, _)| json!({"url": drs.uri(id), "path": format!("/data/in/{id}.c4gh")}))
-        .collect();
     let mut command = vec![
         "python3".to_owned(),
         "-c".to_owned(),
@@ -392,16 +388,20 @@ pub fn task_pod(name: &str, drs: &DrsPod, inputs: &[(&str, &str)]) -> Result<Pod
         command.push(format!("/data/in/{id}.c4gh"));
         command.push((*digest).to_owned());
     }
-    let script = format!(
-        "{}; status=$?; date +%s.%N > /data/out/exited; exit $status",
-        shell_words(&command)
-    );
-    serde_json::from_value(json!({
-        "metadata": {
-            "name": name,
-            "labels": {"c4gh.dev/inject": "enabled"},
-            "annotations": {"c4gh.dev/inputs": serde_json::to_string(&annotation).unwrap_or_default()}
-        },
+    let ids: Vec<&str> = inputs.iter().map(|(id, _)| *id).collect();
+    pod_running(name, Some((drs, &ids)), &shell_words(&command))
+}
+
+/// A task pod like [`task_pod`] running the shell command `script`; with `inputs` (the DRS
+/// server and object IDs) it opts in to the sidecar, without it the webhook never sees it.
+pub fn pod_running(
+    name: &str,
+    inputs: Option<(&DrsPod, &[&str])>,
+    script: &str,
+) -> Result<Pod, Error> {
+    let script = format!("{script}; status=$?; date +%s.%N > /data/out/exited; exit $status");
+    let mut pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name},
         "spec": {
             "hostNetwork": true,
             "dnsPolicy": "ClusterFirstWithHostNet",
@@ -423,7 +423,22 @@ pub fn task_pod(name: &str, drs: &DrsPod, inputs: &[(&str, &str)]) -> Result<Pod
             "volumes": [{"name": "data", "emptyDir": {}}, {"name": "out", "emptyDir": {}}]
         }
     }))
-    .map_err(|err| Error::Unexpected(format!("building pod {name}: {err}")))
+    .map_err(|err| Error::Unexpected(format!("building pod {name}: {err}")))?;
+    if let Some((drs, ids)) = inputs {
+        let annotation: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"url": drs.uri(id), "path": format!("/data/in/{id}.c4gh")}))
+            .collect();
+        pod.metadata.labels = Some([("c4gh.dev/inject".to_owned(), "enabled".to_owned())].into());
+        pod.metadata.annotations = Some(
+            [(
+                "c4gh.dev/inputs".to_owned(),
+                serde_json::to_string(&annotation).unwrap_or_default(),
+            )]
+            .into(),
+        );
+    }
+    Ok(pod)
 }
 
 /// Creates `pod` in `namespace`, retrying while the operator's cache has not seen the policy yet.

@@ -21,10 +21,10 @@ pub mod cluster;
 pub mod control_plane;
 pub mod manifests;
 pub mod node;
+pub mod node_bench;
 pub mod operator;
 pub mod pki;
 pub mod process;
-pub mod runner;
 pub mod scenario;
 pub mod workspace;
 

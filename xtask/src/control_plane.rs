@@ -1,5 +1,6 @@
-//! The local Kubernetes control plane for the end-to-end tests: `kube-apiserver`, `kubectl`,
-//! `kube-controller-manager` and `etcd`, built from pinned Go modules by
+//! The local Kubernetes control plane and node for the end-to-end tests: `kube-apiserver`,
+//! `kubectl`, `kube-controller-manager`, `kube-scheduler`, `kubelet`, `etcd`, `containerd`, its
+//! runc shim and `ctr`, built from pinned Go modules by
 //! `tests/control-plane/build.sh` into the cache directory (same rule as
 //! `testkit::control_plane_dir`). The script stamps what it built and does nothing when the stamp
 //! matches, so only the first `cargo xtask setup` pays for the Go build. Also the two commands
@@ -15,8 +16,13 @@ use crate::run::{Cmd, Error};
 const BINARIES: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
+    "kube-scheduler",
     "kubectl",
+    "kubelet",
     "etcd",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
 ];
 
 /// Builds the control-plane binaries unless `KUBEBUILDER_ASSETS` already provides them or the
@@ -55,30 +61,24 @@ pub fn ensure_binaries() -> Result<(), Error> {
     Cmd::new("bash").arg_path(&script).arg_path(&out).run()
 }
 
-/// `cargo xtask demo`: builds the operator and the sidecar, then runs the narrated end-to-end
-/// flow (`tests/src/scenario.rs`) on the local control plane.
+/// `cargo xtask demo`: builds the images, then runs the narrated end-to-end flow
+/// (`tests/src/scenario.rs`) on the real node (root only).
 pub fn demo() -> Result<(), Error> {
-    Cmd::new("cargo")
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "c4gh-operator",
-            "-p",
-            "c4gh-sidecar",
-        ])
-        .run()?;
+    crate::images::build()?;
     Cmd::new("cargo")
         .args(["run", "--quiet", "-p", "c4gh-e2e", "--bin", "c4gh-demo"])
         .run()
 }
 
 /// `cargo xtask bench e2e`: pod admission latency through the real apiserver with and without
-/// the webhook (p50/p99 over 200 pods each), with release builds.
+/// the webhook (p50/p99 over 200 pods each), then pod start-up with and without the sidecar and
+/// key removal on the real node (30 pods per series, the images from `cargo xtask images`),
+/// with release builds.
 pub fn bench_e2e() -> Result<(), Error> {
     Cmd::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "c4gh-operator"])
         .run()?;
+    crate::images::build()?;
     Cmd::new("cargo")
         .args([
             "run",
@@ -90,6 +90,7 @@ pub fn bench_e2e() -> Result<(), Error> {
             "c4gh-e2e-bench",
             "--",
             "200",
+            "30",
         ])
         .run()
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the whole flow on this machine, narrated (see `c4gh_e2e::scenario`).
+//! `cargo xtask demo`: the whole flow on the real node, narrated (see `c4gh_e2e::scenario`).
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
