@@ -25,6 +25,7 @@ pub mod node_bench;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod runner;
 pub mod scenario;
 pub mod workspace;
 

@@ -1,7 +1,7 @@
 //! `cargo xtask images`: the project's OCI images, built without a daemon or a registry.
 //!
 //! - `c4gh-operator`, `c4gh-sidecar`, `c4gh-drs-server`: the workspace's release binary (gnu
-//!   target) and the shared libraries it links (read from `ldd`), plus `/etc/passwd` and
+//!   target, debug info stripped) and the shared libraries it links (read from `ldd`), plus `/etc/passwd` and
 //!   `/etc/group` naming the non-root user 65532 the image runs as. No shell.
 //! - `c4gh-task`: what a TES user's task image looks like, a minimal Debian root file system
 //!   (`mmdebstrap`, Debian's Essential packages plus `python3`) with the reference Python
@@ -233,7 +233,13 @@ fn binary_rootfs(rootfs: &Path, binary: &Path) -> Result<(), Error> {
     let name = binary
         .file_name()
         .ok_or_else(|| Error::Message(format!("{} has no file name", binary.display())))?;
-    copy(binary, &bin.join(name))?;
+    let inside = bin.join(name);
+    copy(binary, &inside)?;
+    // The release profile keeps line tables for backtraces; the image does without them.
+    Cmd::new("strip")
+        .arg("--strip-debug")
+        .arg_path(&inside)
+        .run()?;
     let listing = Cmd::new("ldd").arg_path(binary).output()?;
     for library in linked_libraries(&listing) {
         let inside = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
