@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use c4gh_contract::{annotations, pod};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
@@ -429,10 +430,16 @@ pub fn pod_running(
             .iter()
             .map(|id| json!({"url": drs.uri(id), "path": format!("/data/in/{id}.c4gh")}))
             .collect();
-        pod.metadata.labels = Some([("c4gh.dev/inject".to_owned(), "enabled".to_owned())].into());
+        pod.metadata.labels = Some(
+            [(
+                annotations::INJECT_LABEL.to_owned(),
+                annotations::INJECT_ENABLED.to_owned(),
+            )]
+            .into(),
+        );
         pod.metadata.annotations = Some(
             [(
-                "c4gh.dev/inputs".to_owned(),
+                annotations::INPUTS.to_owned(),
                 serde_json::to_string(&annotation).unwrap_or_default(),
             )]
             .into(),
@@ -484,14 +491,14 @@ impl KeyWatch {
             .join("volumes")
             .join("kubernetes.io~empty-dir");
         KeyWatch {
-            dir: volumes.join("c4gh-key"),
+            dir: volumes.join(pod::KEY_VOLUME),
             out_dir: volumes.join("out"),
         }
     }
 
     /// The key file.
     pub fn key_file(&self) -> PathBuf {
-        self.dir.join("ephemeral.sec")
+        self.dir.join(pod::SECRET_KEY_FILE)
     }
 
     /// Whether the key volume is a tmpfs mount.

@@ -126,8 +126,11 @@ async fn run_pod(
     let mut running_after = None;
     let mut key_seen = false;
     let mut gone_at = None;
+    let mut exited = None;
     loop {
         let current = pods.get(name).await?;
+        // The kubelet removes the pod's volumes soon after it ends: read them while it runs.
+        exited = exited.or_else(|| watch.task_exited());
         let status = current.status.clone().unwrap_or_default();
         if running_after.is_none() {
             let started_task = status
@@ -170,7 +173,7 @@ async fn run_pod(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let lag = match (watch.task_exited(), gone_at) {
+    let lag = match (exited, gone_at) {
         (Some(exited), Some(gone)) => Some(gone - exited),
         _ => None,
     };

@@ -19,6 +19,8 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use c4gh_contract::pod::{GATE_CONTAINER, OWN_VOLUME_PREFIX, SIDECAR_CONTAINER};
+use c4gh_contract::{annotations, env};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
@@ -141,7 +143,7 @@ pub async fn run(narrate: &dyn Fn(&str)) -> Result<(), Error> {
         .init_container_statuses
         .unwrap_or_default()
         .into_iter()
-        .find(|c| c.name == "c4gh-gate")
+        .find(|c| c.name == GATE_CONTAINER)
         .and_then(|c| c.state)
         .and_then(|s| s.terminated)
         .and_then(|t| t.message)
@@ -265,7 +267,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
     let init = spec.init_containers.clone().unwrap_or_default();
     let names: Vec<String> = init.iter().map(|c| c.name.clone()).collect();
     check(
-        names.first().map(String::as_str) == Some("c4gh-sidecar")
+        names.first().map(String::as_str) == Some(SIDECAR_CONTAINER)
             && init[0].restart_policy.as_deref() == Some("Always"),
         || format!("the stored pod has no native sidecar first: init containers {names:?}"),
     )?;
@@ -273,7 +275,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get("c4gh.dev/status"))
+        .and_then(|a| a.get(annotations::STATUS))
         .cloned()
         .unwrap_or_default();
     narrate(&format!(
@@ -289,7 +291,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
         ));
     }
     for v in spec.volumes.as_deref().unwrap_or_default() {
-        if v.name.starts_with("c4gh-") {
+        if v.name.starts_with(OWN_VOLUME_PREFIX) {
             let kind = if let Some(e) = &v.empty_dir {
                 format!(
                     "emptyDir medium={} sizeLimit={}",
@@ -312,7 +314,7 @@ fn describe_injection(pod: &Pod, narrate: &dyn Fn(&str)) -> Result<Vec<String>, 
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .find(|e| e.name == "C4GH_SECRET_KEY")
+            .find(|e| e.name == env::SECRET_KEY)
             .and_then(|e| e.value.clone())
             .unwrap_or_default();
         narrate(&format!(

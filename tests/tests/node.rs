@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use c4gh_contract::pod::{GATE_CONTAINER, SIDECAR_CONTAINER};
 use c4gh_e2e::cluster::{self, DrsPod, KeyWatch};
 use c4gh_e2e::node::{self, Node};
 use c4gh_e2e::operator::ensure_namespace;
@@ -187,16 +188,16 @@ async fn injected_pod_succeeds(node: &Node, client: &Client, drs: &DrsPod) -> an
     let init = spec.init_containers.clone().unwrap_or_default();
     ensure!(
         init.len() >= 2
-            && init[0].name == "c4gh-sidecar"
+            && init[0].name == SIDECAR_CONTAINER
             && init[0].restart_policy.as_deref() == Some("Always")
             && init[0].startup_probe.is_some()
-            && init[1].name == "c4gh-gate",
+            && init[1].name == GATE_CONTAINER,
         "injected: native sidecar with a startup probe, then the gate: {:?}",
         init.iter().map(|c| &c.name).collect::<Vec<_>>()
     );
     let (pod, observed) = watch_pod(node, client, TASKS, "task-ok", |_| async { Ok(()) }).await?;
     let task_log = container_logs(client, TASKS, "task-ok", "task").await;
-    let sidecar_log = container_logs(client, TASKS, "task-ok", "c4gh-sidecar").await;
+    let sidecar_log = container_logs(client, TASKS, "task-ok", SIDECAR_CONTAINER).await;
     ensure!(
         phase(&pod) == "Succeeded",
         "pod ended {}: task: {task_log}\nsidecar: {sidecar_log}\nstatus: {}",
@@ -299,7 +300,7 @@ async fn failing_input_fails_pod(node: &Node, client: &Client, drs: &DrsPod) -> 
         .and_then(|s| s.init_container_statuses)
         .unwrap_or_default()
         .into_iter()
-        .find(|c| c.name == "c4gh-gate")
+        .find(|c| c.name == GATE_CONTAINER)
         .and_then(|c| c.state)
         .and_then(|s| s.terminated)
         .and_then(|t| t.message)
@@ -324,7 +325,7 @@ async fn sidecar_killed_mid_fetch_recovers(
     let (pod, _) = watch_pod(node, client, TASKS, "task-killed", |pod| async move {
         // The pod status may not name the container yet; containerd's labels do.
         let filter = format!(
-            "labels.\"io.kubernetes.pod.uid\"=={},labels.\"io.kubernetes.container.name\"==c4gh-sidecar",
+            "labels.\"io.kubernetes.pod.uid\"=={},labels.\"io.kubernetes.container.name\"=={SIDECAR_CONTAINER}",
             uid(&pod)
         );
         let ids = node.ctr(&["containers", "list", "--quiet", &filter])?;
@@ -338,7 +339,7 @@ async fn sidecar_killed_mid_fetch_recovers(
         .status
         .as_ref()
         .and_then(|s| s.init_container_statuses.as_ref())
-        .and_then(|c| c.iter().find(|c| c.name == "c4gh-sidecar"))
+        .and_then(|c| c.iter().find(|c| c.name == SIDECAR_CONTAINER))
         .map_or(0, |c| c.restart_count);
     ensure!(
         phase(&pod) == "Succeeded",
