@@ -221,6 +221,7 @@ impl DrsPod {
                     description: None,
                     mime_type: None,
                     readers: vec![reader.clone()],
+                    dataset: None,
                 },
             )
             .map_err(|err| Error::Unexpected(format!("adding {id} to the catalog: {err}")))?;
