@@ -11,6 +11,12 @@
 //! - [`KeyHeaderUrl`] — a header URL pattern with the key in a configurable request header
 //!   (htsget-rs uses `Htsget-Context-Public-Key`), body from the object's `https` access method.
 //!
+//! Which one a server gets is configuration: a [`FlavourChoice`] per `host[:port]` in
+//! [`ServerFlavours`] (the sidecar's `--server-flavour` / `C4GH_SERVER_FLAVOURS`, a policy's
+//! `serverFlavours`). SDA v2 has no lookup by file id: its files are named
+//! `drs://host/{datasetId}/{filePath}` and [`SdaV2::object_ref`] maps that to SDA's only DRS route,
+//! `/objects/{datasetId}/{filePath}`.
+//!
 //! ```
 //! use drs::flavour::ClientPublicKey;
 //!
@@ -19,7 +25,9 @@
 //! assert_eq!(again.raw(), &[7u8; 32]);
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -30,6 +38,7 @@ use crate::resolve::{ObjectRef, join};
 use crate::types::{
     AccessType, AccessUrl, BODY_ACCESS_ID, DrsObject, HEADER_ACCESS_ID, PUBLIC_KEY_HEADER,
 };
+use crate::uri::{HostnameUri, ParseOptions, encode_segment};
 
 /// Request header htsget-rs (and SDA v2, as an alternative) reads the key from.
 pub const HTSGET_PUBLIC_KEY_HEADER: &str = "Htsget-Context-Public-Key";
@@ -170,8 +179,10 @@ impl HeaderFlavour for Crypt4ghDrs {
                 what: format!(
                     "header re-encryption (no `https` access method `{HEADER_ACCESS_ID}`)"
                 ),
-                hint: "the server does not speak this project's protocol; configure the SDA v2 or \
-                       key-header flavour for it, or ask the operator to enable it",
+                hint: "the server does not speak this project's protocol; choose its flavour \
+                       (`--server-flavour HOST=sda-v2` or `HOST=key-header:URL`, env \
+                       C4GH_SERVER_FLAVOURS, policy spec.serverFlavours), or ask its operator to \
+                       enable the protocol",
             }),
         }
     }
@@ -218,6 +229,37 @@ pub struct SdaV2 {
 }
 
 impl SdaV2 {
+    /// The DRS object of an SDA file named `drs://host/{datasetId}/{filePath}`: SDA's only DRS
+    /// route, `{scheme}://host/objects/{datasetId}/{filePath}` (each path segment
+    /// percent-encoded). The dataset id is everything before the first `/`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Resolve`] when the id has no `/` (a bare file id: SDA v2 cannot look files up by
+    /// id, and the `drs://host/{fileId}` in its `self_uri` does not resolve).
+    pub fn object_ref(h: &HostnameUri, opts: &ParseOptions) -> Result<ObjectRef> {
+        let Some((dataset, path)) = h.id().split_once('/') else {
+            return Err(Error::Resolve {
+                uri: h.to_string(),
+                detail: format!(
+                    "SDA v2 cannot look a file up by id: name it by dataset and path, \
+                     drs://{}/DATASET_ID/FILE_PATH (e.g. drs://{}/EGAD00000000001/samples/a.bam.c4gh)",
+                    h.authority(),
+                    h.authority()
+                ),
+            });
+        };
+        let segments: Vec<String> = path.split('/').map(encode_segment).collect();
+        let url = format!(
+            "{}://{}/objects/{}/{}",
+            h.scheme(),
+            h.authority(),
+            encode_segment(dataset),
+            segments.join("/")
+        );
+        ObjectRef::from_url(&url, h.id(), &h.to_string(), opts)
+    }
+
     fn files(&self, obj: &ObjectRef, object: &DrsObject, leaf: &str) -> Locator {
         let base = self.files_base.clone().unwrap_or_else(|| {
             let mut u = obj.url().clone();
@@ -278,6 +320,173 @@ impl HeaderFlavour for KeyHeaderUrl {
 
     fn body_locator(&self, _obj: &ObjectRef, object: &DrsObject) -> Result<Locator> {
         https_body(object)
+    }
+}
+
+/// A server's protocol, as configured: `auto`, `crypt4gh-drs`, `sda-v2` or
+/// `key-header:URL_PATTERN` (the pattern contains `{id}`; the key goes in
+/// `Htsget-Context-Public-Key`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FlavourChoice {
+    /// Ask the server: `/ga4gh/drs/v1/service-info` with a `crypt4gh` block is this project's
+    /// protocol; `/service-info` named `SDA Download` is SDA v2; otherwise this project's
+    /// protocol (whose errors name the fix).
+    #[default]
+    Auto,
+    /// [`Crypt4ghDrs`].
+    Crypt4ghDrs,
+    /// [`SdaV2`] (files named `drs://host/{datasetId}/{filePath}`).
+    SdaV2,
+    /// [`KeyHeaderUrl`] with this header URL pattern and [`HTSGET_PUBLIC_KEY_HEADER`].
+    KeyHeader {
+        /// e.g. `https://h.example/c4gh/{id}/header`.
+        header_pattern: String,
+    },
+}
+
+/// The accepted forms, for error messages.
+pub const FLAVOUR_FORMS: &str = "auto, crypt4gh-drs, sda-v2 or key-header:URL_WITH_{id}";
+
+impl FlavourChoice {
+    /// The flavour to use; `None` for [`FlavourChoice::Auto`] (detect first).
+    pub fn flavour(&self) -> Option<Box<dyn HeaderFlavour>> {
+        match self {
+            FlavourChoice::Auto => None,
+            FlavourChoice::Crypt4ghDrs => Some(Box::new(Crypt4ghDrs)),
+            FlavourChoice::SdaV2 => Some(Box::new(SdaV2::default())),
+            FlavourChoice::KeyHeader { header_pattern } => Some(Box::new(KeyHeaderUrl {
+                header_pattern: header_pattern.clone(),
+                key_header: HTSGET_PUBLIC_KEY_HEADER.to_owned(),
+            })),
+        }
+    }
+}
+
+impl FromStr for FlavourChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        match s {
+            "auto" => return Ok(FlavourChoice::Auto),
+            "crypt4gh-drs" => return Ok(FlavourChoice::Crypt4ghDrs),
+            "sda-v2" => return Ok(FlavourChoice::SdaV2),
+            _ => {}
+        }
+        let bad = |why: String| Error::Config {
+            what: format!("flavour `{s}`: {why}"),
+        };
+        let Some(pattern) = s.strip_prefix("key-header:") else {
+            return Err(bad(format!("expected {FLAVOUR_FORMS}")));
+        };
+        if !pattern.contains("{id}") {
+            return Err(bad("the header URL pattern has no `{id}`".into()));
+        }
+        if pattern.contains(',') {
+            return Err(bad("the header URL pattern must not contain `,`".into()));
+        }
+        let url = Url::parse(&pattern.replace("{id}", "x"))
+            .map_err(|e| bad(format!("the header URL pattern is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+            return Err(bad("the header URL pattern must be an https URL".into()));
+        }
+        Ok(FlavourChoice::KeyHeader {
+            header_pattern: pattern.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for FlavourChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlavourChoice::Auto => f.write_str("auto"),
+            FlavourChoice::Crypt4ghDrs => f.write_str("crypt4gh-drs"),
+            FlavourChoice::SdaV2 => f.write_str("sda-v2"),
+            FlavourChoice::KeyHeader { header_pattern } => {
+                write!(f, "key-header:{header_pattern}")
+            }
+        }
+    }
+}
+
+/// `host[:port]` → [`FlavourChoice`]; hosts not listed get the default (normally `auto`).
+///
+/// The text form is `host=flavour` entries separated by `,`
+/// (`sda.example.org=sda-v2,drs.example.org=crypt4gh-drs`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerFlavours {
+    by_host: BTreeMap<String, FlavourChoice>,
+    default: FlavourChoice,
+}
+
+impl ServerFlavours {
+    /// Parses `host=flavour` entries (a bare flavour without `host=` sets the default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the bad entry.
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let mut map = Self::default();
+        for entry in entries.into_iter().flat_map(|e| e.split(',')) {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match entry.split_once('=') {
+                Some((host, flavour)) => {
+                    let host = host.trim().to_ascii_lowercase();
+                    if host.is_empty() || host.contains('/') {
+                        return Err(Error::Config {
+                            what: format!(
+                                "server flavour `{entry}`: expected host[:port]=flavour ({FLAVOUR_FORMS})"
+                            ),
+                        });
+                    }
+                    map.by_host.insert(host, flavour.parse()?);
+                }
+                None => map.default = entry.parse()?,
+            }
+        }
+        Ok(map)
+    }
+
+    /// Sets the flavour of hosts that are not listed.
+    pub fn with_default(mut self, default: FlavourChoice) -> Self {
+        self.default = default;
+        self
+    }
+
+    /// The flavour configured for `authority` (`host` or `host:port`, lowercase); an https
+    /// authority without a port also matches a `host:443` entry.
+    pub fn get(&self, authority: &str) -> &FlavourChoice {
+        self.by_host
+            .get(authority)
+            .or_else(|| {
+                (!authority.contains(':') || authority.ends_with(']'))
+                    .then(|| self.by_host.get(&format!("{authority}:443")))
+                    .flatten()
+            })
+            .unwrap_or(&self.default)
+    }
+
+    /// The listed hosts and their flavours.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &FlavourChoice)> {
+        self.by_host.iter().map(|(h, f)| (h.as_str(), f))
+    }
+}
+
+impl fmt::Display for ServerFlavours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = self
+            .by_host
+            .iter()
+            .map(|(h, c)| format!("{h}={c}"))
+            .collect();
+        if self.default != FlavourChoice::Auto {
+            parts.push(self.default.to_string());
+        }
+        f.write_str(&parts.join(","))
     }
 }
 
@@ -354,7 +563,7 @@ mod tests {
             object(serde_json::json!([{"type": "https", "access_url": {"url": "https://x"}}]));
         let e = f.header_locator(&obj_ref(), &plain).unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }));
-        assert!(e.to_string().contains("SDA v2"), "{e}");
+        assert!(e.to_string().contains("--server-flavour HOST=sda-v2"), "{e}");
         let none = object(serde_json::json!([{"type": "https", "access_id": "crypt4gh-header"}]));
         assert!(matches!(
             f.body_locator(&obj_ref(), &none).unwrap_err(),
@@ -391,5 +600,65 @@ mod tests {
             kh.body_locator(&obj_ref(), &o).unwrap(),
             Locator::AccessUrl(_)
         ));
+    }
+
+    #[test]
+    fn sda_object_ref_names_dataset_and_path() {
+        let opts = ParseOptions {
+            allow_port: true,
+            allow_http: false,
+        };
+        let crate::uri::DrsUri::Hostname(h) = crate::uri::DrsUri::parse(
+            "drs://localhost:8443/EGAD00000000001/samples/big%20one.c4gh",
+            &opts,
+        )
+        .unwrap() else {
+            panic!("not a hostname URI")
+        };
+        let o = SdaV2::object_ref(&h, &opts).unwrap();
+        assert_eq!(
+            o.url().as_str(),
+            "https://localhost:8443/objects/EGAD00000000001/samples/big%20one.c4gh"
+        );
+        assert_eq!(o.authority(), "localhost:8443");
+        let crate::uri::DrsUri::Hostname(bare) =
+            crate::uri::DrsUri::parse("drs://localhost:8443/EGAF00000000001", &opts).unwrap()
+        else {
+            panic!("not a hostname URI")
+        };
+        let e = SdaV2::object_ref(&bare, &opts).unwrap_err().to_string();
+        assert!(e.contains("DATASET_ID/FILE_PATH"), "{e}");
+    }
+
+    #[test]
+    fn flavour_choices_parse_and_print() {
+        for s in [
+            "auto",
+            "crypt4gh-drs",
+            "sda-v2",
+            "key-header:https://hts.example/c4gh/{id}/header",
+        ] {
+            assert_eq!(s.parse::<FlavourChoice>().unwrap().to_string(), s);
+        }
+        for bad in [
+            "sda",
+            "key-header:https://x/no-id",
+            "key-header:ftp://x/{id}",
+            "",
+        ] {
+            let e = bad.parse::<FlavourChoice>().unwrap_err().to_string();
+            assert!(e.contains("flavour"), "{e}");
+        }
+        let m =
+            ServerFlavours::parse(["sda.example.org=sda-v2, localhost:8443=crypt4gh-drs"]).unwrap();
+        assert_eq!(m.get("sda.example.org"), &FlavourChoice::SdaV2);
+        assert_eq!(m.get("localhost:8443"), &FlavourChoice::Crypt4ghDrs);
+        assert_eq!(m.get("other.org"), &FlavourChoice::Auto);
+        let m = ServerFlavours::parse(["h.org:443=sda-v2", "crypt4gh-drs"]).unwrap();
+        assert_eq!(m.get("h.org"), &FlavourChoice::SdaV2);
+        assert_eq!(m.get("x.org"), &FlavourChoice::Crypt4ghDrs);
+        assert_eq!(m.to_string(), "h.org:443=sda-v2,crypt4gh-drs");
+        assert!(ServerFlavours::parse(["=sda-v2"]).is_err());
+        assert!(ServerFlavours::parse(["h=nope"]).is_err());
     }
 }

@@ -711,6 +711,10 @@ pub struct Problem {
     /// Machine-readable code (see [`ProblemCode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// NeIC SDA v2's name for the same code (`errorCode`, e.g. `KEY_MISSING`); read when `code`
+    /// is absent.
+    #[serde(rename = "errorCode", default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     /// DRS `Error.msg`, duplicated for DRS clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg: Option<String>,
@@ -730,14 +734,19 @@ impl Problem {
             detail: Some(detail.clone()),
             instance: None,
             code: Some(code.as_str().to_owned()),
+            error_code: None,
             msg: Some(detail),
             status_code: Some(status),
         }
     }
 
-    /// The code parsed into a [`ProblemCode`] (unknown codes → `None`).
+    /// The code (`code`, else SDA's `errorCode`) parsed into a [`ProblemCode`] (unknown codes →
+    /// `None`).
     pub fn problem_code(&self) -> Option<ProblemCode> {
-        self.code.as_deref().and_then(ProblemCode::from_code)
+        self.code
+            .as_deref()
+            .or(self.error_code.as_deref())
+            .and_then(ProblemCode::from_code)
     }
 
     /// The best human-readable explanation: `detail`, else `msg`, else `title`.
@@ -1015,12 +1024,19 @@ mod tests {
         for code in ProblemCode::ALL {
             assert_eq!(ProblemCode::from_code(code.as_str()), Some(code));
         }
+        // What the real SDA v2 sends (docs/drs-crypt4gh.md §9): `errorCode`, not `code`.
         let sda: Problem = serde_json::from_value(json!({
-            "title": "Bad Request", "status": 400, "code": "KEY_CONFLICT", "extra": 1
+            "title": "Bad Request", "status": 400,
+            "detail": "only one of X-C4GH-Public-Key or Htsget-Context-Public-Key may be provided",
+            "errorCode": "KEY_CONFLICT", "correlationId": "9e4900aa"
         }))
         .unwrap();
         assert_eq!(sda.problem_code(), Some(ProblemCode::KeyConflict));
-        assert_eq!(sda.message(), Some("Bad Request"));
+        assert!(sda.message().unwrap().starts_with("only one of"));
+        let titled: Problem =
+            serde_json::from_value(json!({"title": "Bad Request", "status": 400})).unwrap();
+        assert_eq!(titled.message(), Some("Bad Request"));
+        assert_eq!(titled.problem_code(), None);
         let drs_only: Problem =
             serde_json::from_value(json!({"msg": "no such object", "status_code": 404})).unwrap();
         assert_eq!(drs_only.message(), Some("no such object"));

@@ -959,33 +959,66 @@ async fn token_file_is_read_per_request() {
     assert_eq!(auths, ["Bearer first-token", "Bearer rotated-token"]);
 }
 
+/// An SDA v2 error body as `sda-svc-3.4.3` sends it: problem+json with `errorCode`, no `code`.
+fn sda_problem(status: u16, title: &str, detail: &str, error_code: Option<&str>) -> Reply {
+    let mut v = serde_json::json!({
+        "title": title, "status": status, "detail": detail, "correlationId": "c0ffee"
+    });
+    if let Some(code) = error_code {
+        v["errorCode"] = code.into();
+    }
+    Reply::status(status)
+        .header("Content-Type", "application/problem+json")
+        .body(serde_json::to_vec(&v).unwrap())
+}
+
+/// The routes and answers of the real SDA v2 download service (docs/drs-crypt4gh.md §9.1; the
+/// real service itself runs in tests/tests/sda.rs): the DRS object only at
+/// `/objects/{datasetId}/{filePath}`, with one `https` access method and no access ids, headers at
+/// `/files/{id}/header` (`SDA-Content-ETag`), bodies at `/files/{id}/content`, 403 for unknown
+/// names, `errorCode` in problem bodies.
 #[tokio::test]
-async fn sda_v2_flavour_uses_files_endpoints() {
+async fn sda_v2_flavour_uses_sdas_routes() {
     let ca = TestCa::new();
     let body = bytes(70_000, 17);
     let b = body.clone();
     let server = FaultServer::start(&ca, move |req, _| match req.path() {
-        "/ga4gh/drs/v1/objects/EGAF1" => Reply::json(200, &{
+        "/objects/EGAD1/samples/a.c4gh" => Reply::json(200, &{
             let mut o = object_json("EGAF1", &b);
-            o["access_methods"] = serde_json::json!([{"type": "https", "access_url": {"url": "/files/EGAF1/content"}}]);
+            o["self_uri"] = "drs://localhost/EGAF1".into();
+            o["access_methods"] = serde_json::json!([{"type": "https", "access_url": {"url": "https://localhost/files/EGAF1/content"}}]);
             o
         }),
-        "/files/EGAF1/header" => {
-            assert!(req.header("x-c4gh-public-key").is_some());
-            Reply::status(200)
+        "/files/EGAF1/header" => match req.header("x-c4gh-public-key") {
+            Some(_) => Reply::status(200)
+                .header("Content-Type", "application/octet-stream")
                 .header("SDA-Content-ETag", "\"sda\"")
-                .body(fake_header(3))
-        }
+                .body(fake_header(3)),
+            None => sda_problem(
+                400,
+                "Bad Request",
+                "X-C4GH-Public-Key or Htsget-Context-Public-Key header is required",
+                Some("KEY_MISSING"),
+            ),
+        },
         "/files/EGAF1/content" => serve_range(req, &b, "\"sda\""),
-        _ => Reply::problem(404, "NOT_FOUND", "no"),
+        p if p.starts_with("/objects/") || p.starts_with("/files/") => {
+            sda_problem(403, "Forbidden", "access denied", None)
+        }
+        _ => Reply::status(404)
+            .header("Content-Type", "text/plain")
+            .body(b"404 page not found".to_vec()),
     })
     .await;
     let client = Client::new(config(&ca)).unwrap();
-    let obj = client
-        .locate_str(&format!("drs://localhost:{}/EGAF1", server.port()))
-        .await
-        .unwrap();
+    let uri = format!("drs://localhost:{}/EGAD1/samples/a.c4gh", server.port());
+    let opts = client.config().uri_options;
+    let drs::uri::DrsUri::Hostname(h) = drs::uri::DrsUri::parse(&uri, &opts).unwrap() else {
+        panic!("not a hostname URI")
+    };
+    let obj = SdaV2::object_ref(&h, &opts).unwrap();
     let object = client.object(&obj).await.unwrap();
+    assert_eq!(object.id, "EGAF1");
     let dest = ca.dir.path().join("sda.c4gh");
     client
         .fetch_to_file(&SdaV2::default(), &obj, &object, &key(), &dest, None)
@@ -993,6 +1026,44 @@ async fn sda_v2_flavour_uses_files_endpoints() {
         .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap()[124..], body[..]);
     assert_eq!(server.count(|r| r.path() == "/files/EGAF1/header"), 1);
+
+    // This project's route does not exist on SDA.
+    let e = client
+        .object(
+            &client
+                .locate_str(&format!("drs://localhost:{}/EGAF1", server.port()))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    // SDA's `errorCode` is read as the problem code.
+    let bare = KeyHeaderUrl {
+        header_pattern: format!("https://localhost:{}/files/{{id}}/header", server.port()),
+        key_header: "X-Not-The-Key".into(),
+    };
+    let e = client
+        .fetch_header(&bare, &obj, &object, &key())
+        .await
+        .unwrap_err();
+    assert_eq!(e.problem_code(), Some(ProblemCode::KeyMissing), "{e}");
+    // An unknown path is a 403 without a code, as SDA sends it.
+    let h2 = match drs::uri::DrsUri::parse(
+        &format!("drs://localhost:{}/EGAD1/samples/nope.c4gh", server.port()),
+        &opts,
+    )
+    .unwrap()
+    {
+        drs::uri::DrsUri::Hostname(h) => h,
+        _ => panic!("not a hostname URI"),
+    };
+    let e = client
+        .object(&SdaV2::object_ref(&h2, &opts).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert!(e.to_string().contains("access denied"), "{e}");
 }
 
 #[tokio::test]
