@@ -95,6 +95,19 @@ pub struct DrsArgs {
     /// {"ega": "https://drs.example.org/ga4gh/drs/v1/objects/{id}"}.
     #[arg(long, env = env::PREFIX_MAP, value_name = "JSON")]
     pub prefix_map: Option<String>,
+    /// The protocol of each DRS server, as HOST[:PORT]=FLAVOUR entries (comma-separated; a bare
+    /// FLAVOUR applies to hosts not listed). FLAVOUR: auto (the default: asked from the
+    /// server's service-info), crypt4gh-drs (this project's protocol), sda-v2 (NeIC SDA v2;
+    /// name files drs://HOST/DATASET_ID/FILE_PATH) or key-header:URL (a header URL pattern
+    /// with {id}, key in Htsget-Context-Public-Key).
+    #[arg(
+        long = "server-flavour",
+        visible_alias = "flavour",
+        env = "C4GH_SERVER_FLAVOURS",
+        value_delimiter = ',',
+        value_name = "HOST=FLAVOUR"
+    )]
+    pub server_flavours: Vec<String>,
     /// Development: accept a port in drs://HOST:PORT/ID (the DRS spec forbids it).
     #[arg(long, env = env::DRS_ALLOW_PORT, value_parser = BoolishValueParser::new())]
     pub drs_allow_port: bool,
@@ -330,6 +343,26 @@ mod tests {
         };
         assert!(args.drs.drs_allow_port && !args.drs.drs_allow_http);
         assert_eq!(args.drs.concurrency, 4);
+        assert!(args.drs.server_flavours.is_empty());
+        let cli = Cli::try_parse_from([
+            "c4gh-sidecar",
+            "fetch",
+            "drs://h/1",
+            "-o",
+            "a",
+            "--flavour",
+            "sda-v2",
+            "--server-flavour",
+            "a.org=crypt4gh-drs,b.org:8443=auto",
+        ])
+        .unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("not fetch")
+        };
+        assert_eq!(
+            args.drs.server_flavours,
+            ["sda-v2", "a.org=crypt4gh-drs", "b.org:8443=auto"]
+        );
     }
 }
 

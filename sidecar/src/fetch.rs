@@ -1,6 +1,11 @@
 //! Fetching one input with [`drs::Client`]: locate the object, check its host against the allow
-//! list, fetch the header re-encrypted for our key and check that it opens, then deliver the body
-//! in the input's mode.
+//! list, choose the server's flavour (configured per host, else detected once per host from its
+//! service-info), fetch the header re-encrypted for our key and check that it opens, then deliver
+//! the body in the input's mode.
+//!
+//! Under the SDA v2 flavour a hostname URI names a file by dataset and path,
+//! `drs://host/{datasetId}/{filePath}`, because SDA's only DRS route is
+//! `/objects/{datasetId}/{filePath}`.
 //!
 //! - `encrypted`: header ‖ body into `.NAME.part`, renamed once the body's size, ETag and sha-256
 //!   checked out. If a file with a verified body is already there (a later pod on a shared
@@ -13,17 +18,18 @@
 //! - `stream`: a FIFO is created; a [`Feeder`] streams plaintext into it each time a reader opens
 //!   it.
 
+use std::collections::HashMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use c4gh::header::{EncryptedHeader, OpenedHeader};
-use drs::flavour::{ClientPublicKey, Crypt4ghDrs, HeaderFlavour};
+use drs::flavour::{ClientPublicKey, FlavourChoice, HeaderFlavour, SdaV2, ServerFlavours};
 use drs::resolve::{ObjectRef, PrefixMap};
 use drs::types::DrsObject;
-use drs::uri::ParseOptions;
+use drs::uri::{DrsUri, ParseOptions};
 use drs::{BodyExpectation, Client, ClientConfig, FetchedHeader, PipelineError, Progress};
 use tokio::io::AsyncReadExt;
 
@@ -57,6 +63,39 @@ pub enum FetchError {
     /// The DRS client failed (URI, resolution, HTTP status, transport, size, checksum …).
     #[error(transparent)]
     Drs(#[from] drs::Error),
+    /// SDA v2 refused the file. It answers 403 both for files the token may not read and for
+    /// names that do not exist.
+    #[error(
+        "{source}; SDA v2 answers 403 both when the token may not read the dataset and when DATASET_ID/FILE_PATH does not exist: check the name (drs://HOST/DATASET_ID/FILE_PATH) and the datasets the token grants"
+    )]
+    SdaForbidden {
+        /// The status error.
+        #[source]
+        source: drs::Error,
+    },
+    /// The server has no SDA v2 DRS route for the file.
+    #[error(
+        "{source}; SDA v2 serves files at /objects/DATASET_ID/FILE_PATH: if {authority} is not SDA v2, set its flavour (--server-flavour {authority}=crypt4gh-drs, env C4GH_SERVER_FLAVOURS, policy spec.serverFlavours)"
+    )]
+    SdaNotFound {
+        /// `host[:port]`.
+        authority: String,
+        /// The status error.
+        #[source]
+        source: drs::Error,
+    },
+    /// A server asked with this project's protocol has no object with a `DATASET/PATH`-like
+    /// id; it may be SDA v2.
+    #[error(
+        "{source}; if {authority} is a NeIC SDA v2 download service, set its flavour (--server-flavour {authority}=sda-v2, env C4GH_SERVER_FLAVOURS, policy spec.serverFlavours) and name the file drs://{authority}/DATASET_ID/FILE_PATH"
+    )]
+    NotFoundMaybeSda {
+        /// `host[:port]`.
+        authority: String,
+        /// The status error.
+        #[source]
+        source: drs::Error,
+    },
     /// The object's host is not allowed.
     #[error(
         "DRS host {authority} of {url} is not in C4GH_ALLOWED_HOSTS ({allowed}); the policy must allow it"
@@ -159,6 +198,8 @@ fn checks_of(report: &drs::BodyReport, segments: bool) -> Vec<String> {
 #[derive(Debug)]
 pub struct Fetcher {
     client: Arc<Client>,
+    flavours: ServerFlavours,
+    detected: Mutex<HashMap<String, FlavourChoice>>,
     key: Arc<EphemeralKey>,
     public: ClientPublicKey,
     allowed_hosts: Vec<String>,
@@ -222,9 +263,12 @@ impl Fetcher {
             ..ClientConfig::default()
         };
         let client = Client::new(config)?;
+        let flavours = ServerFlavours::parse(args.server_flavours.iter().map(String::as_str))?;
         let public = ClientPublicKey::from_raw(*key.public().as_bytes());
         Ok(Fetcher {
             client: Arc::new(client),
+            flavours,
+            detected: Mutex::new(HashMap::new()),
             key,
             public,
             allowed_hosts: args
@@ -289,14 +333,107 @@ impl Fetcher {
         on_size: &(dyn Fn(u64) + Sync),
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Fetched, FetchError> {
-        let obj = self.client.locate_str(&input.url).await?;
+        let opts = self.client.config().uri_options;
+        let parsed = DrsUri::parse(&input.url, &opts).map_err(drs::Error::from)?;
+        let mut obj = self.client.locate(&parsed).await?;
         self.check_host(&input.url, &obj)?;
-        let object = self.client.object(&obj).await?;
-        on_size(object.size);
-        match input.mode {
-            Mode::Encrypted => self.encrypted(&obj, &object, &input.path, progress).await,
-            Mode::Plaintext => self.plaintext(&obj, &object, &input.path, progress).await,
-            Mode::Stream => self.stream(obj, object, &input.path).await,
+        let choice = self.flavour_for(&obj).await;
+        let sda = choice == FlavourChoice::SdaV2;
+        if sda && let DrsUri::Hostname(h) = &parsed {
+            obj = SdaV2::object_ref(h, &opts)?;
+        }
+        let flavour: Arc<dyn HeaderFlavour> = match choice.flavour() {
+            Some(f) => Arc::from(f),
+            None => Arc::new(drs::flavour::Crypt4ghDrs),
+        };
+        let result = async {
+            let object = self.client.object(&obj).await?;
+            on_size(object.size);
+            let f = &*flavour;
+            match input.mode {
+                Mode::Encrypted => {
+                    self.encrypted(f, &obj, &object, &input.path, progress)
+                        .await
+                }
+                Mode::Plaintext => {
+                    self.plaintext(f, &obj, &object, &input.path, progress)
+                        .await
+                }
+                Mode::Stream => {
+                    self.stream(flavour.clone(), obj.clone(), object, &input.path)
+                        .await
+                }
+            }
+        }
+        .await;
+        match result {
+            Err(FetchError::Drs(source)) if sda && source.status() == Some(403) => {
+                Err(FetchError::SdaForbidden { source })
+            }
+            Err(FetchError::Drs(source)) if sda && source.status() == Some(404) => {
+                Err(FetchError::SdaNotFound {
+                    authority: obj.authority(),
+                    source,
+                })
+            }
+            Err(FetchError::Drs(source))
+                if choice == FlavourChoice::Crypt4ghDrs
+                    && source.status() == Some(404)
+                    && obj.id().contains('/') =>
+            {
+                Err(FetchError::NotFoundMaybeSda {
+                    authority: obj.authority(),
+                    source,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The configured flavour of the object's server; `auto` is detected once per server.
+    async fn flavour_for(&self, obj: &ObjectRef) -> FlavourChoice {
+        let authority = obj.authority().to_ascii_lowercase();
+        let configured = self.flavours.get(&authority);
+        if *configured != FlavourChoice::Auto {
+            return configured.clone();
+        }
+        if let Some(known) = self.detected_lock().get(&authority) {
+            return known.clone();
+        }
+        let detected = self.detect(obj).await;
+        tracing::info!(server = %authority, flavour = %detected, "server flavour detected");
+        self.detected_lock().insert(authority, detected.clone());
+        detected
+    }
+
+    fn detected_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FlavourChoice>> {
+        self.detected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `/ga4gh/drs/v1/service-info` with a `crypt4gh` block: this project's protocol;
+    /// `/service-info` named `SDA Download` (what NeIC SDA v2 serves): SDA v2; anything else:
+    /// this project's protocol, whose errors name the flavour setting.
+    async fn detect(&self, obj: &ObjectRef) -> FlavourChoice {
+        let mut origin = obj.url().clone();
+        origin.set_path("/");
+        let mut api = origin.clone();
+        api.set_path(drs::uri::DRS_API_PATH);
+        match self.client.service_info(&api).await {
+            Ok(info) if info.crypt4gh.is_some() => return FlavourChoice::Crypt4ghDrs,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "no DRS service-info"),
+        }
+        match self.client.service_info(&origin).await {
+            Ok(info) if info.name == "SDA Download" && info.r#type.artifact == "drs" => {
+                FlavourChoice::SdaV2
+            }
+            Ok(_) => FlavourChoice::Crypt4ghDrs,
+            Err(e) => {
+                tracing::debug!(error = %e, "no root service-info");
+                FlavourChoice::Crypt4ghDrs
+            }
         }
     }
 
@@ -325,12 +462,13 @@ impl Fetcher {
     /// Fetches the header for our key and checks that it opens.
     async fn header(
         &self,
+        flavour: &dyn HeaderFlavour,
         obj: &ObjectRef,
         object: &DrsObject,
     ) -> Result<(FetchedHeader, OpenedHeader), FetchError> {
         let header = self
             .client
-            .fetch_header(&Crypt4ghDrs, obj, object, &self.public)
+            .fetch_header(flavour, obj, object, &self.public)
             .await?;
         let opened = open_header(&header.bytes, self.key.secret(), &object.id)?;
         Ok((header, opened))
@@ -338,17 +476,19 @@ impl Fetcher {
 
     async fn body_target(
         &self,
+        flavour: &dyn HeaderFlavour,
         obj: &ObjectRef,
         object: &DrsObject,
     ) -> Result<drs::Target, FetchError> {
         Ok(self
             .client
-            .target(obj, Crypt4ghDrs.body_locator(obj, object)?)
+            .target(obj, flavour.body_locator(obj, object)?)
             .await?)
     }
 
     async fn encrypted(
         &self,
+        flavour: &dyn HeaderFlavour,
         obj: &ObjectRef,
         object: &DrsObject,
         path: &Path,
@@ -360,7 +500,7 @@ impl Fetcher {
         };
         match output::inspect_existing(path).await {
             Ok(Some(existing)) if body_matches(&existing, object) => {
-                let (header, opened) = self.header(obj, object).await?;
+                let (header, opened) = self.header(flavour, obj, object).await?;
                 check_first_segment(path, existing.header_len, &opened, &object.id).await?;
                 let in_place = output::replace_header(
                     path,
@@ -395,8 +535,8 @@ impl Fetcher {
         let mut refreshed: Option<DrsObject> = None;
         loop {
             let object = refreshed.as_ref().unwrap_or(object);
-            let (header, opened) = self.header(obj, object).await?;
-            let target = self.body_target(obj, object).await?;
+            let (header, opened) = self.header(flavour, obj, object).await?;
+            let target = self.body_target(flavour, obj, object).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
             let mut part = PartFile::create(path, ENCRYPTED_MODE, Arc::clone(&self.cleanup))
                 .await
@@ -470,6 +610,7 @@ impl Fetcher {
 
     async fn plaintext(
         &self,
+        flavour: &dyn HeaderFlavour,
         obj: &ObjectRef,
         object: &DrsObject,
         path: &Path,
@@ -493,8 +634,8 @@ impl Fetcher {
         let mut refreshed: Option<DrsObject> = None;
         loop {
             let object = refreshed.as_ref().unwrap_or(object);
-            let (header, opened) = self.header(obj, object).await?;
-            let target = self.body_target(obj, object).await?;
+            let (header, opened) = self.header(flavour, obj, object).await?;
+            let target = self.body_target(flavour, obj, object).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
             let mut part = PartFile::create(path, PLAINTEXT_MODE, Arc::clone(&self.cleanup))
                 .await
@@ -539,11 +680,12 @@ impl Fetcher {
 
     async fn stream(
         &self,
+        flavour: Arc<dyn HeaderFlavour>,
         obj: ObjectRef,
         object: DrsObject,
         path: &Path,
     ) -> Result<Fetched, FetchError> {
-        let (header, opened) = self.header(&obj, &object).await?;
+        let (header, opened) = self.header(&*flavour, &obj, &object).await?;
         output::create_parent(path)
             .await
             .map_err(|source| FetchError::Output {
@@ -568,6 +710,7 @@ impl Fetcher {
             feeder: Some(Feeder {
                 fetcher: FeederContext {
                     client: Arc::clone(&self.client),
+                    flavour,
                     obj,
                     expect: BodyExpectation::for_object(&object, Some(&header)),
                     object,
@@ -679,6 +822,7 @@ impl<'a> Increments<'a> {
 #[derive(Debug)]
 struct FeederContext {
     client: Arc<Client>,
+    flavour: Arc<dyn HeaderFlavour>,
     obj: ObjectRef,
     object: DrsObject,
     opened: OpenedHeader,
@@ -729,7 +873,7 @@ impl Feeder {
         let ctx = &self.fetcher;
         let target = ctx
             .client
-            .target(&ctx.obj, Crypt4ghDrs.body_locator(&ctx.obj, &ctx.object)?)
+            .target(&ctx.obj, ctx.flavour.body_locator(&ctx.obj, &ctx.object)?)
             .await?;
         let (mut tx, rx) = tokio::io::duplex(PIPE_BYTES);
         let mut plain = c4gh::body_async::AsyncDecryptor::new(

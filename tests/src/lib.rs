@@ -27,6 +27,7 @@ pub mod pki;
 pub mod process;
 pub mod runner;
 pub mod scenario;
+pub mod sda;
 pub mod workspace;
 
 pub use control_plane::{ControlPlane, Options};

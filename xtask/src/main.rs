@@ -4,7 +4,8 @@
 //! - `cargo xtask setup`: install what the tests need outside the source tree (reference Python
 //!   tools in a virtualenv; the Debian packages the node and the images need; `kube-apiserver`,
 //!   `etcd`, `kube-controller-manager`, `kube-scheduler`, `kubelet`, `kubectl`, `containerd`,
-//!   its shim and `ctr` built from Go modules). Idempotent and cached.
+//!   its shim and `ctr` built from Go modules; PostgreSQL and NeIC SDA v2's download service for
+//!   `tests/tests/sda.rs`). Idempotent and cached.
 //! - `cargo xtask images`: the OCI image archives (`target/images/`, see `images.rs`).
 //! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, the images, and every
 //!   test.
@@ -22,6 +23,7 @@ mod control_plane;
 mod images;
 mod python;
 mod run;
+mod sda;
 mod system;
 
 use std::env;
@@ -37,7 +39,7 @@ commands:
   images        build the OCI image archives into target/images/ (needs root: umoci, mmdebstrap)
   test          setup, cargo fmt --check, cargo clippy -D warnings, images, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, operator, e2e; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, drs, operator, e2e, sda; default: all)
   completions [--out DIR]
                 shell completions (bash, zsh, fish) and man pages of every binary into DIR
                 (default: target/dist): DIR/completions/{bash,zsh,fish}/, DIR/man/man1/
@@ -74,7 +76,8 @@ fn main() -> ExitCode {
 fn setup() -> Result<(), Error> {
     python::ensure_venv()?;
     system::ensure_packages()?;
-    control_plane::ensure_binaries()
+    control_plane::ensure_binaries()?;
+    sda::ensure()
 }
 
 fn test() -> Result<(), Error> {
@@ -136,12 +139,14 @@ fn bench(name: Option<&str>) -> Result<(), Error> {
             .and_then(|()| bench_sidecar::bench())
             .and_then(|()| bench_drs::bench())
             .and_then(|()| bench_operator::bench())
-            .and_then(|()| control_plane::bench_e2e()),
+            .and_then(|()| control_plane::bench_e2e())
+            .and_then(|()| sda::bench()),
         Some("c4gh") => bench_c4gh::bench(),
         Some("sidecar") => bench_sidecar::bench(),
         Some("drs") => bench_drs::bench(),
         Some("operator") => bench_operator::bench(),
         Some("e2e") => control_plane::bench_e2e(),
+        Some("sda") => sda::bench(),
         Some(other) => Err(Error::Message(format!("unknown benchmark {other:?}"))),
     }
 }
