@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use drs::flavour::FlavourChoice;
 use drs::uri::{DrsUri, ParseOptions};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -72,6 +73,8 @@ pub struct EffectivePolicy {
     pub ca_bundle: Option<(String, String)>,
     /// Compact-identifier prefix map.
     pub prefix_map: BTreeMap<String, String>,
+    /// `host[:port]` → flavour (`C4GH_SERVER_FLAVOURS`), validated.
+    pub server_flavours: BTreeMap<String, String>,
     /// Bearer token source.
     pub token: Option<TokenSource>,
     /// Secret name and key holding passports.
@@ -160,6 +163,21 @@ impl EffectivePolicy {
                     "spec.prefixMap[{prefix}] points at host {authority:?}, which is not in spec.allowedHosts; add it there"
                 )),
                 Err(why) => problems.push(format!("spec.prefixMap[{prefix}] {why}")),
+            }
+        }
+        let mut server_flavours = BTreeMap::new();
+        for (host, flavour) in &spec.server_flavours {
+            let host_lower = host.to_ascii_lowercase();
+            if !allowed_hosts.contains(&host_lower) {
+                problems.push(format!(
+                    "spec.serverFlavours key {host:?} is not in spec.allowedHosts; add it there or remove the entry"
+                ));
+            }
+            match flavour.parse::<FlavourChoice>() {
+                Ok(choice) => {
+                    server_flavours.insert(host_lower, choice.to_string());
+                }
+                Err(e) => problems.push(format!("spec.serverFlavours[{host}]: {e}")),
             }
         }
         let ca_bundle = spec.ca_bundle.as_ref().map(|c| {
@@ -271,6 +289,7 @@ impl EffectivePolicy {
             allowed_hosts,
             ca_bundle,
             prefix_map: spec.prefix_map.clone(),
+            server_flavours,
             token,
             passports,
             allowed_modes,

@@ -676,6 +676,14 @@ fn sidecar_container(
             serde_json::to_string(&policy.prefix_map).unwrap_or_else(|_| "{}".to_owned()),
         ));
     }
+    if !policy.server_flavours.is_empty() {
+        let entries: Vec<String> = policy
+            .server_flavours
+            .iter()
+            .map(|(host, flavour)| format!("{host}={flavour}"))
+            .collect();
+        envs.push(env("C4GH_SERVER_FLAVOURS", entries.join(",")));
+    }
     if policy.allow_port {
         envs.push(env(env::DRS_ALLOW_PORT, "true"));
     }

@@ -42,6 +42,13 @@ pub struct Crypt4ghPolicySpec {
     /// `ega: https://drs.example.org/ga4gh/drs/v1/objects/{id}`. No live resolver is used.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prefix_map: BTreeMap<String, String>,
+    /// The protocol each allowed host speaks, `host[:port]` (an `allowedHosts` entry) → `auto`
+    /// (the default for hosts not listed: detected from the server's service-info),
+    /// `crypt4gh-drs` (this project's protocol), `sda-v2` (NeIC SDA v2: name its files
+    /// `drs://host/DATASET_ID/FILE_PATH`) or `key-header:URL` (a header URL pattern containing
+    /// `{id}`; the key is sent in `Htsget-Context-Public-Key`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_flavours: BTreeMap<String, String>,
     /// How the sidecar authenticates to DRS. Optional (anonymous).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,

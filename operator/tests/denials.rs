@@ -304,3 +304,50 @@ fn share_process_namespace_false_is_fine() {
     p.spec.as_mut().unwrap().share_process_namespace = Some(false);
     assert!(inject::mutate(&p, &policy(&spec())).is_ok());
 }
+
+#[test]
+fn server_flavours_must_name_allowed_hosts_and_known_flavours() {
+    let s = Crypt4ghPolicySpec {
+        server_flavours: BTreeMap::from([
+            ("sda.example.org".to_owned(), "sda-v2".to_owned()),
+            ("drs.example.org".to_owned(), "sda".to_owned()),
+        ]),
+        ..spec()
+    };
+    let problems =
+        EffectivePolicy::from_spec("default", &s, &OperatorDefaults::default()).unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "spec.serverFlavours[drs.example.org]: DRS client configuration: flavour `sda`: expected auto, crypt4gh-drs, sda-v2 or key-header:URL_WITH_{id}",
+            "spec.serverFlavours key \"sda.example.org\" is not in spec.allowedHosts; add it there or remove the entry",
+        ]
+    );
+}
+
+#[test]
+fn server_flavours_reach_the_sidecar_env() {
+    let s = Crypt4ghPolicySpec {
+        allowed_hosts: vec!["drs.example.org".into(), "sda.example.org".into()],
+        server_flavours: BTreeMap::from([("SDA.example.org".to_owned(), "sda-v2".to_owned())]),
+        ..spec()
+    };
+    let pod = pod(Some(
+        r#"[{"url": "drs://sda.example.org/EGAD1/a/b.c4gh", "path": "/work/b.c4gh"}]"#,
+    ));
+    let patched = inject::mutate(&pod, &policy(&s)).unwrap();
+    let sidecar = patched
+        .spec
+        .unwrap()
+        .init_containers
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "c4gh-sidecar")
+        .unwrap();
+    let env = sidecar.env.unwrap();
+    let flavours = env
+        .iter()
+        .find(|e| e.name == "C4GH_SERVER_FLAVOURS")
+        .unwrap();
+    assert_eq!(flavours.value.as_deref(), Some("sda.example.org=sda-v2"));
+}

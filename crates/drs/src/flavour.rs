@@ -563,7 +563,10 @@ mod tests {
             object(serde_json::json!([{"type": "https", "access_url": {"url": "https://x"}}]));
         let e = f.header_locator(&obj_ref(), &plain).unwrap_err();
         assert!(matches!(e, Error::Unsupported { .. }));
-        assert!(e.to_string().contains("--server-flavour HOST=sda-v2"), "{e}");
+        assert!(
+            e.to_string().contains("--server-flavour HOST=sda-v2"),
+            "{e}"
+        );
         let none = object(serde_json::json!([{"type": "https", "access_id": "crypt4gh-header"}]));
         assert!(matches!(
             f.body_locator(&obj_ref(), &none).unwrap_err(),
