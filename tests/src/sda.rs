@@ -150,10 +150,17 @@ impl Sda {
             ca: dir.join("work/ca.pem"),
             registered: 0,
         };
-        wait_for("the network namespace", Duration::from_secs(10), || {
-            sda.run(Command::new("ip").args(["link", "set", "lo", "up"]))
-                .is_ok()
+        // Until `unshare` has made the namespace, its pid is still in ours: wait for the switch,
+        // so that nothing is ever started in the host's network namespace.
+        let ns = format!("/proc/{}/ns/net", sda.netns.pid());
+        let own = fs::read_link("/proc/self/ns/net").map_err(|source| Error::Io {
+            context: "reading /proc/self/ns/net".into(),
+            source,
         })?;
+        wait_for("the network namespace", Duration::from_secs(10), || {
+            fs::read_link(&ns).is_ok_and(|theirs| theirs != own)
+        })?;
+        sda.run(Command::new("ip").args(["link", "set", "lo", "up"]))?;
         sda.start_postgres(&pg_bin)?;
         sda.write_keys_and_configs()?;
         sda.start_reencrypt()?;

@@ -27,15 +27,18 @@ pub fn ensure() -> Result<(), Error> {
         .run()
 }
 
-/// `cargo xtask bench sda`: `c4gh-sidecar fetch` from the real SDA v2 vs curl, release builds.
+/// `cargo xtask bench sda`: `c4gh-sidecar fetch` (release build) from the real SDA v2 vs curl;
+/// the driver is a debug build (it only starts processes).
 pub fn bench() -> Result<(), Error> {
     Cmd::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "c4gh-sidecar"])
         .run()?;
     Cmd::new("cargo")
+        .args(["build", "--quiet", "-p", "c4gh-sidecar"])
+        .run()?;
+    Cmd::new("cargo")
         .args([
             "run",
-            "--release",
             "--quiet",
             "-p",
             "c4gh-e2e",

@@ -4,6 +4,10 @@
 //! file (`ARGS[1]` MiB, default 1024), so the server reads it from the page cache and the
 //! comparison is of the download paths. Both write their output to the same directory; the
 //! sidecar also checks the body's sha-256. Prints each run and the median throughputs.
+//!
+//! The driver itself does no heavy work (curl, the sidecar and sha256sum are child processes),
+//! so it runs as a debug build; the sidecar measured is the release build next to it
+//! (`target/release/c4gh-sidecar`, built by `cargo xtask bench sda`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: failures abort the run
 
@@ -21,7 +25,13 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1024);
-    let sidecar = workspace::binary("c4gh-sidecar", "c4gh-sidecar").unwrap();
+    let debug = workspace::binary("c4gh-sidecar", "c4gh-sidecar").unwrap();
+    let sidecar = debug
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|t| t.join("release").join("c4gh-sidecar"))
+        .filter(|p| p.is_file())
+        .expect("target/release/c4gh-sidecar is missing: cargo build --release -p c4gh-sidecar");
     let mut sda = Sda::start().unwrap();
     let file = sda
         .archive_sparse("EGAD00000000001", "bench/body.c4gh", mib << 20)
