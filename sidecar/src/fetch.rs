@@ -71,7 +71,7 @@ pub enum FetchError {
     SdaForbidden {
         /// The status error.
         #[source]
-        source: drs::Error,
+        source: Box<drs::Error>,
     },
     /// The server has no SDA v2 DRS route for the file.
     #[error(
@@ -82,7 +82,7 @@ pub enum FetchError {
         authority: String,
         /// The status error.
         #[source]
-        source: drs::Error,
+        source: Box<drs::Error>,
     },
     /// A server asked with this project's protocol has no object with a `DATASET/PATH`-like
     /// id; it may be SDA v2.
@@ -94,7 +94,7 @@ pub enum FetchError {
         authority: String,
         /// The status error.
         #[source]
-        source: drs::Error,
+        source: Box<drs::Error>,
     },
     /// The object's host is not allowed.
     #[error(
@@ -368,12 +368,14 @@ impl Fetcher {
         .await;
         match result {
             Err(FetchError::Drs(source)) if sda && source.status() == Some(403) => {
-                Err(FetchError::SdaForbidden { source })
+                Err(FetchError::SdaForbidden {
+                    source: Box::new(source),
+                })
             }
             Err(FetchError::Drs(source)) if sda && source.status() == Some(404) => {
                 Err(FetchError::SdaNotFound {
                     authority: obj.authority(),
-                    source,
+                    source: Box::new(source),
                 })
             }
             Err(FetchError::Drs(source))
@@ -383,7 +385,7 @@ impl Fetcher {
             {
                 Err(FetchError::NotFoundMaybeSda {
                     authority: obj.authority(),
-                    source,
+                    source: Box::new(source),
                 })
             }
             other => other,
