@@ -682,7 +682,7 @@ fn sidecar_container(
             .iter()
             .map(|(host, flavour)| format!("{host}={flavour}"))
             .collect();
-        envs.push(env("C4GH_SERVER_FLAVOURS", entries.join(",")));
+        envs.push(env(env::SERVER_FLAVOURS, entries.join(",")));
     }
     if policy.allow_port {
         envs.push(env(env::DRS_ALLOW_PORT, "true"));

@@ -103,7 +103,7 @@ pub struct DrsArgs {
     #[arg(
         long = "server-flavour",
         visible_alias = "flavour",
-        env = "C4GH_SERVER_FLAVOURS",
+        env = env::SERVER_FLAVOURS,
         value_delimiter = ',',
         value_name = "HOST=FLAVOUR"
     )]

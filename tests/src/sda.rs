@@ -145,8 +145,8 @@ impl Sda {
             netns,
             root,
             archive_key: c4gh::SecretKey::generate(),
-            jwt: rcgen::KeyPair::generate()?,
-            untrusted: rcgen::KeyPair::generate()?,
+            jwt: jwt_key()?,
+            untrusted: jwt_key()?,
             ca: dir.join("work/ca.pem"),
             registered: 0,
         };
@@ -690,6 +690,11 @@ impl Drop for Sda {
         // The holder goes last; with it the namespace and its `lo` disappear.
         let _ = self.netns.signal(Signal::SIGKILL);
     }
+}
+
+/// A fresh ES256 (P-256) token signing key.
+fn jwt_key() -> Result<rcgen::KeyPair, Error> {
+    rcgen::KeyPair::generate().map_err(|e| Error::Unexpected(format!("generating a JWT key: {e}")))
 }
 
 /// Debian's PostgreSQL binaries (`/usr/lib/postgresql/<major>/bin`, newest major).

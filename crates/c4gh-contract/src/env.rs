@@ -22,6 +22,9 @@ pub const TOKEN_FILE: &str = "C4GH_TOKEN_FILE";
 pub const PASSPORTS_FILE: &str = "C4GH_PASSPORTS_FILE";
 /// JSON object: compact-identifier prefix → URL pattern containing `{id}`.
 pub const PREFIX_MAP: &str = "C4GH_PREFIX_MAP";
+/// Comma-separated `host[:port]=flavour` entries: the protocol each DRS server speaks (`auto`,
+/// `crypt4gh-drs`, `sda-v2`, `key-header:URL`; see `drs::flavour::ServerFlavours`).
+pub const SERVER_FLAVOURS: &str = "C4GH_SERVER_FLAVOURS";
 /// Development: accept ports in `drs://` URIs (`true`).
 pub const DRS_ALLOW_PORT: &str = "C4GH_DRS_ALLOW_PORT";
 /// Development: talk plain HTTP to DRS servers (`true`).
