@@ -104,6 +104,7 @@ async fn every_fetch_through_faults_is_exact_or_clean() {
         token_file: Some(token),
         passports_file: None,
         prefix_map: None,
+        server_flavours: Vec::new(),
         drs_allow_port: true,
         drs_allow_http: false,
         max_plaintext_bytes: None,
