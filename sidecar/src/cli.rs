@@ -122,16 +122,16 @@ pub struct DrsArgs {
     #[arg(long, env = env::CONCURRENCY, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Retry budget: how long one request, or one body download without progress, is retried
-    /// (exponential backoff with jitter) before the input fails, e.g. `5m`, `90s`.
+    /// (exponential backoff with jitter) before the input fails, e.g. 5m, 90s.
     #[arg(long, env = env::RETRY_BUDGET, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub retry_budget: Duration,
-    /// Longest backoff between two retries, e.g. `10s`.
+    /// Longest backoff between two retries, e.g. 10s.
     #[arg(long, env = env::RETRY_MAX_BACKOFF, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub retry_max_backoff: Duration,
-    /// Deadline for response headers and for a whole small (JSON, header) response, e.g. `30s`.
+    /// Deadline for response headers and for a whole small (JSON, header) response, e.g. 30s.
     #[arg(long, env = env::RESPONSE_TIMEOUT, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub response_timeout: Duration,
-    /// Longest wait for the next bytes of a body before the download resumes, e.g. `30s`.
+    /// Longest wait for the next bytes of a body before the download resumes, e.g. 30s.
     #[arg(long, env = env::IDLE_TIMEOUT, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 }

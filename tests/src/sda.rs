@@ -563,10 +563,10 @@ storage:
         Ok(file)
     }
 
-    /// Registers a file whose archived body is `len` zero bytes (a sparse file: no disk, no
-    /// encryption time) under a real header for the archive key. The body does not decrypt;
-    /// it is for transfers checked by size and sha-256 (`encrypted` mode).
-    pub fn archive_sparse(
+    /// Registers a file whose plaintext is `len` zero bytes, encrypted for the archive key
+    /// straight into the archive (streaming: memory stays flat however large `len` is), for
+    /// transfers checked against the archived body (`encrypted` mode).
+    pub fn archive_zeros(
         &mut self,
         dataset: &str,
         path: &str,
@@ -585,11 +585,23 @@ storage:
             context: format!("creating {}", file.body.display()),
             source,
         })?;
-        f.set_len(len).map_err(|source| Error::Io {
-            context: format!("sizing {}", file.body.display()),
-            source,
+        let encrypting =
+            |e: c4gh::Error| Error::Unexpected(format!("encrypting {}: {e}", file.body.display()));
+        let mut enc = c4gh::body::Encryptor::new(std::io::BufWriter::new(f), &key);
+        enc.copy_from(&mut std::io::Read::take(std::io::repeat(0), len))
+            .map_err(encrypting)?;
+        std::io::Write::flush(&mut enc.finish().map_err(encrypting)?).map_err(|source| {
+            Error::Io {
+                context: format!("writing {}", file.body.display()),
+                source,
+            }
         })?;
-        drop(f);
+        let len = fs::metadata(&file.body)
+            .map_err(|source| Error::Io {
+                context: format!("sizing {}", file.body.display()),
+                source,
+            })?
+            .len();
         // coreutils' sha256sum: the test binary is a debug build, far slower at hashing GiBs.
         let out = Command::new("sha256sum")
             .arg(&file.body)

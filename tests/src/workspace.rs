@@ -1,8 +1,9 @@
 //! Where the source tree and the workspace's own binaries are.
 //!
-//! `cargo test --workspace` builds every package's binaries into the target directory, next to
-//! the test executables (`target/debug/`). A missing binary fails the test with the command that
-//! builds it.
+//! `cargo xtask test` builds every package's binaries (`cargo build --workspace --bins`) into the
+//! target directory, next to the test executables (`target/debug/`); `cargo test` alone builds
+//! only those of packages with integration tests. A missing binary fails the test with the
+//! command that builds it.
 
 use std::path::PathBuf;
 
@@ -35,7 +36,7 @@ pub fn binary(name: &str, package: &str) -> Result<PathBuf, Error> {
         Err(Error::Missing {
             what: format!("{name} (package {package})"),
             path,
-            fix: format!("cargo build -p {package} (`cargo test --workspace` builds it too)"),
+            fix: format!("cargo build -p {package} (`cargo xtask test` builds every binary first)"),
         })
     }
 }

@@ -97,6 +97,11 @@ fn test() -> Result<(), Error> {
         ])
         .run()?;
     images::build()?;
+    // `cargo test` builds a package's binaries only for that package's own integration tests;
+    // the e2e tests also run binaries of packages without any (kubectl-c4gh).
+    Cmd::new("cargo")
+        .args(["build", "--workspace", "--bins", "--locked"])
+        .run()?;
     Cmd::new("cargo")
         .args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .run()

@@ -1,9 +1,10 @@
 //! `cargo xtask bench sda`: `c4gh-sidecar fetch` against the real NeIC SDA v2 download service vs
 //! curl downloading the same body from it (`/files/{id}/content`), in one run, alternating, on
-//! the same TLS endpoint inside the SDA test namespace (`c4gh_e2e::sda`). The body is a sparse
-//! file (`ARGS[1]` MiB, default 1024), so the server reads it from the page cache and the
-//! comparison is of the download paths. Both write their output to the same directory; the
-//! sidecar also checks the body's sha-256. Prints each run and the median throughputs.
+//! the same TLS endpoint inside the SDA test namespace (`c4gh_e2e::sda`). The body is `ARGS[1]`
+//! MiB (default 1024) of zeros encrypted for the archive key, read by the server from the page
+//! cache, so the comparison is of the download paths. Both write their output to the same
+//! directory; the sidecar also checks the body's sha-256 and authenticates every segment. Prints
+//! each run and the median throughputs.
 //!
 //! The driver itself does no heavy work (curl, the sidecar and sha256sum are child processes),
 //! so it runs as a debug build; the sidecar measured is the release build next to it
@@ -34,7 +35,7 @@ fn main() {
         .expect("target/release/c4gh-sidecar is missing: cargo build --release -p c4gh-sidecar");
     let mut sda = Sda::start().unwrap();
     let file = sda
-        .archive_sparse("EGAD00000000001", "bench/body.c4gh", mib << 20)
+        .archive_zeros("EGAD00000000001", "bench/body.c4gh", mib << 20)
         .unwrap();
     let token = sda.token_file(OWNER, true).unwrap();
     let auth = sda.dir().join("work/auth-header.txt");
