@@ -2,7 +2,8 @@
 //!
 //! - `c4gh-operator`, `c4gh-sidecar`, `c4gh-drs-server`: the workspace's release binary (gnu
 //!   target, debug info stripped) and the shared libraries it links (read from `ldd`), plus `/etc/passwd` and
-//!   `/etc/group` naming the non-root user 65532 the image runs as. No shell.
+//!   `/etc/group` naming the non-root user 65532 the image runs as, and the binary's man pages
+//!   and bash, zsh and fish completions (`c4gh-docgen`) under `/usr/share`. No shell.
 //! - `c4gh-task`: what a TES user's task image looks like, a minimal Debian root file system
 //!   (`mmdebstrap`, Debian's Essential packages plus `python3`) with the reference Python
 //!   `crypt4gh` and its dependencies from PyPI (binary wheels for the image's Python). The root file system is cached under
@@ -90,9 +91,23 @@ pub fn build() -> Result<(), Error> {
     let work = out.join("build");
     remove_dir(&work)?;
     fs::create_dir_all(&work).map_err(|err| io("creating", &work, &err))?;
+    let dist = work.join("dist");
+    Cmd::new("cargo")
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "c4gh-docgen",
+            "--",
+            "--out",
+        ])
+        .arg_path(&dist)
+        .run()?;
     for binary in BINARIES {
         let rootfs = work.join(binary.image).join("rootfs");
         binary_rootfs(&rootfs, &target_dir().join("release").join(binary.image))?;
+        manuals(&rootfs, &dist, binary.image)?;
         let entrypoint = format!("/usr/local/bin/{}", binary.image);
         image(
             &work.join(binary.image),
@@ -260,6 +275,49 @@ fn binary_rootfs(rootfs: &Path, binary: &Path) -> Result<(), Error> {
     let tmp = rootfs.join("tmp");
     fs::create_dir_all(&tmp).map_err(|err| io("creating", &tmp, &err))?;
     set_mode(&tmp, 0o1777)
+}
+
+/// The man pages (`NAME.1`, `NAME-SUBCOMMAND.1`) and bash, zsh and fish completions of `name`
+/// from `c4gh-docgen`'s output `dist`, at the paths where man and the shells look for them.
+fn manuals(rootfs: &Path, dist: &Path, name: &str) -> Result<(), Error> {
+    let pages = dist.join("man/man1");
+    let man1 = rootfs.join("usr/share/man/man1");
+    fs::create_dir_all(&man1).map_err(|err| io("creating", &man1, &err))?;
+    let mut found = 0;
+    for entry in fs::read_dir(&pages).map_err(|err| io("reading", &pages, &err))? {
+        let page = entry
+            .map_err(|err| io("reading", &pages, &err))?
+            .file_name();
+        let page = page.to_string_lossy();
+        if page == format!("{name}.1") || page.starts_with(&format!("{name}-")) {
+            copy(&pages.join(&*page), &man1.join(&*page))?;
+            found += 1;
+        }
+    }
+    if found == 0 {
+        return Err(Error::Message(format!(
+            "c4gh-docgen wrote no man page for {name} into {}",
+            pages.display()
+        )));
+    }
+    let completions = dist.join("completions");
+    for (from, to) in [
+        (
+            format!("bash/{name}"),
+            format!("usr/share/bash-completion/completions/{name}"),
+        ),
+        (
+            format!("zsh/_{name}"),
+            format!("usr/share/zsh/site-functions/_{name}"),
+        ),
+        (
+            format!("fish/{name}.fish"),
+            format!("usr/share/fish/vendor_completions.d/{name}.fish"),
+        ),
+    ] {
+        copy(&completions.join(from), &rootfs.join(to))?;
+    }
+    Ok(())
 }
 
 /// The absolute library paths in `ldd` output (`libc.so.6 => /lib/.../libc.so.6 (0x...)` and
