@@ -92,18 +92,7 @@ pub fn build() -> Result<(), Error> {
     remove_dir(&work)?;
     fs::create_dir_all(&work).map_err(|err| io("creating", &work, &err))?;
     let dist = work.join("dist");
-    Cmd::new("cargo")
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "c4gh-docgen",
-            "--",
-            "--out",
-        ])
-        .arg_path(&dist)
-        .run()?;
+    docgen(&dist)?;
     for binary in BINARIES {
         let rootfs = work.join(binary.image).join("rootfs");
         binary_rootfs(&rootfs, &target_dir().join("release").join(binary.image))?;
@@ -275,6 +264,23 @@ fn binary_rootfs(rootfs: &Path, binary: &Path) -> Result<(), Error> {
     let tmp = rootfs.join("tmp");
     fs::create_dir_all(&tmp).map_err(|err| io("creating", &tmp, &err))?;
     set_mode(&tmp, 0o1777)
+}
+
+/// Runs `c4gh-docgen --out DIR`: man pages and shell completions of every binary, generated from
+/// the clap definitions (no binary is run).
+pub fn docgen(out: &Path) -> Result<(), Error> {
+    Cmd::new("cargo")
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "c4gh-docgen",
+            "--",
+            "--out",
+        ])
+        .arg_path(out)
+        .run()
 }
 
 /// The man pages (`NAME.1`, `NAME-SUBCOMMAND.1`) and bash, zsh and fish completions of `name`

@@ -123,18 +123,7 @@ fn completions(args: &[String]) -> Result<(), Error> {
             ));
         }
     };
-    Cmd::new("cargo")
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "c4gh-docgen",
-            "--",
-            "--out",
-        ])
-        .arg_path(&out)
-        .run()
+    images::docgen(&out)
 }
 
 fn bench(name: Option<&str>) -> Result<(), Error> {
