@@ -38,6 +38,7 @@ use crate::cli::DrsArgs;
 use crate::inputs::{Input, Mode};
 use crate::key::EphemeralKey;
 use crate::output::{self, OutputError, PartFile};
+use crate::resume::{self, PartialRecord};
 use crate::telemetry::Metrics;
 
 /// Bytes buffered between the download and the decryption of a plaintext or stream input.
@@ -167,6 +168,15 @@ pub enum FetchError {
         #[source]
         source: nix::Error,
     },
+}
+
+/// What asking a server for its flavour gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Detection {
+    /// The server said what it is.
+    Found(FlavourChoice),
+    /// It could not be asked (why); this project's protocol is used, not remembered.
+    Fallback(String),
 }
 
 /// What a successful fetch produced.
@@ -351,10 +361,7 @@ impl Fetcher {
             on_size(object.size);
             let f = &*flavour;
             match input.mode {
-                Mode::Encrypted => {
-                    self.encrypted(f, &obj, &object, &input.path, progress)
-                        .await
-                }
+                Mode::Encrypted => self.encrypted(f, &obj, &object, input, progress).await,
                 Mode::Plaintext => {
                     self.plaintext(f, &obj, &object, &input.path, progress)
                         .await
@@ -392,7 +399,9 @@ impl Fetcher {
         }
     }
 
-    /// The configured flavour of the object's server; `auto` is detected once per server.
+    /// The configured flavour of the object's server; `auto` is detected from the server, and
+    /// a positive detection is remembered per server. A fallback (the server could not be
+    /// asked) is not: the next input to that server asks again.
     async fn flavour_for(&self, obj: &ObjectRef) -> FlavourChoice {
         let authority = obj.authority().to_ascii_lowercase();
         let configured = self.flavours.get(&authority);
@@ -402,10 +411,21 @@ impl Fetcher {
         if let Some(known) = self.detected_lock().get(&authority) {
             return known.clone();
         }
-        let detected = self.detect(obj).await;
-        tracing::info!(server = %authority, flavour = %detected, "server flavour detected");
-        self.detected_lock().insert(authority, detected.clone());
-        detected
+        match self.detect(obj).await {
+            Detection::Found(detected) => {
+                tracing::info!(server = %authority, flavour = %detected, "server flavour detected");
+                self.detected_lock().insert(authority, detected.clone());
+                detected
+            }
+            Detection::Fallback(reason) => {
+                tracing::warn!(
+                    server = %authority,
+                    reason = %reason,
+                    "server flavour not detected; using crypt4gh-drs for this input and asking again for the next (set --server-flavour to skip detection)"
+                );
+                FlavourChoice::Crypt4ghDrs
+            }
+        }
     }
 
     fn detected_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FlavourChoice>> {
@@ -415,27 +435,32 @@ impl Fetcher {
     }
 
     /// `/ga4gh/drs/v1/service-info` with a `crypt4gh` block: this project's protocol;
-    /// `/service-info` named `SDA Download` (what NeIC SDA v2 serves): SDA v2; anything else:
-    /// this project's protocol, whose errors name the flavour setting.
-    async fn detect(&self, obj: &ObjectRef) -> FlavourChoice {
+    /// `/service-info` named `SDA Download` (what NeIC SDA v2 serves): SDA v2; another root
+    /// service-info, or none (404/405): this project's protocol, whose errors name the flavour
+    /// setting. A root service-info that could not be fetched (transport, 5xx, 401/403, …) is
+    /// a [`Detection::Fallback`].
+    async fn detect(&self, obj: &ObjectRef) -> Detection {
         let mut origin = obj.url().clone();
         origin.set_path("/");
         let mut api = origin.clone();
         api.set_path(drs::uri::DRS_API_PATH);
         match self.client.service_info(&api).await {
-            Ok(info) if info.crypt4gh.is_some() => return FlavourChoice::Crypt4ghDrs,
+            Ok(info) if info.crypt4gh.is_some() => {
+                return Detection::Found(FlavourChoice::Crypt4ghDrs);
+            }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "no DRS service-info"),
         }
         match self.client.service_info(&origin).await {
             Ok(info) if info.name == "SDA Download" && info.r#type.artifact == "drs" => {
-                FlavourChoice::SdaV2
+                Detection::Found(FlavourChoice::SdaV2)
             }
-            Ok(_) => FlavourChoice::Crypt4ghDrs,
-            Err(e) => {
+            Ok(_) => Detection::Found(FlavourChoice::Crypt4ghDrs),
+            Err(e) if matches!(e.status(), Some(404 | 405)) => {
                 tracing::debug!(error = %e, "no root service-info");
-                FlavourChoice::Crypt4ghDrs
+                Detection::Found(FlavourChoice::Crypt4ghDrs)
             }
+            Err(e) => Detection::Fallback(e.to_string()),
         }
     }
 
@@ -493,9 +518,10 @@ impl Fetcher {
         flavour: &dyn HeaderFlavour,
         obj: &ObjectRef,
         object: &DrsObject,
-        path: &Path,
+        input: &Input,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Fetched, FetchError> {
+        let path = input.path.as_path();
         let out_err = |source| FetchError::Output {
             object: object.id.clone(),
             source,
@@ -535,24 +561,71 @@ impl Fetcher {
         }
         let mut restarts = 0;
         let mut refreshed: Option<DrsObject> = None;
+        let record_path = resume::record_path(path);
         loop {
             let object = refreshed.as_ref().unwrap_or(object);
             let (header, opened) = self.header(flavour, obj, object).await?;
             let target = self.body_target(flavour, obj, object).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
-            let mut part = PartFile::create(path, ENCRYPTED_MODE, Arc::clone(&self.cleanup))
+            let record = PartialRecord::new(
+                &input.url,
+                &obj.authority(),
+                object,
+                &expect,
+                header.bytes.len(),
+            );
+            // Only the first attempt continues an earlier run's partial; a restart after a
+            // failed check starts from byte 0.
+            let resume = match &record {
+                Some(record) if restarts == 0 => {
+                    self.resumable(path, record, &header, &expect).await
+                }
+                _ => None,
+            };
+            let offset = resume.as_ref().map_or(0, |r| r.offset);
+            let mut part = match &resume {
+                Some(r) => PartFile::reopen(
+                    path,
+                    header.bytes.len() as u64 + r.offset,
+                    &header.bytes,
+                    Arc::clone(&self.cleanup),
+                )
                 .await
-                .map_err(out_err)?;
-            part.write_all(&header.bytes).await.map_err(out_err)?;
+                .map_err(out_err)?,
+                None => {
+                    let mut part =
+                        PartFile::create(path, ENCRYPTED_MODE, Arc::clone(&self.cleanup))
+                            .await
+                            .map_err(out_err)?;
+                    part.write_all(&header.bytes).await.map_err(out_err)?;
+                    part
+                }
+            };
+            self.cleanup.register(&record_path);
+            let recorded = match &record {
+                Some(record) => match record.write(path) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot write the resume record; a rerun will fetch this body from byte 0");
+                        false
+                    }
+                },
+                None => {
+                    let _ = crate::atomic::remove_if_exists(&record_path);
+                    tracing::debug!(object = %object.id, "the server named no strong ETag with the header; a rerun cannot resume this body");
+                    false
+                }
+            };
             let file = part.take_file().await.map_err(out_err)?;
             let part_path = part.part_path().to_owned();
-            let increments = Increments::new(progress);
+            let increments = Increments::starting_at(progress, offset);
             let report = self
                 .client
-                .download_body_blocking(
+                .download_body_blocking_from(
                     &object.id,
                     &target,
                     &expect,
+                    resume,
                     Some(&|p: Progress| increments.update(p.done)),
                     move |body| output::write_authenticated_body(body, file, &part_path, &opened),
                 )
@@ -560,10 +633,13 @@ impl Fetcher {
             let failure = match report {
                 Ok((report, (file, segments))) => {
                     part.commit_synced(file).await.map_err(out_err)?;
+                    let _ = crate::atomic::remove_if_exists(&record_path);
+                    self.cleanup.forget(&record_path);
                     let checks = checks_of(&report, true);
                     tracing::info!(
                         object = %object.id,
                         segments,
+                        resumed_at = offset,
                         checks = %checks.join(","),
                         unverified = %report.unverified.join(","),
                         "encrypted body verified"
@@ -578,12 +654,106 @@ impl Fetcher {
                     object: object.id.clone(),
                     detail: e.to_string(),
                 },
-                Err(PipelineError::Consumer(e)) => return Err(consumer_error(&object.id, e)),
+                Err(PipelineError::Consumer(e)) => {
+                    drop(part);
+                    let _ = crate::atomic::remove_if_exists(&record_path);
+                    return Err(consumer_error(&object.id, e));
+                }
                 Err(PipelineError::Download(e)) if e.is_corruption() => e.into(),
-                Err(PipelineError::Download(e)) => return Err(e.into()),
+                Err(PipelineError::Download(e)) if recorded => {
+                    let sweep = self.remove_plaintext;
+                    part.keep(sweep);
+                    if !sweep {
+                        self.cleanup.forget(&record_path);
+                    }
+                    tracing::warn!(
+                        object = %object.id,
+                        path = %crate::atomic::part_path(path).display(),
+                        "partial body kept; running the same fetch again continues it"
+                    );
+                    return Err(e.into());
+                }
+                Err(PipelineError::Download(e)) => {
+                    drop(part);
+                    let _ = crate::atomic::remove_if_exists(&record_path);
+                    return Err(e.into());
+                }
             };
             drop(part);
+            let _ = crate::atomic::remove_if_exists(&record_path);
             refreshed = Some(self.restart(obj, object, &mut restarts, failure).await?);
+        }
+    }
+
+    /// Whether the partial body an earlier run left for `path` can continue into the download
+    /// described by `now` with the new header `header` (see [`crate::resume`]); a partial
+    /// that cannot is discarded, with a log line saying why.
+    async fn resumable(
+        &self,
+        path: &Path,
+        now: &PartialRecord,
+        header: &FetchedHeader,
+        expect: &BodyExpectation,
+    ) -> Option<drs::ResumeFrom> {
+        let part = crate::atomic::part_path(path);
+        let discard = |reason: &str| {
+            tracing::warn!(path = %part.display(), reason, "partial body from an earlier run discarded; fetching from byte 0");
+            resume::discard(path);
+        };
+        let kept = match PartialRecord::read(path) {
+            Ok(Some(kept)) => kept,
+            Ok(None) => return None,
+            Err(reason) => {
+                discard(&reason);
+                return None;
+            }
+        };
+        if let Some(reason) = kept.mismatch(now) {
+            discard(&reason);
+            return None;
+        }
+        let len = match std::fs::metadata(&part) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                discard(&format!("the partial body is unreadable: {e}"));
+                return None;
+            }
+        };
+        let Some(offset) = resume::usable_prefix(len, now.header_len, now.size) else {
+            discard("less than one whole segment was kept");
+            return None;
+        };
+        let (part_path, header_len, etag, expect) = (
+            part.clone(),
+            now.header_len,
+            now.etag.clone(),
+            expect.clone(),
+        );
+        let (key, header, object) = (
+            Arc::clone(&self.key),
+            header.bytes.clone(),
+            now.object.clone(),
+        );
+        let checked = tokio::task::spawn_blocking(move || {
+            let opened = open_header(&header, key.secret(), &object).map_err(|e| e.to_string())?;
+            resume::verify_prefix(&part_path, header_len, offset, &etag, &opened, &expect)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the verification did not finish: {e}")));
+        match checked {
+            Ok(from) => {
+                tracing::info!(
+                    path = %part.display(),
+                    offset,
+                    size = now.size,
+                    "partial body from an earlier run verified (validator unchanged, every kept segment authenticated); resuming"
+                );
+                Some(from)
+            }
+            Err(reason) => {
+                discard(&reason);
+                None
+            }
         }
     }
 
@@ -807,9 +977,14 @@ struct Increments<'a> {
 
 impl<'a> Increments<'a> {
     fn new(sink: &'a (dyn Fn(u64) + Sync)) -> Self {
+        Self::starting_at(sink, 0)
+    }
+
+    /// Increments of a download that continues at `offset` (only new bytes are counted).
+    fn starting_at(sink: &'a (dyn Fn(u64) + Sync), offset: u64) -> Self {
         Increments {
             sink,
-            last: AtomicU64::new(0),
+            last: AtomicU64::new(offset),
         }
     }
 
@@ -909,5 +1084,97 @@ impl Feeder {
             }
             (Err(e), _) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    /// A server whose root `/service-info` fails with 503 until `up` is set, then says it is
+    /// SDA v2; it has no DRS service-info.
+    async fn flaky_sda() -> (String, Arc<AtomicBool>) {
+        let up = Arc::new(AtomicBool::new(false));
+        let state = Arc::clone(&up);
+        let app = Router::new().route(
+            "/service-info",
+            get(move || {
+                let up = state.load(Ordering::SeqCst);
+                async move {
+                    let (status, body) = if up {
+                        (
+                            StatusCode::OK,
+                            r#"{"id":"neicnordic.sda.download","name":"SDA Download","type":{"group":"org.ga4gh","artifact":"drs","version":"1.5.0"},"version":"v3.4.3"}"#,
+                        )
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":503}"#)
+                    };
+                    (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr.to_string(), up)
+    }
+
+    async fn fetcher() -> Fetcher {
+        let cli = Cli::try_parse_from([
+            "c4gh-sidecar",
+            "fetch",
+            "drs://h/x",
+            "-o",
+            "x",
+            "--decrypt",
+            "--drs-allow-port",
+            "--drs-allow-http",
+            "--retry-budget",
+            "300ms",
+        ])
+        .unwrap();
+        let Command::Fetch(args) = cli.command else {
+            panic!("not fetch")
+        };
+        Fetcher::new(
+            &args.drs,
+            Arc::new(EphemeralKey::generate()),
+            Arc::default(),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_transient_detection_failure_is_not_remembered() {
+        let (authority, up) = flaky_sda().await;
+        let fetcher = fetcher().await;
+        let uri = format!("drs://{authority}/EGAD1/a.c4gh");
+        let opts = fetcher.client.config().uri_options;
+        let obj = fetcher
+            .client
+            .locate(&DrsUri::parse(&uri, &opts).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fetcher.flavour_for(&obj).await, FlavourChoice::Crypt4ghDrs);
+        assert!(fetcher.detected_lock().is_empty(), "a fallback was cached");
+        up.store(true, Ordering::SeqCst);
+        assert_eq!(fetcher.flavour_for(&obj).await, FlavourChoice::SdaV2);
+        // Remembered now: the server going away again does not change the answer.
+        up.store(false, Ordering::SeqCst);
+        assert_eq!(fetcher.flavour_for(&obj).await, FlavourChoice::SdaV2);
     }
 }

@@ -1,13 +1,15 @@
 //! `c4gh-sidecar fetch`: the fetch machinery as a plain command outside Kubernetes.
 //!
 //! `c4gh-sidecar fetch drs://host/A drs://host/B -o a.c4gh -o b.c4gh` fetches both (bounded
-//! concurrency) with headers re-encrypted for a fresh ephemeral key (`--key-out FILE` keeps it) or
-//! for your key (`--sk FILE`); `--decrypt` writes plaintext instead. A progress bar is drawn when
-//! stderr is a terminal. Outputs appear under their final names only when verified; failures
-//! leave nothing behind. Returns the number of failed objects.
+//! concurrency) with headers re-encrypted for a fresh ephemeral key (`--key-out FILE` keeps it,
+//! written once the first object is in place) or for your key (`--sk FILE`); `--decrypt` writes
+//! plaintext instead. A progress bar is drawn when
+//! stderr is a terminal. Outputs appear under their final names only when verified; a failed
+//! `encrypted` body stays as a hidden partial that running the same command again continues
+//! ([`crate::resume`]). Returns the number of failed objects.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -69,7 +71,7 @@ pub async fn fetch(args: FetchArgs, cleanup: Arc<Cleanup>) -> Result<usize, Fetc
         None => {
             let key = EphemeralKey::generate();
             match (&args.key_out, args.decrypt) {
-                (Some(path), _) => key.write_secret(path, 0o400)?,
+                (Some(path), _) => check_key_out(path)?,
                 (None, false) => {
                     return Err(FetchCliError::Usage(
                         "an encrypted copy for an ephemeral key that nobody keeps cannot be opened: \
@@ -82,10 +84,11 @@ pub async fn fetch(args: FetchArgs, cleanup: Arc<Cleanup>) -> Result<usize, Fetc
             key
         }
     };
+    let key = Arc::new(key);
     let fetcher = Arc::new(
         Fetcher::new(
             &args.drs,
-            Arc::new(key),
+            Arc::clone(&key),
             Arc::clone(&cleanup),
             Arc::new(Metrics::new()),
         )
@@ -122,18 +125,27 @@ pub async fn fetch(args: FetchArgs, cleanup: Arc<Cleanup>) -> Result<usize, Fetc
         });
     }
     let mut failed = 0;
+    // The ephemeral key is written once the first output needs it: a run in which every
+    // fetch fails leaves no key file (and an existing one from an earlier run untouched).
+    let mut key_out = args.key_out.as_deref().filter(|_| args.sk.is_none());
     while let Some(joined) = tasks.join_next().await {
         let Ok((input, result)) = joined else {
             failed += 1;
             continue;
         };
         match result {
-            Ok(fetched) => tracing::info!(
-                url = %input.url,
-                path = %input.path.display(),
-                bytes = fetched.bytes,
-                "fetched"
-            ),
+            Ok(fetched) => {
+                if let Some(path) = key_out.take() {
+                    key.write_secret(path, 0o400)?;
+                    tracing::info!(path = %path.display(), "ephemeral key written");
+                }
+                tracing::info!(
+                    url = %input.url,
+                    path = %input.path.display(),
+                    bytes = fetched.bytes,
+                    "fetched"
+                );
+            }
             Err(e) => {
                 failed += 1;
                 tracing::error!(url = %input.url, path = %input.path.display(), error = %e, "fetch failed");
@@ -141,6 +153,24 @@ pub async fn fetch(args: FetchArgs, cleanup: Arc<Cleanup>) -> Result<usize, Fetc
         }
     }
     Ok(failed)
+}
+
+/// Refuses a `--key-out` path whose directory does not exist, before anything is fetched (the
+/// key itself is written after the first successful fetch).
+fn check_key_out(path: &Path) -> Result<(), FetchCliError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(FetchCliError::Usage(format!(
+            "--key-out {}: the directory {} does not exist; create it or choose another path",
+            path.display(),
+            dir.display()
+        )))
+    }
 }
 
 /// One output path per URI: the `-o` list, or `--output-dir` joined with the object id.

@@ -26,6 +26,7 @@ pub mod harden;
 pub mod inputs;
 pub mod key;
 pub mod output;
+pub mod resume;
 pub mod roots;
 pub mod run;
 pub mod status;

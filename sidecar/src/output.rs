@@ -87,6 +87,7 @@ pub struct PartFile {
     part: PathBuf,
     file: Option<BufWriter<tokio::fs::File>>,
     cleanup: Arc<Cleanup>,
+    kept: bool,
 }
 
 impl PartFile {
@@ -119,7 +120,57 @@ impl PartFile {
             part,
             file: Some(BufWriter::with_capacity(COPY_BUF, file)),
             cleanup,
+            kept: false,
         })
+    }
+
+    /// Continues the existing `.NAME.part` of `dest`: cuts it to `keep` bytes (the verified
+    /// header and body prefix), writes `header` over its start (a new header of the same length)
+    /// and positions the writer at the end. Registers it with `cleanup` like
+    /// [`PartFile::create`].
+    pub async fn reopen(
+        dest: &Path,
+        keep: u64,
+        header: &[u8],
+        cleanup: Arc<Cleanup>,
+    ) -> Result<Self, OutputError> {
+        let part = atomic::part_path(dest);
+        cleanup.register(&part);
+        let opened = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&part)
+                .await?;
+            file.set_len(keep).await?;
+            file.write_all(header).await?;
+            file.seek(io::SeekFrom::Start(keep)).await?;
+            Ok(file)
+        }
+        .await;
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                cleanup.forget(&part);
+                return Err(write_err(&part)(e));
+            }
+        };
+        Ok(PartFile {
+            dest: dest.to_owned(),
+            part,
+            file: Some(BufWriter::with_capacity(COPY_BUF, file)),
+            cleanup,
+            kept: false,
+        })
+    }
+
+    /// Leaves the `.part` file on disk for a later run to resume. With `sweep` it stays
+    /// registered with the [`Cleanup`] (pod mode removes it at a graceful shutdown; only a
+    /// killed sidecar leaves it for its restart); without, it outlives the process.
+    pub fn keep(mut self, sweep: bool) {
+        self.kept = true;
+        if !sweep {
+            self.cleanup.forget(&self.part);
+        }
     }
 
     /// The writer (for sinks that write themselves).
@@ -206,7 +257,7 @@ impl PartFile {
 
 impl Drop for PartFile {
     fn drop(&mut self) {
-        if self.cleanup.contains(&self.part) {
+        if !self.kept && self.cleanup.contains(&self.part) {
             drop(self.file.take());
             let _ = std::fs::remove_file(&self.part);
             self.cleanup.forget(&self.part);

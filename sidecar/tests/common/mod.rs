@@ -5,6 +5,7 @@
 
 pub mod faulty;
 pub mod proxy;
+pub mod throttle;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
