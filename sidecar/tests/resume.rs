@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use c4gh_sidecar::status::Phase;
 use common::throttle::Throttle;
-use common::{pattern, sidecar_bin};
+use common::{RunEnv, Sidecar, entries_under, pattern, sidecar_bin};
 use drs_server::testing::TestServer;
+use nix::sys::signal::Signal;
 
 const SIZE: usize = 8 << 20;
+/// A partial is kept in whole encrypted segments.
+const SEGMENT: u64 = c4gh::body::CIPHER_SEGMENT_SIZE as u64;
 
 struct Setup {
     server: TestServer,
@@ -115,10 +119,15 @@ fn wait_for_part(child: &mut Child, part: &Path, bytes: u64) {
     }
 }
 
-/// The `offset=N` of the sidecar's "resuming" log line.
+/// The `offset` of the sidecar's "resuming" log line (text `offset=N` or JSON `"offset":N`).
 fn resumed_offset(log: &str) -> Option<u64> {
-    let line = log.lines().find(|l| l.contains("resuming"))?;
-    let rest = &line[line.find("offset=")? + "offset=".len()..];
+    let line = log
+        .lines()
+        .find(|l| l.contains("from an earlier run verified"))?;
+    let (at, len) = ["offset=", "\"offset\":"]
+        .iter()
+        .find_map(|k| line.find(k).map(|at| (at, k.len())))?;
+    let rest = &line[at + len..];
     rest.split(|c: char| !c.is_ascii_digit())
         .next()?
         .parse()
@@ -233,4 +242,46 @@ async fn key_out_is_not_written_when_every_fetch_fails() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(python_decrypt(&s.path("big.c4gh"), &key), plain);
+}
+
+/// Pod mode shares the code: a sidecar SIGKILLed mid-body (a container restart) leaves the
+/// partial on the shared volume, and the restarted sidecar — with a new ephemeral key —
+/// continues it; a graceful stop then removes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_pod_sidecar_continues_the_partial_of_the_killed_one() {
+    let plain = pattern(SIZE, 23);
+    let s = Setup::new(&plain).await;
+    let data = s.path("data");
+    let dest = data.join("in/big.c4gh");
+    let env = RunEnv {
+        inputs: format!(r#"[{{"url":"{}","path":"{}"}}]"#, s.uri, dest.display()),
+        key_dir: s.path("key"),
+        root: data.clone(),
+        ca_pem: s.server.ca_pem(),
+        token: Some(s.server.token().expose().to_owned()),
+        allowed_host: s.uri["drs://".len()..s.uri.len() - "/big".len()].to_owned(),
+        extra: Vec::new(),
+    };
+    let mut first = Sidecar::start(&env, s.work.path());
+    wait_for_part(&mut first.child, &data.join("in/.big.c4gh.part"), 2 << 20);
+    assert!(!first.signal_and_wait(Signal::SIGKILL).success());
+
+    s.throttle
+        .slow
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let before = s.body_bytes();
+    let mut second = Sidecar::start(&env, s.work.path());
+    let status = second.wait_settled();
+    let log = second.log_text();
+    assert_eq!(status.phase, Phase::Ready, "{log}");
+    let offset = resumed_offset(&log).unwrap_or_else(|| panic!("no resume:\n{log}"));
+    assert!(offset + SEGMENT > 2 << 20, "offset {offset}");
+    assert_eq!(s.body_bytes() - before, body_len(SIZE) - offset);
+    let key = env.key_dir.join("ephemeral.sec");
+    assert_eq!(python_decrypt(&dest, &key), plain);
+    assert!(second.signal_and_wait(Signal::SIGTERM).success());
+    assert_eq!(
+        entries_under(&data),
+        vec!["in".to_owned(), "in/big.c4gh".to_owned()]
+    );
 }
