@@ -322,6 +322,84 @@ fn resumes_after_the_service_is_killed_and_down_for_30_seconds() {
     );
 }
 
+/// Bytes sent on `lo` inside the namespace so far (`/proc/net/dev` is per network namespace):
+/// every byte between the sidecar, SDA and its database crosses it once.
+fn lo_tx_bytes(sda: &Sda) -> u64 {
+    let out = sda.run(Command::new("cat").arg("/proc/net/dev")).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("lo:"))
+        .unwrap_or_else(|| panic!("no lo in /proc/net/dev:\n{text}"));
+    line.split_whitespace().nth(8).unwrap().parse().unwrap()
+}
+
+/// The offset of the sidecar's "partial body from an earlier run verified … resuming" line.
+fn resumed_offset(log: &str) -> Option<u64> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("from an earlier run verified"))?;
+    let rest = &line[line.find("offset=")? + "offset=".len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_killed_fetch_continues_on_rerun_with_only_the_remainder_transferred() {
+    let mut sda = Sda::start().unwrap();
+    let plain = data(RESUME_BYTES, 4);
+    let file = sda.archive(DATASET, "big/rerun.c4gh", &plain).unwrap();
+    let token = sda.token_file(OWNER, true).unwrap();
+    throttle(&sda);
+    let dest = sda.dir().join("rerun.c4gh");
+    let sk = sda.dir().join("rerun.sec");
+    let (uri, d, k) = (
+        file.drs_uri(),
+        dest.to_string_lossy().into_owned(),
+        sk.to_string_lossy().into_owned(),
+    );
+    let args = [uri.as_str(), "-o", &d, "--key-out", &k];
+    let mut child = fetch_cmd(&sda, &token, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_partial(&dest, 8 << 20);
+    child.kill().unwrap();
+    let killed = child.wait_with_output().unwrap();
+    assert!(!killed.status.success());
+    assert!(
+        !dest.exists() && !sk.exists(),
+        "the killed run left a final file or a key"
+    );
+
+    let before = lo_tx_bytes(&sda);
+    let out = fetch(&sda, &token, &args);
+    let moved = lo_tx_bytes(&sda) - before;
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let offset = resumed_offset(&log).unwrap_or_else(|| panic!("the rerun did not resume:\n{log}"));
+    let segment = 65_564;
+    assert!(offset + segment > 8 << 20, "resumed at {offset}");
+    let remainder = file.body_len - offset;
+    eprintln!(
+        "rerun: kept {offset} of {} body bytes; {moved} bytes crossed lo for a remainder of {remainder}",
+        file.body_len
+    );
+    assert!(
+        moved >= remainder && moved < remainder + (2 << 20),
+        "{moved} bytes crossed lo for a remainder of {remainder} (whole body {})",
+        file.body_len
+    );
+    assert_eq!(reference_decrypt(&dest, &sk), plain);
+    let statuses = content_statuses(&sda, &file);
+    assert_eq!(statuses.last(), Some(&206), "{statuses:?}");
+    let part = dest.with_file_name(".rerun.c4gh.part");
+    assert!(!part.exists(), "partial left after success");
+}
+
 /// Statuses of the body (`/files/{id}/content`) requests in the service's access log, in order.
 fn content_statuses(sda: &Sda, file: &ArchivedFile) -> Vec<u64> {
     let path = format!("/files/{}/content", file.stable_id);
