@@ -260,7 +260,8 @@ pub struct FetchArgs {
     )]
     pub passphrase: Option<SecretArg>,
     /// With an ephemeral key and without --decrypt: write the ephemeral secret key here (0400,
-    /// unencrypted) so the Crypt4GH files can be opened later.
+    /// unencrypted) so the Crypt4GH files can be opened later; written once the first object is
+    /// in place, not at all when every fetch fails.
     #[arg(long, env = "C4GH_KEY_OUT", value_name = "FILE")]
     pub key_out: Option<PathBuf>,
     /// Never draw a progress bar (it is drawn only when stderr is a terminal).
