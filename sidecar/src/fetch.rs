@@ -8,7 +8,9 @@
 //! `/objects/{datasetId}/{filePath}`.
 //!
 //! - `encrypted`: header ‖ body into `.NAME.part`, renamed once the body's size, ETag and sha-256
-//!   checked out. If a file with a verified body is already there (a later pod on a shared
+//!   checked out. A partial body left by an earlier run is continued when its record still
+//!   matches and its prefix re-verifies ([`crate::resume`]); a failed body's partial is kept
+//!   for that (in pod mode until a graceful shutdown). If a file with a verified body is already there (a later pod on a shared
 //!   volume), only a new header is fetched and written over the old one in place (same length),
 //!   after checking that it decrypts the body's first segment.
 //! - `plaintext`: the body is decrypted while it streams (download and decryption run
@@ -221,7 +223,8 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// Registers plaintext outputs with the [`Cleanup`] so they are removed at shutdown (pod
-    /// mode). Without it they stay (the `fetch` command).
+    /// mode), and leaves the partial of a failed `encrypted` body registered too. Without it
+    /// both stay (the `fetch` command, whose rerun continues the partial).
     pub fn remove_plaintext_on_shutdown(mut self) -> Self {
         self.remove_plaintext = true;
         self

@@ -143,6 +143,7 @@ impl PartFile {
                 .await?;
             file.set_len(keep).await?;
             file.write_all(header).await?;
+            file.flush().await?;
             file.seek(io::SeekFrom::Start(keep)).await?;
             Ok(file)
         }
