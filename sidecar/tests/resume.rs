@@ -285,3 +285,37 @@ async fn a_restarted_pod_sidecar_continues_the_partial_of_the_killed_one() {
         vec!["in".to_owned(), "in/big.c4gh".to_owned()]
     );
 }
+
+/// A fetch that gives up (the server went away for longer than the retry budget) keeps its
+/// partial and says so; the same command run again continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_gave_up_keeps_its_partial_for_the_rerun() {
+    let plain = pattern(SIZE, 24);
+    let s = Setup::new(&plain).await;
+    let part = s.path(".big.c4gh.part");
+    s.throttle
+        .slow
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut child = s.command().args(["--retry-budget", "1s"]).spawn().unwrap();
+    wait_for_part(&mut child, &part, 2 << 20);
+    s.throttle
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("partial body kept"), "{log}");
+    assert!(part.exists() && s.path(".big.c4gh.resume.json").exists());
+    assert!(!s.path("big.c4gh").exists() && !s.path("k.sec").exists());
+
+    s.throttle
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let (out, sent) = s.full_run();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let offset = resumed_offset(&log).unwrap_or_else(|| panic!("no resume:\n{log}"));
+    assert!(offset + SEGMENT > 2 << 20, "offset {offset}");
+    assert_eq!(sent, body_len(SIZE) - offset);
+    assert_eq!(python_decrypt(&s.path("big.c4gh"), &s.path("k.sec")), plain);
+}
