@@ -65,7 +65,7 @@ pub fn bench() -> Result<(), Error> {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
     let bench = target.join("release/examples/bench");
     Cmd::new(target.join("debug/c4gh-drs-tokenreview-bench"))
-        .arg(bench.display().to_string())
+        .arg_path(&bench)
         .args([mib, requests, seconds])
         .run()
 }
