@@ -11,7 +11,9 @@
 //!    TLS at 1, 16 and 256 concurrent clients (each client its own HTTP/1.1 connection and its
 //!    own public key), with a static bearer token and with a GA4GH passport as the bearer token
 //!    (one `ControlledAccessGrants` visa, ES256, JWKS from a local HTTPS issuer in this process),
-//!    and the passport/bearer ratio.
+//!    and the passport/bearer ratio; with `C4GH_BENCH_TOKENREVIEW_DIR` (set by `c4gh-e2e`'s
+//!    `c4gh-drs-tokenreview-bench`, which starts a real control plane) also with a pod-bound
+//!    ServiceAccount token checked by TokenReview (answers cached 10 s), and its ratio to bearer.
 //! 2. Body, cold page cache (needs root: `sync; echo 1 > /proc/sys/vm/drop_caches` before each
 //!    run): reading the body file vs downloading it over HTTPS (and plain HTTP), as ratios.
 //! 3. Body, warm page cache: file read vs HTTPS vs plain HTTP, with the loopback TCP ceiling (a
@@ -101,6 +103,20 @@ struct Setup {
     token: String,
     /// `--visa-issuer` for the server: the bench's own visa issuer.
     visa_issuer: String,
+    /// A real apiserver for TokenReview, when `C4GH_BENCH_TOKENREVIEW_DIR` names its setup.
+    token_review: Option<TokenReviewSetup>,
+}
+
+/// The audience of the pod-bound token in a TokenReview setup.
+const TOKENREVIEW_AUDIENCE: &str = "c4gh-bench";
+
+/// What `c4gh-e2e`'s `c4gh-drs-tokenreview-bench` prepared on a local control plane: files
+/// `api-server` (URL), `ca.pem`, `reviewer-token` (the server's own token, allowed to create
+/// TokenReviews) and `pod-token` (a token bound to a pod, audience `c4gh-bench`).
+struct TokenReviewSetup {
+    dir: PathBuf,
+    api_server: String,
+    pod_token: String,
 }
 
 impl Setup {
@@ -134,6 +150,15 @@ impl Setup {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(review) = &self.token_review {
+            command
+                .args(["--tokenreview-audience", TOKENREVIEW_AUDIENCE])
+                .args(["--tokenreview-api-server", &review.api_server])
+                .arg("--tokenreview-ca-file")
+                .arg(review.dir.join("ca.pem"))
+                .arg("--tokenreview-token-file")
+                .arg(review.dir.join("reviewer-token"));
+        }
         if tls {
             command
                 .arg("--tls-cert")
@@ -190,7 +215,21 @@ fn setup(body_mib: u64, visa_issuer: String) -> Setup {
         .unwrap_or_else(|e| fail(e));
     let token = format!("bench-token-{:032x}", rand::random::<u128>());
     let server_key = SecretKey::generate();
+    let token_review = std::env::var_os("C4GH_BENCH_TOKENREVIEW_DIR").map(|dir| {
+        let dir = PathBuf::from(dir);
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map(|t| t.trim().to_owned())
+                .unwrap_or_else(|e| fail(format!("reading {name} of the TokenReview setup: {e}")))
+        };
+        TokenReviewSetup {
+            api_server: read("api-server"),
+            pod_token: read("pod-token"),
+            dir,
+        }
+    });
     let setup = Setup {
+        token_review,
         dir,
         bin,
         ca_pem: ca.ca_pem(),
@@ -764,6 +803,23 @@ fn main() {
                  JWTs cached by SHA-256)",
                 visas / token
             );
+            if let Some(review) = &setup.token_review {
+                let pod = format!("Bearer {}", review.pod_token);
+                let reviewed = headers_level(
+                    &setup,
+                    &tls,
+                    ("tokenreview", &pod),
+                    clients,
+                    max_requests,
+                    max_time,
+                )
+                .await;
+                println!(
+                    "headers  clients={clients:>3}  tokenreview/bearer = {:.2} (pod-bound \
+                     ServiceAccount token, TokenReview answers cached 10 s)",
+                    reviewed / token
+                );
+            }
         }
     });
     body(&setup, &tls, &plain);

@@ -1,8 +1,9 @@
 //! The audit trail of header requests: one structured event (tracing target `audit`) and one
 //! count in `c4gh_drs_header_decisions_total{decision, reason}` per header issued or refused.
 //!
-//! The event names the object, its dataset, the subject (and the pod, for projected
-//! ServiceAccount tokens), the recipient key's fingerprint ([`crate::crypt::fingerprint`], never
+//! The event names the object, its dataset, the subject, how it authenticated (`auth`:
+//! `static_token`, `jwt`, `token_review` or `passport`) and the pod (for projected ServiceAccount
+//! tokens), the recipient key's fingerprint ([`crate::crypt::fingerprint`], never
 //! the key), the decision (`issued` or `refused`), a short reason, the request ID and the time. It
 //! never carries a token or a key. With `--log-format json` each event is one JSON line, so a data
 //! steward answers "who could read object X, with which key, when" with `jq` (see
@@ -29,6 +30,7 @@ pub struct HeaderAudit {
     request_id: String,
     dataset: Option<String>,
     subject: Option<String>,
+    auth: Option<&'static str>,
     pod_namespace: Option<String>,
     pod_name: Option<String>,
     pod_uid: Option<String>,
@@ -44,6 +46,7 @@ impl HeaderAudit {
             request_id: request_id.0.clone(),
             dataset: None,
             subject: None,
+            auth: None,
             pod_namespace: None,
             pod_name: None,
             pod_uid: None,
@@ -55,6 +58,7 @@ impl HeaderAudit {
     /// Records the authenticated caller.
     pub fn principal(&mut self, principal: &Principal) {
         self.subject = Some(principal.subject.clone());
+        self.auth = Some(principal.method.as_str());
         if let Some(pod) = &principal.pod {
             self.pod_namespace.clone_from(&pod.namespace);
             self.pod_name = Some(pod.name.clone());
@@ -107,6 +111,7 @@ impl HeaderAudit {
             object = %self.object,
             dataset = self.dataset.as_deref(),
             subject = self.subject.as_deref(),
+            auth = self.auth,
             pod_namespace = self.pod_namespace.as_deref(),
             pod_name = self.pod_name.as_deref(),
             pod_uid = self.pod_uid.as_deref(),

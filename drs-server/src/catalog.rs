@@ -108,10 +108,16 @@ impl ObjectRecord {
     pub fn admits(&self, subject: &str) -> bool {
         self.readers
             .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => subject.starts_with(prefix),
-                None => pattern == subject,
-            })
+            .any(|pattern| subject_matches(pattern, subject))
+    }
+}
+
+/// Whether `subject` matches a reader `pattern`: the exact subject, a prefix ending in `*`
+/// (`system:serviceaccount:lab:*`: every ServiceAccount of namespace `lab`), or `*`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => subject.starts_with(prefix),
+        None => pattern == subject,
     }
 }
 

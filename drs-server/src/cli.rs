@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::admin::{AddOptions, add_file};
 use crate::auth::jwt::{JwksSource, JwtConfig};
 use crate::auth::passport::{PassportConfig, VisaIssuer};
+use crate::auth::tokenreview::{IN_CLUSTER_DIR, ReviewerCredential, TokenReviewConfig};
 use crate::auth::tokens::StaticTokens;
 use crate::secret::SecretString;
 use crate::telemetry::LogFormat;
@@ -170,6 +171,47 @@ struct ServeArgs {
     /// PEM CA bundle trusted (besides the web PKI roots) for the visa issuers' JWKS.
     #[arg(long, env = "C4GH_DRS_VISA_CA_FILE")]
     visa_ca_file: Option<PathBuf>,
+    /// Check Kubernetes ServiceAccount tokens with the cluster's TokenReview API, requiring
+    /// these audiences (comma-separated; what the tasks' projected tokens are issued for): a
+    /// token stops working when its pod is deleted. The server's ServiceAccount needs the
+    /// system:auth-delegator ClusterRole.
+    #[arg(
+        long = "tokenreview-audience",
+        env = "C4GH_DRS_TOKENREVIEW_AUDIENCE",
+        value_delimiter = ','
+    )]
+    tokenreview_audiences: Vec<String>,
+    /// The apiserver for TokenReview.
+    #[arg(
+        long,
+        env = "C4GH_DRS_TOKENREVIEW_API_SERVER",
+        default_value = "https://kubernetes.default.svc"
+    )]
+    tokenreview_api_server: String,
+    /// PEM CA bundle of the apiserver (default: the pod's ServiceAccount ca.crt).
+    #[arg(long, env = "C4GH_DRS_TOKENREVIEW_CA_FILE")]
+    tokenreview_ca_file: Option<PathBuf>,
+    /// This server's own token for calling TokenReview, re-read for every review (default: the
+    /// pod's ServiceAccount token).
+    #[arg(long, env = "C4GH_DRS_TOKENREVIEW_TOKEN_FILE")]
+    tokenreview_token_file: Option<PathBuf>,
+    /// Seconds a TokenReview answer is reused (never past the token's exp): also the longest a
+    /// deleted pod's token stays accepted. 0 asks the apiserver on every request.
+    #[arg(long, env = "C4GH_DRS_TOKENREVIEW_CACHE_SECONDS", default_value_t = 10)]
+    tokenreview_cache_seconds: u64,
+    /// Let subjects matching PATTERN read every object of DATASET (repeatable):
+    /// DATASET=PATTERN, PATTERN as in an object's readers, e.g.
+    /// EGAD00000000001=system:serviceaccount:lab:* (every ServiceAccount of namespace lab).
+    #[arg(
+        long = "dataset-reader",
+        env = "C4GH_DRS_DATASET_READERS",
+        value_delimiter = ','
+    )]
+    dataset_readers: Vec<String>,
+    /// Lifetime in seconds of the body tokens a passport holder's crypt4gh-body access URL
+    /// carries (capped by the passports' exp).
+    #[arg(long, env = "C4GH_DRS_BODY_TOKEN_SECONDS", default_value_t = 3600)]
+    body_token_seconds: u64,
     /// Public base URL used in self_uri and access URLs (default: from the Host header).
     #[arg(long, env = "C4GH_DRS_PUBLIC_URL")]
     public_url: Option<String>,
@@ -324,10 +366,44 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         }
         Some(config)
     };
-    if tokens.is_empty() && jwt.is_none() && passports.is_none() {
+    let token_review = if args.tokenreview_audiences.is_empty() {
+        None
+    } else {
+        let mut config = TokenReviewConfig::in_cluster(args.tokenreview_audiences.clone());
+        config.api_server = args.tokenreview_api_server.clone();
+        let ca = args
+            .tokenreview_ca_file
+            .clone()
+            .unwrap_or_else(|| Path::new(IN_CLUSTER_DIR).join("ca.crt"));
+        config.ca_pem = Some(std::fs::read(&ca).with_context(|| {
+            format!(
+                "reading the apiserver CA bundle {} for --tokenreview-audience (give \
+                 --tokenreview-ca-file outside a pod)",
+                ca.display()
+            )
+        })?);
+        if let Some(file) = &args.tokenreview_token_file {
+            config.credential = ReviewerCredential::TokenFile(file.clone());
+        }
+        config.cache_ttl = Duration::from_secs(args.tokenreview_cache_seconds);
+        Some(config)
+    };
+    let mut dataset_readers = Vec::new();
+    for entry in &args.dataset_readers {
+        match entry.split_once('=') {
+            Some((dataset, pattern)) if !dataset.is_empty() && !pattern.is_empty() => {
+                dataset_readers.push((dataset.to_owned(), pattern.to_owned()));
+            }
+            _ => bail!(
+                "--dataset-reader {entry:?} must be DATASET=PATTERN, e.g. \
+                 EGAD00000000001=system:serviceaccount:lab:*"
+            ),
+        }
+    }
+    if tokens.is_empty() && jwt.is_none() && passports.is_none() && token_review.is_none() {
         bail!(
             "no way to authenticate callers: give --tokens-file, --oidc-issuer with \
-             --oidc-audience, and/or --visa-issuer"
+             --oidc-audience, --tokenreview-audience, and/or --visa-issuer"
         );
     }
     let mut config = Config::new(args.catalog.clone(), server_key, tls);
@@ -335,12 +411,15 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     config.tokens = tokens;
     config.jwt = jwt;
     config.passports = passports;
+    config.token_review = token_review;
     config.settings = Settings {
         public_url: args.public_url.take(),
         max_bulk: args.max_bulk,
         bind_keys: args.bind_keys,
         max_key_bindings: args.max_key_bindings,
         static_binding_ttl: Duration::from_secs(args.static_binding_ttl_seconds),
+        dataset_readers,
+        body_token_ttl: Duration::from_secs(args.body_token_seconds),
         ..Settings::default()
     };
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_seconds);

@@ -6,10 +6,11 @@
 //! - [`catalog`]: objects stored as header + body + JSON record in one directory;
 //! - [`cli`]: the command line of the binary;
 //! - [`admin`]: encrypt a plain file for the server key and register it;
-//! - [`auth`]: static bearer tokens and JWTs (OIDC / Kubernetes ServiceAccount issuers), and
-//!   per-object readers;
+//! - [`auth`]: static bearer tokens, JWTs (OIDC / Kubernetes ServiceAccount issuers),
+//!   ServiceAccount tokens checked by the cluster's TokenReview API, GA4GH passports;
 //! - [`audit`]: one structured event and one counted decision per header issued or refused;
 //! - [`binding`]: optionally one recipient key per identity for its token's lifetime;
+//! - [`body_token`]: short-lived body tokens in passport holders' body access URLs;
 //! - [`app`]: the axum [`router`](app::router) (no sockets: drive it with `oneshot`) over the
 //!   shared [`state`];
 //! - [`server`]: TLS, connections and graceful shutdown: [`server::start`] for tests and
@@ -49,6 +50,7 @@ pub mod audit;
 pub mod auth;
 pub mod binding;
 pub mod body;
+pub mod body_token;
 pub mod catalog;
 pub mod cli;
 pub mod crypt;

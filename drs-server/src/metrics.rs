@@ -109,6 +109,16 @@ impl Metrics {
         })
     }
 
+    /// Counts a rejected authentication (`c4gh_drs_auth_failures_total{reason}`) and logs it.
+    pub fn count_auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+        tracing::info!(reason, "authentication rejected");
+    }
+
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -141,7 +141,7 @@ impl Problem {
             ProblemCode::Forbidden,
             format!(
                 "subject {subject:?} may not read object {id:?}; ask the data steward to add it \
-                 to the object's readers"
+                 to the object's readers or to a dataset reader rule of its dataset"
             ),
         )
     }

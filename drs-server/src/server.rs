@@ -27,6 +27,7 @@ use crate::app::{AppState, Settings, router};
 use crate::auth::Authenticator;
 use crate::auth::jwt::{JwtConfig, JwtError, JwtVerifier};
 use crate::auth::passport::{PassportConfig, PassportVerifier};
+use crate::auth::tokenreview::{ReviewError, TokenReviewConfig, TokenReviewer};
 use crate::auth::tokens::StaticTokens;
 use crate::catalog::{Catalog, CatalogError};
 use crate::tls::{TlsConfig, TlsError, server_config};
@@ -49,6 +50,8 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// Trusted GA4GH passport brokers and visa issuers, if any.
     pub passports: Option<PassportConfig>,
+    /// Kubernetes ServiceAccount tokens checked by the cluster's TokenReview API, if wanted.
+    pub token_review: Option<TokenReviewConfig>,
     /// Public URL, bulk limit, service-info names.
     pub settings: Settings,
     /// How long shutdown waits for in-flight requests before closing connections.
@@ -71,6 +74,7 @@ impl Config {
             tokens: StaticTokens::default(),
             jwt: None,
             passports: None,
+            token_review: None,
             settings: Settings::default(),
             shutdown_timeout: Duration::from_secs(10),
             max_connections: 1024,
@@ -92,6 +96,9 @@ pub enum ServeError {
     /// The JWT verifier could not be set up.
     #[error("setting up JWT verification: {0}")]
     Jwt(#[from] JwtError),
+    /// The TokenReview client could not be set up.
+    #[error("setting up TokenReview: {0}")]
+    TokenReview(#[from] ReviewError),
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -156,6 +163,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
         tokens,
         jwt,
         passports,
+        token_review,
         mut settings,
         shutdown_timeout,
         max_connections,
@@ -164,6 +172,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     let catalog = Catalog::open(&catalog_dir)?;
     let jwt = jwt.map(JwtVerifier::new).transpose()?;
     let passports = passports.map(PassportVerifier::new).transpose()?;
+    let reviewer = token_review.map(TokenReviewer::new).transpose()?;
     let acceptor = tls
         .as_ref()
         .map(server_config)
@@ -174,7 +183,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     let state = AppState::new(
         catalog,
         server_key,
-        Authenticator::new(tokens, jwt).with_passports(passports),
+        Authenticator::new(tokens, jwt)
+            .with_passports(passports)
+            .with_token_review(reviewer),
         settings,
     );
     let listener = TcpListener::bind(listen)

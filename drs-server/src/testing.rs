@@ -1,5 +1,6 @@
 //! Test support (feature `test-support`): a throw-away CA and a running server over real TLS on
-//! an ephemeral loopback port, for this crate's and other crates' tests.
+//! an ephemeral loopback port, and a local GA4GH visa issuer ([`LocalVisaIssuer`]), for this
+//! crate's and other crates' tests.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -38,6 +39,9 @@ pub enum TestSupportError {
     /// The server did not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// A TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A self-signed CA that issues server certificates: [`testkit::tls::TestCa`] with this server's
@@ -204,5 +208,116 @@ impl TestServer {
     /// Shuts the server down (the catalog directory is removed when this is dropped).
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.server.shutdown().await
+    }
+}
+
+/// A local GA4GH visa issuer for tests: an ES256 key made at start, its JWKS served over HTTPS
+/// on `127.0.0.1` (certificate from its own [`TestCa`]), and signed `ControlledAccessGrants`
+/// visas. [`LocalVisaIssuer::passport_config`] is what a server needs to trust it.
+pub struct LocalVisaIssuer {
+    issuer: String,
+    jwks_url: String,
+    ca: TestCa,
+    encoding: jsonwebtoken::EncodingKey,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LocalVisaIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalVisaIssuer")
+            .field("issuer", &self.issuer)
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LocalVisaIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LocalVisaIssuer {
+    /// The `kid` of the issuer's key.
+    pub const KID: &'static str = "local-visa-key";
+
+    /// Starts the issuer (its `iss` is `issuer`).
+    pub async fn start(issuer: &str) -> Result<Self, TestSupportError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| std::io::Error::other("generating a P-256 key"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|_| std::io::Error::other("loading the P-256 key"))?;
+        let public = pair.public_key().as_ref();
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": Self::KID, "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(&public[1..33]), "y": URL_SAFE_NO_PAD.encode(&public[33..]),
+        }]});
+        let ca = TestCa::new()?;
+        let tls = crate::tls::server_config(&ca.server_tls()?)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let body = jwks.clone();
+                async move { axum::Json(body) }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                    }
+                });
+            }
+        });
+        Ok(LocalVisaIssuer {
+            issuer: issuer.to_owned(),
+            jwks_url: format!("https://{addr}/jwks"),
+            ca,
+            encoding: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+            task,
+        })
+    }
+
+    /// A configuration trusting this issuer (and its CA for the JWKS).
+    pub fn passport_config(&self) -> crate::auth::passport::PassportConfig {
+        let mut config =
+            crate::auth::passport::PassportConfig::new(vec![crate::auth::passport::VisaIssuer {
+                issuer: self.issuer.clone(),
+                jwks_url: self.jwks_url.clone(),
+            }]);
+        config.ca_pem = Some(self.ca.ca_pem().into_bytes());
+        config
+    }
+
+    /// A `ControlledAccessGrants` visa for `dataset`, held by `holder`, valid for an hour.
+    pub fn grant(&self, holder: &str, dataset: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = serde_json::json!({
+            "iss": self.issuer, "sub": holder, "iat": now, "exp": now + 3600,
+            "ga4gh_visa_v1": {"type": "ControlledAccessGrants", "value": dataset,
+                "source": "https://dac.test/local", "by": "dac", "asserted": now - 60}
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(Self::KID.to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap_or_default()
     }
 }

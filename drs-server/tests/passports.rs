@@ -430,3 +430,110 @@ async fn drs_client_with_a_passport_bearer_token_fetches_and_decrypts() {
         .unwrap();
     assert!(client.object(&other).await.is_err());
 }
+
+/// Passports only in POST bodies (no bearer token, as the sidecar sends them): the header comes
+/// from `POST …/header`, the body through the body token the `crypt4gh-body` access URL carries.
+/// That token opens only its object's body, for this server only, and the body endpoint without
+/// it refuses.
+#[tokio::test]
+async fn passports_in_post_bodies_only_download_the_body_with_a_body_token() {
+    use drs::auth::Passports;
+    use drs::flavour::{ClientPublicKey, Crypt4ghDrs};
+    use drs::uri::ParseOptions;
+    use drs::{Client, ClientConfig};
+
+    let f = fixture().await;
+    let visa = sign(
+        &f.key,
+        &visa_claims(ISSUER, "ControlledAccessGrants", "EGAD1"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, f.server.ca_pem()).unwrap();
+    let drs_client = Client::new(ClientConfig {
+        uri_options: ParseOptions {
+            allow_port: true,
+            allow_http: false,
+        },
+        ca_bundle: Some(ca),
+        passports: Some(Passports::new(vec![visa.clone()]).unwrap()),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let key = c4gh::SecretKey::generate();
+    let public = ClientPublicKey::from_pem(&key.public_key().to_pem()).unwrap();
+    let obj = drs_client
+        .locate_str(&f.server.drs_uri("ds1-file"))
+        .await
+        .unwrap();
+    let object = drs_client.object(&obj).await.unwrap();
+    let dest = dir.path().join("ds1-file.c4gh");
+    drs_client
+        .fetch_to_file(&Crypt4ghDrs, &obj, &object, &public, &dest, None)
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    c4gh::decrypt(&mut &std::fs::read(&dest).unwrap()[..], &mut plain, &[&key]).unwrap();
+    assert_eq!(plain, b"dataset one");
+
+    // What the access endpoint hands out, and what the body endpoint makes of it.
+    let http = client(&f.server);
+    let access = |id: &str| {
+        http.post(format!(
+            "{}/ga4gh/drs/v1/objects/{id}/access/crypt4gh-body",
+            f.server.base_url()
+        ))
+        .json(&json!({ "passports": [visa.clone()] }))
+        .send()
+    };
+    let response = access("ds1-file").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let url: Value = response.json().await.unwrap();
+    let header = url["headers"][0].as_str().unwrap().to_owned();
+    let token = header
+        .strip_prefix("Authorization: ")
+        .filter(|t| t.starts_with("Bearer c4gh-body.v1."))
+        .expect("a body token header")
+        .to_owned();
+    assert!(!header.contains(&visa), "the access URL carries the visa");
+    let body = |path: String, auth: Option<String>| {
+        let mut request = http.get(format!("{}/{path}", f.server.base_url()));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    let ok = body("c4gh/v1/objects/ds1-file/body".into(), Some(token.clone()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // Not for another object, not without it, not forged.
+    for (path, auth) in [
+        ("c4gh/v1/objects/ds2-file/body", Some(token.clone())),
+        ("c4gh/v1/objects/ds1-file/body", None),
+        (
+            "c4gh/v1/objects/ds1-file/body",
+            Some(format!("{token}x").replace(".v1.", ".v1.e")),
+        ),
+    ] {
+        let refused = body(path.into(), auth).await.unwrap();
+        let detail = expect_problem(refused, 401, "UNAUTHENTICATED").await;
+        assert!(!detail.to_string().contains(&visa), "{detail}");
+    }
+    // The body token is not a credential for headers.
+    let header_with_body_token = http
+        .get(format!(
+            "{}/c4gh/v1/objects/ds1-file/header",
+            f.server.base_url()
+        ))
+        .header("authorization", token)
+        .header("x-c4gh-public-key", key_header(&key.public_key()))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(header_with_body_token, 401, "UNAUTHENTICATED").await;
+    // A visa for EGAD1 gets no body URL for EGAD2.
+    let other = access("ds2-file").await.unwrap();
+    expect_problem(other, 403, "FORBIDDEN").await;
+}

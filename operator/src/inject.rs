@@ -847,6 +847,65 @@ mod tests {
         assert_patch_matches_full_diff(&pod);
     }
 
+    /// A policy's passports Secret becomes a volume mounted by the sidecar alone: no task, init
+    /// or gate container mounts it, reads it into env, or is told its path.
+    #[test]
+    fn passports_secret_is_mounted_only_into_the_sidecar() {
+        let mut p: Crypt4ghPolicy = serde_yaml_ng::from_str(POLICY).unwrap();
+        p.spec
+            .auth
+            .get_or_insert_with(Default::default)
+            .passports_secret = Some(crate::policy::SecretKeyRef {
+            name: "alice-passports".to_owned(),
+            key: None,
+        });
+        let policy =
+            EffectivePolicy::from_spec("default", &p.spec, &OperatorDefaults::default()).unwrap();
+        for input in INPUTS {
+            let pod: Pod = serde_yaml_ng::from_str(input).unwrap();
+            let injected = mutate(&pod, &policy).unwrap();
+            let spec = injected.spec.unwrap();
+            let volume = spec
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == PASSPORTS_VOLUME)
+                .expect("the passports volume");
+            let secret = volume.secret.as_ref().unwrap();
+            assert_eq!(secret.secret_name.as_deref(), Some("alice-passports"));
+            assert_eq!(secret.default_mode, Some(0o400));
+            let containers = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(spec.containers.iter());
+            let mut sidecars = 0;
+            for container in containers {
+                let text = serde_json::to_string(container).unwrap();
+                let mounts_it = container
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == PASSPORTS_VOLUME);
+                if container.name == SIDECAR_CONTAINER {
+                    sidecars += 1;
+                    assert!(mounts_it);
+                    assert!(text.contains(PASSPORTS_DIR));
+                } else {
+                    assert!(!mounts_it, "{} mounts the passports", container.name);
+                    for needle in ["alice-passports", PASSPORTS_DIR, PASSPORTS_VOLUME] {
+                        assert!(
+                            !text.contains(needle),
+                            "{} mentions {needle}: {text}",
+                            container.name
+                        );
+                    }
+                }
+            }
+            assert_eq!(sidecars, 1);
+        }
+    }
+
     #[test]
     fn not_opted_in_has_no_injection() {
         let pod: Pod =

@@ -5,7 +5,9 @@
 //! (which documents what it measures), then runs the load generator: the server runs as its own
 //! process and the clients (the load generator, `curl`, a reqwest client process) in others.
 //! Re-encrypted headers per second with p50/p99 latency at 1, 16 and 256 concurrent clients
-//! (bounded by a request count and a time limit per level); body throughput over HTTPS and plain
+//! (bounded by a request count and a time limit per level) for a static bearer token, a GA4GH
+//! passport and a pod-bound ServiceAccount token checked by TokenReview on a local control plane
+//! (`tests/src/bin/c4gh-drs-tokenreview-bench.rs` starts it and runs the load generator); body throughput over HTTPS and plain
 //! HTTP vs reading the same body file, with a cold page cache (root only: caches are dropped
 //! before every run) and a warm one, plus the loopback TCP and TLS ceilings (target ≥ 0.9).
 //!
@@ -48,8 +50,22 @@ pub fn bench() -> Result<(), Error> {
             "bench",
         ])
         .run()?;
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
-    Cmd::new(release.join("examples/bench"))
+    // The TokenReview figure needs a real apiserver: a debug driver from `c4gh-e2e` starts a
+    // local control plane, prepares the tokens and runs the release load generator.
+    Cmd::new("cargo")
+        .args([
+            "build",
+            "--locked",
+            "--package",
+            "c4gh-e2e",
+            "--bin",
+            "c4gh-drs-tokenreview-bench",
+        ])
+        .run()?;
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let bench = target.join("release/examples/bench");
+    Cmd::new(target.join("debug/c4gh-drs-tokenreview-bench"))
+        .arg_path(&bench)
         .args([mib, requests, seconds])
         .run()
 }

@@ -1,8 +1,16 @@
-//! Who is asking: bearer tokens (static or JWT) to a subject, whom objects' readers admit; or
-//! GA4GH passports and visas ([`passport`]) to a holder, whose dataset grants decide access.
+//! Who is asking: bearer tokens (static, JWT, or Kubernetes ServiceAccount tokens checked by the
+//! cluster's TokenReview API, [`tokenreview`]) to a subject, whom objects' readers and the
+//! dataset readers admit; or GA4GH passports and visas ([`passport`]) to a holder, whose dataset
+//! grants decide access.
+//!
+//! A bearer token is tried as a static token first, then as a passport (a JWT with
+//! `ga4gh_passport_v1`, when visa issuers are configured), then — when TokenReview is configured —
+//! as a ServiceAccount token (a JWT with a `kubernetes.io` claim) sent to the apiserver, and
+//! otherwise as a JWT verified against the configured issuer's JWKS.
 
 pub mod jwt;
 pub mod passport;
+pub mod tokenreview;
 pub mod tokens;
 
 use axum::http::{HeaderMap, header};
@@ -10,19 +18,22 @@ use axum::http::{HeaderMap, header};
 use crate::problem::Problem;
 use jwt::{JwtError, JwtVerifier, PodIdentity};
 use passport::{Grants, PassportVerifier};
+use tokenreview::{ReviewError, TokenReviewer};
 use tokens::StaticTokens;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The subject that reader rules match: a static token's subject or a JWT's `sub`.
+    /// The subject that reader rules match: a static token's subject, a JWT's `sub`, or the
+    /// username the TokenReview API returned (`system:serviceaccount:NS:NAME`).
     pub subject: String,
     /// How the caller authenticated.
     pub method: AuthMethod,
     /// When the credential expires (a JWT's `exp`, seconds since the Unix epoch); `None` for
     /// static tokens.
     pub expires_at: Option<u64>,
-    /// The pod a projected ServiceAccount token was issued to.
+    /// The pod a projected ServiceAccount token was issued to (from the token's `kubernetes.io`
+    /// claim in JWKS mode, from the review's `extra` in TokenReview mode).
     pub pod: Option<PodIdentity>,
     /// For passport holders: the verified visas. Such callers are authorised by their dataset
     /// grants only, never by an object's readers.
@@ -50,6 +61,20 @@ pub enum AuthMethod {
     Jwt,
     /// GA4GH passports or visas (POST body or bearer token).
     Passport,
+    /// A Kubernetes ServiceAccount token the cluster's TokenReview API accepted.
+    TokenReview,
+}
+
+impl AuthMethod {
+    /// A short name for logs and the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::StaticToken => "static_token",
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Passport => "passport",
+            AuthMethod::TokenReview => "token_review",
+        }
+    }
 }
 
 /// Turns `Authorization` headers into principals.
@@ -58,6 +83,7 @@ pub struct Authenticator {
     tokens: StaticTokens,
     jwt: Option<JwtVerifier>,
     passports: Option<PassportVerifier>,
+    reviewer: Option<TokenReviewer>,
 }
 
 impl Authenticator {
@@ -67,7 +93,14 @@ impl Authenticator {
             tokens,
             jwt,
             passports: None,
+            reviewer: None,
         }
+    }
+
+    /// Also accepts Kubernetes ServiceAccount tokens checked by `reviewer` (the TokenReview API).
+    pub fn with_token_review(mut self, reviewer: Option<TokenReviewer>) -> Self {
+        self.reviewer = reviewer;
+        self
     }
 
     /// Also accepts GA4GH passports and visas checked by `passports`.
@@ -165,6 +198,11 @@ impl Authenticator {
         if self.passports.is_some() && passport::looks_like_passport(token) {
             return self.authenticate_passports(&[token.to_owned()]).await;
         }
+        if let Some(reviewer) = &self.reviewer
+            && tokenreview::looks_like_service_account_token(token)
+        {
+            return review(reviewer, token).await;
+        }
         let Some(jwt) = &self.jwt else {
             return Err(AuthError::new(
                 "unknown_token",
@@ -209,6 +247,33 @@ impl Authenticator {
                 };
                 Err(AuthError::new(reason, err.to_string(), true))
             }
+        }
+    }
+}
+
+async fn review(reviewer: &TokenReviewer, token: &str) -> Result<Principal, AuthError> {
+    match reviewer.review(token).await {
+        Ok(reviewed) => Ok(Principal {
+            subject: reviewed.username,
+            method: AuthMethod::TokenReview,
+            expires_at: reviewed.expires_at,
+            pod: reviewed.pod,
+            grants: None,
+        }),
+        Err(err @ ReviewError::Refused { .. }) => Err(AuthError::new(
+            "token_review_refused",
+            err.to_string(),
+            true,
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot review ServiceAccount tokens");
+            Err(AuthError {
+                reason: "token_review_unavailable",
+                problem: Problem::unavailable(
+                    "the server cannot reach the cluster's TokenReview API right now; retry later",
+                    5,
+                ),
+            })
         }
     }
 }

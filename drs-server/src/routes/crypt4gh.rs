@@ -6,7 +6,8 @@
 //!   `Htsget-Context-Public-Key` (exactly one). `X-C4GH-Content-ETag` and `SDA-Content-ETag`
 //!   carry the ETag of the body the header belongs to.
 //! - `GET|HEAD /c4gh/v1/objects/{id}/body` and `/files/{id}/content`: the body, with Range and
-//!   ETag (see [`crate::body`]).
+//!   ETag (see [`crate::body`]), for a reader's bearer token or a body token of that object
+//!   ([`crate::body_token`], minted for passport holders by the access endpoint).
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::audit::{HeaderAudit, RequestId};
 use crate::binding::BindingError;
 use crate::problem::Problem;
 use crate::state::{AppState, admits};
-use crate::{body, crypt};
+use crate::{body, body_token, crypt};
 
 /// SDA v2's response header tying a header to its body.
 pub const SDA_CONTENT_ETAG_HEADER: &str = "SDA-Content-ETag";
@@ -103,7 +104,7 @@ async fn issue_header(
     audit.principal(&principal);
     let object = state.find(id)?;
     audit.dataset(object.record.dataset.as_deref());
-    admits(&object, &principal).map_err(|p| {
+    admits(&object, &principal, &state.settings.dataset_readers).map_err(|p| {
         let reason = if principal.grants.is_some() {
             "no_grant"
         } else {
@@ -144,7 +145,26 @@ async fn body_handler(
     ObjectId(id): ObjectId,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let principal = state.authenticate(&headers).await?;
-    let object = state.readable(&id, &principal)?;
+    let object = match bearer(&headers).filter(|t| body_token::is_body_token(t)) {
+        Some(token) => {
+            let grant = state.body_tokens.verify(token, &id).map_err(|err| {
+                state.metrics.count_auth_failure("body_token");
+                Problem::unauthenticated(err.to_string(), true)
+            })?;
+            tracing::debug!(object = %id, holder = %grant.holder, "body token accepted");
+            state.find(&id)?
+        }
+        None => {
+            let principal = state.authenticate(&headers).await?;
+            state.readable(&id, &principal)?
+        }
+    };
     body::serve(&object, &headers, Arc::clone(&state.metrics)).await
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -4,7 +4,9 @@
 //! header re-encrypted for the key in `X-C4GH-Public-Key`) and `crypt4gh-body` (the unchanged
 //! encrypted body, with Range). `size` and the `sha-256` checksum describe the encrypted body.
 //! Bulk requests naming more than `max_bulk` items get 413. Callers authenticate with a bearer
-//! token or, when passport issuers are configured, with `passports` in POST bodies.
+//! token or, when passport issuers are configured, with `passports` in POST bodies; a passport
+//! holder's `crypt4gh-body` access URL carries a short-lived body token in its `headers`
+//! ([`crate::body_token`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -220,9 +222,33 @@ async fn access_response(
     let principal = state.authenticate_with(headers, passports).await?;
     state.readable(id, &principal)?;
     let base = state.base_url(headers)?;
-    let url =
+    let mut url =
         access_url(&base, id, access_id).ok_or_else(|| Problem::access_not_found(id, access_id))?;
-    Ok(Json(url).into_response())
+    url.headers = body_headers(state, &principal, id, access_id);
+    let mut response = Json(url).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// The headers of a body access URL for a passport holder: a body token (see
+/// [`crate::body_token`]), since the body endpoint is a `GET` that carries no passports. Other
+/// callers send their own bearer token.
+fn body_headers(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    id: &str,
+    access_id: &str,
+) -> Vec<String> {
+    if access_id != BODY_ACCESS_ID || principal.grants.is_none() {
+        return Vec::new();
+    }
+    let token = state
+        .body_tokens
+        .mint(id, &principal.subject, principal.expires_at);
+    vec![format!("Authorization: Bearer {token}")]
 }
 
 /// Groups per-ID failures by status code for the `unresolved_drs_objects` list.
@@ -363,7 +389,7 @@ async fn bulk_access(
                     drs_object_id: Some(id.clone()),
                     drs_access_id: Some(access_id.clone()),
                     url: url.url,
-                    headers: url.headers,
+                    headers: body_headers(&state, &principal, id, access_id),
                 }),
                 None => unresolved.add(&Problem::access_not_found(id, access_id), id),
             }
@@ -378,5 +404,10 @@ async fn bulk_access(
         unresolved_drs_objects: unresolved.into_list(),
         resolved_drs_object_access_urls: resolved,
     };
-    Ok(Json(response).into_response())
+    let mut response = Json(response).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
