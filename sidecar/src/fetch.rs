@@ -8,9 +8,10 @@
 //! `/objects/{datasetId}/{filePath}`.
 //!
 //! - `encrypted`: header ‖ body into `.NAME.part`, renamed once the body's size, ETag and sha-256
-//!   checked out. A partial body left by an earlier run is continued when its record still
-//!   matches and its prefix re-verifies ([`crate::resume`]); a failed body's partial is kept
-//!   for that (in pod mode until a graceful shutdown). If a file with a verified body is already there (a later pod on a shared
+//!   checked out and every segment's tag verified (Poly1305 on the receiving task, next to the
+//!   hashing; no decryption). A partial body left by an earlier run is continued when its
+//!   record still matches and its prefix re-verifies ([`crate::resume`]); a failed body's
+//!   partial is kept for that (in pod mode until a graceful shutdown). If a file with a verified body is already there (a later pod on a shared
 //!   volume), only a new header is fetched and written over the old one in place (same length),
 //!   after checking that it decrypts the body's first segment.
 //! - `plaintext`: the body is decrypted while it streams (download and decryption run
@@ -622,19 +623,22 @@ impl Fetcher {
             let file = part.take_file().await.map_err(out_err)?;
             let part_path = part.part_path().to_owned();
             let increments = Increments::starting_at(progress, offset);
+            let check = output::SegmentCheck::new(&opened).map_err(out_err)?;
             let report = self
                 .client
-                .download_body_blocking_from(
+                .download_body_blocking_inspected(
                     &object.id,
                     &target,
                     &expect,
                     resume,
+                    check,
                     Some(&|p: Progress| increments.update(p.done)),
-                    move |body| output::write_authenticated_body(body, file, &part_path, &opened),
+                    move |body| output::write_body(body, file, &part_path),
                 )
                 .await;
             let failure = match report {
-                Ok((report, (file, segments))) => {
+                Ok((report, (file, bytes))) => {
+                    let segments = bytes.div_ceil(c4gh::body::CIPHER_SEGMENT_SIZE as u64);
                     part.commit_synced(file).await.map_err(out_err)?;
                     let _ = crate::atomic::remove_if_exists(&record_path);
                     self.cleanup.forget(&record_path);

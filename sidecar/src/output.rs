@@ -7,11 +7,11 @@
 //! body reader reports a size or checksum mismatch as an error at its end — so a final name
 //! always holds verified content.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use c4gh::authenticate::SegmentAuthenticator;
 use c4gh::header::OpenedHeader;
 use drs::BodyReader;
 
@@ -295,87 +295,66 @@ where
     }
 }
 
-/// Blocking writer of an `encrypted` body that authenticates it on the way: every received
-/// batch is written to `file` (vectored, no copy) and then fed to a Crypt4GH body decryptor
-/// (`c4gh::parallel`, [`DECRYPT_THREADS`] threads) with the header's data keys whose plaintext
-/// is discarded, so every segment's Poly1305 tag is checked while the body streams and no
-/// plaintext reaches the disk. fsyncs once at the
-/// end. Returns the file and the number of segments authenticated. Runs on the pipeline's
-/// blocking thread.
-///
-/// A segment that fails authentication is [`OutputError::Crypt4gh`] (the body is corrupt,
-/// whatever the checksums say); the caller drops the `.part` file.
-pub fn write_authenticated_body(
+/// Checks every segment tag of an `encrypted` body with the header's data keys
+/// ([`c4gh::authenticate`]: Poly1305 over the ciphertext, no decryption) on the download's
+/// receiving task, right after the body is hashed and while each received buffer is still in
+/// cache. A segment that fails is [`OutputError::Crypt4gh`] (the body is corrupt, whatever
+/// the checksums say): the download stops and the caller drops the `.part` file.
+pub struct SegmentCheck(Option<SegmentAuthenticator>);
+
+impl SegmentCheck {
+    /// A check with the data keys of `opened`.
+    ///
+    /// # Errors
+    ///
+    /// [`OutputError::Crypt4gh`] when the header holds no data key.
+    pub fn new(opened: &OpenedHeader) -> Result<Self, OutputError> {
+        SegmentAuthenticator::new(&opened.data_keys)
+            .map(|a| SegmentCheck(Some(a)))
+            .map_err(OutputError::Crypt4gh)
+    }
+}
+
+impl drs::BodyInspector for SegmentCheck {
+    type Error = OutputError;
+
+    fn inspect(&mut self, data: &[u8]) -> Result<(), OutputError> {
+        match &mut self.0 {
+            Some(auth) => auth.update(data).map_err(OutputError::Crypt4gh),
+            None => Err(finished_twice()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        match self.0.take() {
+            Some(auth) => auth.finish().map(drop).map_err(OutputError::Crypt4gh),
+            None => Err(finished_twice()),
+        }
+    }
+}
+
+fn finished_twice() -> OutputError {
+    OutputError::Body(io::Error::other(
+        "segment check used after the body was complete",
+    ))
+}
+
+/// Blocking writer of an `encrypted` body (checked by a [`SegmentCheck`] on the receiving
+/// task): writes every received batch to `file` with one vectored write (no copy in user
+/// space) and fsyncs once at the end. Returns the file and the body bytes written. Runs on the
+/// pipeline's blocking thread.
+pub fn write_body(
     body: &mut BodyReader,
     mut file: std::fs::File,
     part: &Path,
-    opened: &OpenedHeader,
 ) -> Result<(std::fs::File, u64), OutputError> {
-    let mut through = WriteThrough {
-        body,
-        file: &mut file,
-        pending: VecDeque::new(),
-        write_failed: false,
-        bytes: 0,
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(DECRYPT_THREADS);
-    let result = c4gh::parallel::decrypt_parallel(
-        &mut through,
-        &mut io::sink(),
-        &opened.data_keys,
-        None,
-        threads,
-    );
-    let (write_failed, bytes) = (through.write_failed, through.bytes);
-    match result {
-        Ok(_) => {
-            file.sync_all().map_err(write_err(part))?;
-            Ok((file, bytes.div_ceil(c4gh::body::CIPHER_SEGMENT_SIZE as u64)))
-        }
-        Err(c4gh::Error::Io(source)) if write_failed => Err(OutputError::Write {
-            path: part.to_owned(),
-            source,
-        }),
-        Err(c4gh::Error::Io(source)) => Err(OutputError::Body(source)),
-        Err(e) => Err(OutputError::Crypt4gh(e)),
+    let mut bytes = 0u64;
+    while let Some(batch) = body.next_batch().map_err(OutputError::Body)? {
+        drs::write_all_vectored(&mut file, &batch).map_err(write_err(part))?;
+        bytes += batch.iter().map(|c| c.len() as u64).sum::<u64>();
     }
-}
-
-/// A reader over a body that first writes every batch it receives to a file.
-struct WriteThrough<'a> {
-    body: &'a mut BodyReader,
-    file: &'a mut std::fs::File,
-    pending: VecDeque<bytes::Bytes>,
-    write_failed: bool,
-    bytes: u64,
-}
-
-impl io::Read for WriteThrough<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pending.front().is_none_or(|c| c.is_empty()) {
-            if self.pending.pop_front().is_some() {
-                continue;
-            }
-            let Some(batch) = self.body.next_batch()? else {
-                return Ok(0);
-            };
-            if let Err(e) = drs::write_all_vectored(self.file, &batch) {
-                self.write_failed = true;
-                return Err(e);
-            }
-            self.bytes += batch.iter().map(|c| c.len() as u64).sum::<u64>();
-            self.pending.extend(batch);
-        }
-        let Some(front) = self.pending.front_mut() else {
-            return Ok(0);
-        };
-        let n = front.len().min(buf.len());
-        buf[..n].copy_from_slice(&front[..n]);
-        bytes::Buf::advance(front, n);
-        Ok(n)
-    }
+    file.sync_all().map_err(write_err(part))?;
+    Ok((file, bytes))
 }
 
 /// Threads decrypting a `plaintext` body (the pipeline's blocking thread and one more).

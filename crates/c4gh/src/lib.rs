@@ -15,7 +15,8 @@
 //!   fresh writer key, the operation a data server performs per request.
 //! - [`body`]: streaming [`body::Encryptor`] (`Write`) and [`body::Decryptor`] (`Read`, and `Seek`
 //!   by plaintext offset), edit lists, several data keys; [`body_async`] has the tokio forms;
-//!   [`parallel`] decrypts on several cores with bounded memory.
+//!   [`parallel`] decrypts on several cores with bounded memory; [`authenticate`] checks every
+//!   segment's tag without decrypting (for bodies kept encrypted).
 //! - [`encrypt`] and [`decrypt`] tie header and body together for whole streams.
 //!
 //! Memory use is one segment per stream, whatever the file size. Secret keys and data keys
@@ -62,6 +63,7 @@
 //! # }
 //! ```
 
+pub mod authenticate;
 pub mod body;
 pub mod body_async;
 mod crypto;

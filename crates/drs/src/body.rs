@@ -6,8 +6,10 @@
 //! calling task; [`Client::download_body_blocking`] is a pipeline — the network task only
 //! receives (TLS, HTTP) and hands ~1 MiB batches of the received buffers (no copy) through a
 //! bounded channel to a consumer on a blocking thread, which writes (and authenticates or
-//! decrypts) them with a [`BodyReader`]; the network task hashes what it hands over. Receiving
-//! and hashing on one core, writing and authenticating on the other.
+//! decrypts) them with a [`BodyReader`]; the network task hashes what it hands over, and runs
+//! a [`BodyInspector`] over it when given one
+//! ([`Client::download_body_blocking_inspected`]), while each buffer is still in cache.
+//! Receiving, hashing and inspecting on one core, writing (or decrypting) on the other.
 //!
 //! What the checks mean (see `docs/drs-crypt4gh.md` §4): the DRS object's `size` and checksums
 //! (`sha-256`, and `sha-512`, `sha-1`, `md5` when listed) describe the **encrypted body** (the
@@ -393,6 +395,41 @@ impl Client {
         T: Send + 'static,
         E: Send + 'static,
     {
+        let inspector = NoInspection(std::marker::PhantomData);
+        self.download_body_blocking_inspected(
+            object_id, target, expect, resume, inspector, progress, consume,
+        )
+        .await
+    }
+
+    /// [`Client::download_body_blocking_from`] with `inspector` run on this task over every
+    /// body byte, in order, right after hashing it — while the received buffer is still in the
+    /// CPU's cache (checking Crypt4GH segment tags costs least there). The consumer receives
+    /// only bytes the inspector accepted. When the inspector rejects the body (in
+    /// [`BodyInspector::inspect`], or in [`BodyInspector::finish`] once the body is complete),
+    /// the download stops, the consumer's reader reports a failed download, and the result is
+    /// [`PipelineError::Consumer`] with the inspector's error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::download_body_blocking`], and the inspector's rejection.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn download_body_blocking_inspected<T, E, F, I>(
+        &self,
+        object_id: &str,
+        target: &Target,
+        expect: &BodyExpectation,
+        resume: Option<ResumeFrom>,
+        inspector: I,
+        progress: Option<ProgressFn<'_>>,
+        consume: F,
+    ) -> std::result::Result<(BodyReport, T), PipelineError<E>>
+    where
+        F: FnOnce(&mut BodyReader) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        I: BodyInspector<Error = E>,
+    {
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         let (offset, hashes, start) = match resume {
             Some(r) => (r.offset, r.hashes, Some((r.offset, r.etag))),
@@ -414,12 +451,14 @@ impl Client {
             consumer_gone: false,
             object: object_id,
             hasher: hashes,
+            inspector,
+            rejected: None,
         };
         let downloaded = match self
             .download_into(object_id, target, expect, start, &mut sink, progress)
             .await
         {
-            Ok(st) => sink.flush().await.map(|()| st),
+            Ok(st) => sink.finish_inspection().await.map(|()| st),
             Err(e) => Err(e),
         };
         let consumer_gone = sink.consumer_gone;
@@ -429,7 +468,12 @@ impl Client {
             Msg::Failed
         };
         let _ = sink.tx.send(end).await;
-        let ChannelSink { tx, hasher, .. } = sink;
+        let ChannelSink {
+            tx,
+            hasher,
+            rejected,
+            ..
+        } = sink;
         drop(tx);
         let digests = hasher.finish();
         let (consumed, drained, hashed) = consumer.await.map_err(|e| {
@@ -439,6 +483,9 @@ impl Client {
                 source: io::Error::other(format!("the body consumer did not finish: {e}")),
             })
         })?;
+        if let Some(e) = rejected {
+            return Err(PipelineError::Consumer(e));
+        }
         let st = match (downloaded, consumed) {
             (Err(e), _) if !consumer_gone => return Err(PipelineError::Download(e)),
             (_, Err(e)) => return Err(PipelineError::Consumer(e)),
@@ -996,10 +1043,45 @@ enum Msg {
     Failed,
 }
 
-/// Hashes received buffers and batches them into a channel. Hashing here, on the receiving
-/// task, leaves the consumer's thread to writing (and authenticating or decrypting): the two
-/// halves of the work then run on different cores.
-struct ChannelSink<'a> {
+/// Work done on every body byte on the receiving task, right after hashing: see
+/// [`Client::download_body_blocking_inspected`].
+pub trait BodyInspector: Send {
+    /// Why the inspector rejects a body.
+    type Error: Send + 'static;
+    /// Inspects the next body bytes (those after [`ResumeFrom::offset`] when resuming).
+    ///
+    /// # Errors
+    ///
+    /// When the bytes so far are not an acceptable body; the download stops.
+    fn inspect(&mut self, data: &[u8]) -> std::result::Result<(), Self::Error>;
+    /// Called once, when the body is complete (its length checked, before the checksums are).
+    ///
+    /// # Errors
+    ///
+    /// When the complete body is not acceptable.
+    fn finish(&mut self) -> std::result::Result<(), Self::Error>;
+}
+
+/// The inspector of a pipeline without one.
+struct NoInspection<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E: Send + 'static> BodyInspector for NoInspection<E> {
+    type Error = E;
+
+    fn inspect(&mut self, _: &[u8]) -> std::result::Result<(), E> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Hashes (and inspects) received buffers and batches them into a channel. Doing this here,
+/// on the receiving task, touches each buffer while it is still in cache and leaves the
+/// consumer's thread to writing (or decrypting): the two halves of the work then run on
+/// different cores.
+struct ChannelSink<'a, I: BodyInspector> {
     tx: mpsc::Sender<Msg>,
     batch: Vec<Bytes>,
     len: usize,
@@ -1007,9 +1089,30 @@ struct ChannelSink<'a> {
     consumer_gone: bool,
     object: &'a str,
     hasher: BodyHashes,
+    inspector: I,
+    /// The inspector's verdict against the body.
+    rejected: Option<I::Error>,
 }
 
-impl ChannelSink<'_> {
+impl<I: BodyInspector> ChannelSink<'_, I> {
+    /// The error that stops the download once the inspector rejected the body.
+    fn reject(&mut self, e: I::Error) -> Error {
+        self.rejected = Some(e);
+        Error::Write {
+            object: self.object.to_owned(),
+            path: PathBuf::new(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "the body failed its inspection"),
+        }
+    }
+
+    /// Flushes the last batch after the inspector accepted the complete body.
+    async fn finish_inspection(&mut self) -> Result<()> {
+        if let Err(e) = self.inspector.finish() {
+            return Err(self.reject(e));
+        }
+        self.flush().await
+    }
+
     async fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
@@ -1028,9 +1131,12 @@ impl ChannelSink<'_> {
     }
 }
 
-impl PassSink for ChannelSink<'_> {
+impl<I: BodyInspector> PassSink for ChannelSink<'_, I> {
     async fn put(&mut self, data: Bytes) -> Result<()> {
         self.hasher.update(&data);
+        if let Err(e) = self.inspector.inspect(&data) {
+            return Err(self.reject(e));
+        }
         self.len += data.len();
         self.batch.push(data);
         if self.len >= PIPELINE_BATCH_BYTES {

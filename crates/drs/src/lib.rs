@@ -48,9 +48,10 @@ pub mod types;
 pub mod uri;
 
 pub use body::{
-    BodyExpectation, BodyHashes, BodyReader, BodyReport, ChecksumKind, ExpectedChecksum,
-    FetchReport, MAX_BODY_RESTARTS, MAX_INVALID_BODY_RESPONSES, MAX_RESUMES, PIPELINE_BATCH_BYTES,
-    PIPELINE_DEPTH, PipelineError, Progress, ProgressFn, ResumeFrom, part_path, write_all_vectored,
+    BodyExpectation, BodyHashes, BodyInspector, BodyReader, BodyReport, ChecksumKind,
+    ExpectedChecksum, FetchReport, MAX_BODY_RESTARTS, MAX_INVALID_BODY_RESPONSES, MAX_RESUMES,
+    PIPELINE_BATCH_BYTES, PIPELINE_DEPTH, PipelineError, Progress, ProgressFn, ResumeFrom,
+    part_path, write_all_vectored,
 };
 pub use client::{
     Client, ClientConfig, DEFAULT_MAX_HEADER_BYTES, FetchedHeader, MAX_INVALID_RESPONSES,
