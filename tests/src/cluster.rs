@@ -184,6 +184,18 @@ impl DrsPod {
         task_namespace: &str,
         objects: &[(&str, usize)],
     ) -> Result<Self, Error> {
+        let reader = format!("system:serviceaccount:{task_namespace}:{TASK_ACCOUNT}");
+        Self::start_for(node, client, &reader, objects).await
+    }
+
+    /// Like [`DrsPod::start`], with `reader` (a token subject such as
+    /// `system:serviceaccount:NS:NAME`) the one principal allowed to read every object.
+    pub async fn start_for(
+        node: &Node,
+        client: &Client,
+        reader: &str,
+        objects: &[(&str, usize)],
+    ) -> Result<Self, Error> {
         ensure_namespace(client, "drs").await?;
         let catalog = tempfile::Builder::new()
             .prefix("c4gh-e2e-drs-catalog-")
@@ -194,7 +206,6 @@ impl DrsPod {
             })?;
         set_mode(catalog.path(), 0o755)?;
         let key = c4gh::keys::SecretKey::generate();
-        let reader = format!("system:serviceaccount:{task_namespace}:{TASK_ACCOUNT}");
         let plain = tempfile::Builder::new()
             .prefix("c4gh-e2e-drs-plain-")
             .tempdir_in(shm_or_tmp())
@@ -220,7 +231,7 @@ impl DrsPod {
                     name: None,
                     description: None,
                     mime_type: None,
-                    readers: vec![reader.clone()],
+                    readers: vec![reader.to_owned()],
                     dataset: None,
                 },
             )

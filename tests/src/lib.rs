@@ -28,6 +28,7 @@ pub mod process;
 pub mod runner;
 pub mod scenario;
 pub mod sda;
+pub mod tesk;
 pub mod workspace;
 
 pub use control_plane::{ControlPlane, Options};

@@ -53,6 +53,7 @@ pub const IMAGES: &[&str] = &[
     "c4gh-sidecar",
     "c4gh-drs-server",
     "c4gh-task",
+    "tesk-taskmaster",
 ];
 /// The sysctls the kubelet changes (with `protectKernelDefaults: false`), restored on drop.
 const SYSCTLS: &[&str] = &[

@@ -8,6 +8,9 @@
 //!   (`mmdebstrap`, Debian's Essential packages plus `python3`) with the reference Python
 //!   `crypt4gh` and its dependencies from PyPI (binary wheels for the image's Python). The root file system is cached under
 //!   `~/.cache/crypt4gh-sidecar/images/` with a stamp, so only the first build downloads it.
+//! - `tesk-taskmaster`: TESK's taskmaster (tesk-core a50995a, unmodified, unpacked by `cargo
+//!   xtask setup`) on the task image's root file system, with its pinned dependencies from PyPI;
+//!   `tests/tests/tesk.rs` has the real `tesk-api` start it.
 //! - `pause`: the pod sandbox's pause process (`xtask/pause/pause.c`, `gcc -static`), the
 //!   containerd sandbox image of the tests' node.
 //!
@@ -35,6 +38,13 @@ const USER: u32 = 65532;
 const TASK_PACKAGES: &[&str] = &["python3"];
 /// The reference implementation, as in the tests' virtualenv (`python.rs`).
 const CRYPT4GH: &str = "crypt4gh==1.8.6";
+/// tesk-core's `install_requires` (its `setup.py` at a50995a).
+const TESK_CORE_DEPS: &[&str] = &[
+    "kubernetes==9.0.0",
+    "requests>=2.20.0",
+    "urllib3==1.26.19",
+    "boto3==1.16.18",
+];
 /// The Debian release of the task image: the build machine's own (its apt sources are used).
 const SUITE: &str = "bookworm";
 
@@ -135,6 +145,20 @@ pub fn build() -> Result<(), Error> {
             user: None,
             entrypoint: &[],
             cmd: &["/bin/sh"],
+        },
+        &out,
+    )?;
+    let taskmaster = work.join("tesk-taskmaster").join("rootfs");
+    taskmaster_rootfs(&task, &taskmaster)?;
+    image(
+        &work.join("tesk-taskmaster"),
+        &taskmaster,
+        &Config {
+            name: "tesk-taskmaster",
+            description: "TESK's taskmaster (tesk-core a50995a, unmodified) on the task image's Debian",
+            user: Some("100:100".into()),
+            entrypoint: &["/usr/local/bin/taskmaster"],
+            cmd: &[],
         },
         &out,
     )?;
@@ -435,6 +459,73 @@ fn task_rootfs() -> Result<PathBuf, Error> {
     fs::rename(&part, &rootfs).map_err(|err| io("renaming", &part, &err))?;
     write(&stamp_path, &stamp)?;
     Ok(rootfs)
+}
+
+/// The taskmaster image's root file system: the task image's, plus `tesk-core`'s dependencies as
+/// its `setup.py` pins them (binary wheels from PyPI) and its `tesk_core` package as
+/// `tests/tesk/build.sh` unpacked it, with the `taskmaster` and `filer` commands its
+/// `setup.py` declares. Like TESK's own image, it runs as UID 100.
+fn taskmaster_rootfs(task: &Path, rootfs: &Path) -> Result<(), Error> {
+    let package = crate::tesk::out_dir().join("src/tesk-core/src/tesk_core");
+    if !package.join("taskmaster.py").is_file() {
+        return Err(Error::Message(format!(
+            "{} is missing: run `cargo xtask setup` (it unpacks tesk-core)",
+            package.display()
+        )));
+    }
+    if let Some(parent) = rootfs.parent() {
+        fs::create_dir_all(parent).map_err(|err| io("creating", parent, &err))?;
+    }
+    Cmd::new("cp")
+        .arg("-a")
+        .arg_path(task)
+        .arg_path(rootfs)
+        .run()?;
+    let python = python_dir(rootfs)?;
+    let site = rootfs
+        .join("usr/local/lib")
+        .join(&python)
+        .join("dist-packages");
+    let version = python.trim_start_matches("python");
+    let pip = cache_dir().join("venv").join("bin").join("pip");
+    Cmd::new(&pip)
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--implementation=cp",
+            &format!("--python-version={version}"),
+            "--platform=manylinux_2_28_x86_64",
+            "--platform=manylinux_2_17_x86_64",
+            "--platform=manylinux2014_x86_64",
+            "--target",
+        ])
+        .arg_path(&site)
+        .args(TESK_CORE_DEPS)
+        .run()?;
+    remove_dir(&site.join("bin"))?;
+    Cmd::new("cp")
+        .arg("-a")
+        .arg_path(&package)
+        .arg_path(&site.join("tesk_core"))
+        .run()?;
+    for (command, module) in [("taskmaster", "taskmaster"), ("filer", "filer")] {
+        let path = rootfs.join("usr/local/bin").join(command);
+        write(
+            &path,
+            &format!(
+                "#!/usr/bin/python3\nimport sys\nfrom tesk_core.{module} import main\nsys.exit(main())\n"
+            ),
+        )?;
+        set_mode(&path, 0o755)?;
+    }
+    Cmd::new("chroot")
+        .arg_path(rootfs)
+        .args(["/usr/local/bin/taskmaster", "--help"])
+        .output()
+        .map(drop)
 }
 
 /// `python3.N`: the Python under `rootfs/usr/lib`.

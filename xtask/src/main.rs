@@ -5,7 +5,8 @@
 //!   tools in a virtualenv; the Debian packages the node and the images need; `kube-apiserver`,
 //!   `etcd`, `kube-controller-manager`, `kube-scheduler`, `kubelet`, `kubectl`, `containerd`,
 //!   its shim and `ctr` built from Go modules; PostgreSQL and NeIC SDA v2's download service for
-//!   `tests/tests/sda.rs`). Idempotent and cached.
+//!   `tests/tests/sda.rs`; the Java `tesk-api` and the `tesk-core` taskmaster for
+//!   `tests/tests/tesk.rs`). Idempotent and cached.
 //! - `cargo xtask images`: the OCI image archives (`target/images/`, see `images.rs`).
 //! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, the images, and every
 //!   test.
@@ -21,10 +22,12 @@ mod bench_operator;
 mod bench_sidecar;
 mod control_plane;
 mod images;
+mod peers;
 mod python;
 mod run;
 mod sda;
 mod system;
+mod tesk;
 
 use std::env;
 use std::process::ExitCode;
@@ -77,7 +80,8 @@ fn setup() -> Result<(), Error> {
     python::ensure_venv()?;
     system::ensure_packages()?;
     control_plane::ensure_binaries()?;
-    sda::ensure()
+    sda::ensure()?;
+    tesk::ensure()
 }
 
 fn test() -> Result<(), Error> {

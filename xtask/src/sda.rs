@@ -5,10 +5,10 @@
 //! the checkout, or `C4GH_PEERS_DIR`) into the cache directory. The script stamps what it built,
 //! so only the first setup pays for the Go build.
 
-use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::peers;
 use crate::python::cache_dir;
 use crate::run::{Cmd, Error};
 
@@ -18,7 +18,7 @@ const TARBALL: &str = "sda/sda-svc-3.4.3.tar.gz";
 /// Installs PostgreSQL if needed and builds the SDA services unless the cached build is current.
 pub fn ensure() -> Result<(), Error> {
     ensure_postgres()?;
-    let tarball = peers_dir()?.join(TARBALL);
+    let tarball = peers::dir(TARBALL)?.join(TARBALL);
     let script = workspace().join("tests").join("sda").join("build.sh");
     Cmd::new("bash")
         .arg_path(&script)
@@ -50,34 +50,6 @@ pub fn bench() -> Result<(), Error> {
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `C4GH_PEERS_DIR`, else the first `shared/peers` found next to the checkout or one level up
-/// (a worktree under `wt/`).
-fn peers_dir() -> Result<PathBuf, Error> {
-    if let Some(dir) = env::var_os("C4GH_PEERS_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let root = workspace();
-    let candidates = [
-        root.join("..").join("shared").join("peers"),
-        root.join("..").join("..").join("shared").join("peers"),
-    ];
-    candidates
-        .iter()
-        .find(|d| d.join(TARBALL).is_file())
-        .cloned()
-        .ok_or_else(|| {
-            Error::Message(format!(
-                "the SDA source snapshot {TARBALL} is not in {}; set C4GH_PEERS_DIR to the \
-                 directory holding it",
-                candidates
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
-        })
 }
 
 fn has_postgres() -> bool {

@@ -1,7 +1,8 @@
 //! Debian packages the node and the image build need: `runc` (the OCI runtime containerd
 //! calls), `containernetworking-plugins` (its `loopback` plugin makes the node's network
 //! `Ready`), `umoci` (builds the OCI images without a daemon), `mmdebstrap` (the task image's
-//! Debian root file system) and `gcc` (the static pause program). Each is installed with
+//! Debian root file system), `gcc` (the static pause program), and JDK 17 with Maven (they
+//! build TESK's Java API, `tesk.rs`). Each is installed with
 //! `apt-get` only when it is missing, so a machine that has them is left alone.
 
 use std::path::Path;
@@ -17,6 +18,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("mmdebstrap", "/usr/bin/mmdebstrap"),
     ("gcc", "/usr/bin/gcc"),
     ("libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"),
+    (
+        "openjdk-17-jdk-headless",
+        "/usr/lib/jvm/java-17-openjdk-amd64/bin/javac",
+    ),
+    ("maven", "/usr/bin/mvn"),
 ];
 
 /// Installs whichever of [`PACKAGES`] is missing (`apt-get update` first, once).

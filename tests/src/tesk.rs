@@ -1,0 +1,316 @@
+//! The real TESK on the tests' node, for `tests/tests/tesk_node.rs`: the Java TES API
+//! `tesk-api` (751d482, built by `cargo xtask setup` into the cache) runs as a host process with
+//! the cluster admin's kubeconfig and creates, per task, TESK's ConfigMap and taskmaster Job; the
+//! taskmaster (tesk-core a50995a, unmodified, in the `tesk-taskmaster` image of `cargo xtask
+//! images`) runs in that Job's pod on the node with its own ServiceAccount and creates the
+//! executor Jobs.
+//!
+//! The node has no pod network (its CNI is `loopback` only, see [`crate::node`]), so what a CNI
+//! and kube-proxy would give TESK's pods is supplied by a MutatingAdmissionPolicy of the test
+//! ([`POD_NETWORK_POLICY`]) for the pods of namespaces labelled [`POD_NETWORK_LABEL`]: the host
+//! network (the sidecar reaches the DRS server on 127.0.0.1) and the apiserver's loopback
+//! address in `KUBERNETES_SERVICE_HOST/PORT` (the taskmaster's in-cluster configuration). It
+//! touches nothing else; TESK's objects are otherwise as TESK makes them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use c4gh_contract::annotations as keys;
+
+use crate::Error;
+use crate::cluster::{DRS_AUDIENCE, DrsPod};
+use crate::control_plane::free_port;
+use crate::node::{self, Node};
+use crate::process::Supervised;
+
+/// The ServiceAccount tesk-api gives the taskmaster (`tesk.api.taskmaster.service-account-name`).
+pub const TASKMASTER_ACCOUNT: &str = "taskmaster";
+/// The label selecting the namespaces whose pods get the host network (see the module docs).
+pub const POD_NETWORK_LABEL: &str = "c4gh-e2e.dev/pod-network";
+/// The MutatingAdmissionPolicy (and its binding) standing in for the pod network.
+pub const POD_NETWORK_POLICY: &str = "c4gh-e2e-pod-network";
+/// TESK's base path of the TES API.
+pub const TES_BASE: &str = "/ga4gh/tes/v1";
+
+/// The tesk-api jar `cargo xtask setup` builds (`tests/tesk/build.sh`).
+pub fn api_jar() -> PathBuf {
+    testkit::cache_dir().join("tesk").join("tesk-api.jar")
+}
+
+/// A running tesk-api process; dropping it stops it.
+#[derive(Debug)]
+pub struct TeskApi {
+    process: Supervised,
+    port: u16,
+}
+
+impl TeskApi {
+    /// Starts tesk-api on 127.0.0.1 for tasks in `namespace`, with the taskmaster image of
+    /// `cargo xtask images` (the filer image is named but not built, see the body), executor and filer
+    /// retries off (`EXECUTOR_BACKOFF_LIMIT` and
+    /// `FILER_BACKOFF_LIMIT` 0, as the taskmaster reads them), and waits until it serves
+    /// `GET /ga4gh/tes/v1/service-info`.
+    pub async fn start(node: &Node, namespace: &str) -> Result<Self, Error> {
+        let jar = api_jar();
+        if !jar.is_file() {
+            return Err(Error::Missing {
+                what: "tesk-api (TESK's Java TES API)".into(),
+                path: jar,
+                fix: "cargo xtask setup".into(),
+            });
+        }
+        let port = free_port()?;
+        let image = format!("{}/tesk-taskmaster", node::IMAGE_REGISTRY);
+        let mut command = Command::new("java");
+        command
+            .env("KUBECONFIG", node.plane().kubeconfig())
+            .arg("-Xmx384m")
+            .arg("-jar")
+            .arg(&jar)
+            .args([
+                "--server.address=127.0.0.1".to_owned(),
+                format!("--server.port={port}"),
+                format!("--tesk.api.k8s.namespace={namespace}"),
+                format!("--tesk.api.taskmaster.image-name={image}"),
+                format!("--tesk.api.taskmaster.image-version={}", node::IMAGE_TAG),
+                // Not built: the tests' tasks have no inputs or outputs for TESK's filer (the
+                // operator takes the `drs://` ones), so the taskmaster starts no filer Job.
+                format!(
+                    "--tesk.api.taskmaster.filer-image-name={}/tesk-filer",
+                    node::IMAGE_REGISTRY
+                ),
+                format!(
+                    "--tesk.api.taskmaster.filer-image-version={}",
+                    node::IMAGE_TAG
+                ),
+                format!("--tesk.api.taskmaster.service-account-name={TASKMASTER_ACCOUNT}"),
+                "--tesk.api.taskmaster.environment.EXECUTOR_BACKOFF_LIMIT=0".to_owned(),
+                "--tesk.api.taskmaster.environment.FILER_BACKOFF_LIMIT=0".to_owned(),
+            ]);
+        let log = node.plane().dir().join("tesk-api.log");
+        let mut process = Supervised::spawn("tesk-api", command, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = process.try_exit_status()? {
+                return Err(Error::Exited {
+                    name: "tesk-api".into(),
+                    status: status.to_string(),
+                    log_tail: process.log_tail(40),
+                });
+            }
+            if let Ok((200, _)) = http(port, "GET", &format!("{TES_BASE}/service-info"), None) {
+                return Ok(Self { process, port });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "tesk-api to serve http://127.0.0.1:{port}{TES_BASE}/service-info"
+                    ),
+                    log_tail: process.log_tail(40),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// `METHOD /ga4gh/tes/v1{path}` with an optional JSON body: the status and the body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), Error> {
+        http(self.port, method, &format!("{TES_BASE}{path}"), body)
+    }
+
+    /// The base URL of the TES API (`http://127.0.0.1:PORT`, what TES clients are given).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The last `lines` lines of tesk-api's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+}
+
+/// One HTTP/1.0 exchange with 127.0.0.1:`port` (HTTP/1.0: the server closes the connection and
+/// sends no chunked encoding).
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), Error> {
+    let io = |context: String| move |source| Error::Io { context, source };
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .map_err(io(format!("connecting to 127.0.0.1:{port}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(io("setting a read timeout".into()))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(io(format!("sending {method} {path}")))?;
+    let mut response = Vec::new();
+    stream
+        .take(16 * 1024 * 1024)
+        .read_to_end(&mut response)
+        .map_err(io(format!("reading the response to {method} {path}")))?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            Error::Unexpected(format!("{method} {path}: not an HTTP response: {head:?}"))
+        })?;
+    Ok((status, body.to_owned()))
+}
+
+/// Creates TESK's namespace `namespace`: opted in to the operator's TESK adapter
+/// (`c4gh.dev/tesk=enabled`) and to the pod-network stand-in; the taskmaster's ServiceAccount
+/// with the rights TESK's chart gives it (`taskmaster-rbac.yaml`: Jobs, pods and their logs,
+/// PVCs, ConfigMaps); the DRS CA bundle and a `Crypt4ghPolicy` `default` allowing `drs` with
+/// `spec` merged over the base (hosts, CA, token audience). Also installs the pod-network
+/// policy (cluster-wide, once).
+pub async fn tesk_namespace(
+    node: &Node,
+    client: &Client,
+    namespace: &str,
+    drs: &DrsPod,
+    spec: &Value,
+) -> Result<(), Error> {
+    pod_network_policy(node, client).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = object(json!({
+        "metadata": {"name": namespace, "labels": {
+            (keys::TESK_NAMESPACE_LABEL): "enabled",
+            POD_NETWORK_LABEL: "true",
+        }}
+    }))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let post = PostParams::default();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let account: ServiceAccount = object(json!({"metadata": {"name": TASKMASTER_ACCOUNT}}))?;
+    accounts.create(&post, &account).await?;
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    let role: Role = object(json!({
+        "metadata": {"name": TASKMASTER_ACCOUNT},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "get", "list", "delete"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "delete"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]}
+        ]
+    }))?;
+    roles.create(&post, &role).await?;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
+    let binding: RoleBinding = object(json!({
+        "metadata": {"name": TASKMASTER_ACCOUNT},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TASKMASTER_ACCOUNT},
+        "subjects": [{"kind": "ServiceAccount", "name": TASKMASTER_ACCOUNT, "namespace": namespace}]
+    }))?;
+    bindings.create(&post, &binding).await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("drs-ca".into());
+    cm.data = Some([("ca.crt".to_owned(), drs.ca_pem.clone())].into());
+    config_maps.create(&post, &cm).await?;
+    let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
+    let resource = ApiResource::from_gvk(&gvk);
+    let mut merged = json!({
+        "allowedHosts": [drs.authority],
+        "allowPort": true,
+        "caBundle": {"name": "drs-ca"},
+        "auth": {"serviceAccountToken": {"audience": DRS_AUDIENCE}},
+    });
+    if let (Some(base), Some(extra)) = (merged.as_object_mut(), spec.as_object()) {
+        for (key, value) in extra {
+            base.insert(key.clone(), value.clone());
+        }
+    }
+    let mut policy = DynamicObject::new("default", &resource).within(namespace);
+    policy.data = json!({ "spec": merged });
+    let policies: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    policies.create(&post, &policy).await?;
+    Ok(())
+}
+
+/// `value` as a Kubernetes object of type `T`.
+fn object<T: k8s_openapi::serde::de::DeserializeOwned>(value: Value) -> Result<T, Error> {
+    serde_json::from_value(value)
+        .map_err(|err| Error::Unexpected(format!("building a Kubernetes object: {err}")))
+}
+
+/// The pod-network stand-in (module docs): a MutatingAdmissionPolicy and its binding for the
+/// pods of namespaces labelled [`POD_NETWORK_LABEL`]. Idempotent.
+async fn pod_network_policy(node: &Node, client: &Client) -> Result<(), Error> {
+    let server = node.plane().server();
+    let port = server.rsplit(':').next().unwrap_or_default();
+    let policy_kind = GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingAdmissionPolicy",
+    );
+    let binding_kind = GroupVersionKind::gvk(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingAdmissionPolicyBinding",
+    );
+    let env = format!(
+        "[Object.spec.containers.env{{name: \"KUBERNETES_SERVICE_HOST\", value: \"127.0.0.1\"}}, \
+         Object.spec.containers.env{{name: \"KUBERNETES_SERVICE_PORT\", value: \"{port}\"}}]"
+    );
+    let expression = format!(
+        "Object{{spec: Object.spec{{hostNetwork: true, dnsPolicy: \"ClusterFirstWithHostNet\", \
+         containers: object.spec.containers.map(c, Object.spec.containers{{name: c.name, env: {env}}})}}}}"
+    );
+    let objects = [
+        (
+            policy_kind,
+            json!({"spec": {
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["pods"]
+                }]},
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "Never",
+                "mutations": [{
+                    "patchType": "ApplyConfiguration",
+                    "applyConfiguration": {"expression": expression}
+                }]
+            }}),
+        ),
+        (
+            binding_kind,
+            json!({"spec": {
+                "policyName": POD_NETWORK_POLICY,
+                "matchResources": {"namespaceSelector": {"matchLabels": {POD_NETWORK_LABEL: "true"}}}
+            }}),
+        ),
+    ];
+    for (gvk, data) in objects {
+        let resource = ApiResource::from_gvk(&gvk);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        if api.get_opt(POD_NETWORK_POLICY).await?.is_some() {
+            continue;
+        }
+        let mut object = DynamicObject::new(POD_NETWORK_POLICY, &resource);
+        object.data = data;
+        api.create(&PostParams::default(), &object).await?;
+    }
+    Ok(())
+}
