@@ -199,7 +199,7 @@ async fn tesk_runs_a_drs_task_to_complete_on_the_real_node() -> anyhow::Result<(
         &client,
         NS,
         &drs,
-        &json!({"allowedModes": ["plaintext"], "defaultMode": "plaintext"}),
+        &json!({"allowedModes": ["plaintext"], "defaultMode": "plaintext", "maxPlaintextBytes": 4_194_304}),
     )
     .await?;
     let api = TeskApi::start(&node, NS).await?;
