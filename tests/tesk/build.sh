@@ -6,9 +6,10 @@
 # (a50995a, the first commit whose Job-status check works on Kubernetes >= 1.37) unpacked into
 # OUT_DIR/src/tesk-core, which `cargo xtask images` packs into the tesk-taskmaster image.
 #
-# One change is made, to the build copy only: tesk-api pins Lombok 1.18.12, whose annotation
-# processor cannot run on JDK 17 (IllegalAccessError on com.sun.tools.javac.processing); the copy's
-# pom.xml asks for Lombok 1.18.30 instead. No TESK source file is changed.
+# Two changes are made, to the build copy's pom.xml only (TESK's image runs Java 8/11, this machine
+# has JDK 17): tesk-api pins Lombok 1.18.12, whose annotation processor cannot run on JDK 17
+# (IllegalAccessError on com.sun.tools.javac.processing), so the copy asks for Lombok 1.18.30; and
+# the copy adds the standalone Nashorn JavaScript engine (see below). No TESK source file changes.
 #
 # Usage: build.sh PEERS_TESK_DIR OUT_DIR. Idempotent: OUT_DIR/STAMP records the snapshots'
 # sha-256 and the JDK/Maven versions; when it matches, nothing is rebuilt. Serialised with
@@ -34,7 +35,7 @@ done
 # sed -n 1p, not head: head may exit first, and pipefail would then end the script on SIGPIPE.
 jdk="$(java -version 2>&1 | sed -n 1p)"
 maven="$(mvn -B -v 2>/dev/null | sed -n '1{s/\x1b\[[0-9;]*m//g;p}')"
-stamp="tesk $(sha256sum "$api" "$core" | cut -d' ' -f1 | tr '\n' ' ')lombok=1.18.30 ${jdk} ${maven}"
+stamp="tesk $(sha256sum "$api" "$core" | cut -d' ' -f1 | tr '\n' ' ')lombok=1.18.30 nashorn=15.4 ${jdk} ${maven}"
 
 mkdir -p "$out"
 exec 9>"$out/.lock"
@@ -53,6 +54,11 @@ tar -xzf "$core" -C "$out/.src.part"
 pom="$out/.src.part/tesk-api/pom.xml"
 grep -q '<version>1.18.12</version>' "$pom"
 sed -i 's|<version>1.18.12</version>|<version>1.18.30</version>|' "$pom"
+# tesk-api validates tasks with Hibernate Validator's @ScriptAssert in JavaScript; JDK 15 removed
+# Nashorn, so the copy also depends on the standalone Nashorn (else POST /tasks answers 500
+# "HV000170: No JSR-223 scripting engine could be bootstrapped for language javascript").
+sed -i '0,/<dependencies>/s|<dependencies>|<dependencies><dependency><groupId>org.openjdk.nashorn</groupId><artifactId>nashorn-core</artifactId><version>15.4</version></dependency>|' "$pom"
+grep -q nashorn-core "$pom"
 mv "$out/.src.part" "$out/src"
 echo "building tesk-api into $out/tesk-api.jar"
 (cd "$out/src/tesk-api" && mvn -B -q -Dmaven.repo.local="$out/m2" -DskipTests package)
