@@ -35,6 +35,7 @@ pub mod effective;
 pub mod inject;
 pub mod inputs;
 pub mod metrics;
+pub mod outputs;
 pub mod policy;
 pub mod run;
 pub mod serving;
