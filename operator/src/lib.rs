@@ -40,6 +40,7 @@ pub mod policy;
 pub mod run;
 pub mod serving;
 pub mod tesk;
+pub mod tesk_outputs;
 pub mod tesk_webhook;
 pub mod tls;
 pub mod webhook;
