@@ -10,6 +10,10 @@
 //! - a full disk (a 4 MiB tmpfs the test mounts, unmounted at the end) fails the encryption:
 //!   the sidecar exits 1 with the reason in its termination message, no plaintext and no
 //!   partial file remain;
+//! - TESK's flow with objects the test makes (the real TESK chain is being brought up
+//!   separately): the task ConfigMap gets the output list, the outputs filer Job gets the seal
+//!   step, and what the filer copies to the store is Crypt4GH for the policy's default
+//!   recipient;
 //! - the sidecar SIGKILLed while it encrypts a 1 GiB output: the output's name is absent (an
 //!   uploader finds nothing), the plaintext only under its hidden `.NAME.c4gh-plain` name.
 
@@ -390,6 +394,169 @@ async fn killed_encryption_leaves_no_output(
     Ok(())
 }
 
+/// TESK's flow as its taskmaster runs it, with the objects made by the test: the task
+/// ConfigMap (`JSON_INPUT.gz`), an executor writing the output onto the task volume, then the
+/// outputs filer Job (the filer here copies the output into a "store" directory, as TESK's filer
+/// uploads it). The operator adds the output list to the ConfigMap and the seal step to the
+/// filer Job; the store receives Crypt4GH for the policy's default recipient.
+async fn tesk_outputs_filer_uploads_crypt4gh(
+    node: &Node,
+    client: &Client,
+    work: &Path,
+    alice: &Submitter,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let ns = "tesk-out";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": ns, "labels": {"c4gh.dev/tesk": "enabled"}}}),
+            )?,
+        )
+        .await?;
+    create_policy(client, ns, json!({"allowedHosts": ["drs.example.org"], "outputs": {"defaultRecipients": [alice.pub_pem]}})).await?;
+    let (task_dir_host, store) = (work.join("tesk-task"), work.join("tesk-store"));
+    task_dir(&task_dir_host)?;
+    task_dir(&store)?;
+    let task = json!({
+        "inputs": [], "volumes": [],
+        "outputs": [{"path": "/data/out/result.bin", "url": "file:///store/result.bin", "type": "FILE"}],
+        "resources": {"disk_gb": 0.1},
+        "executors": [{"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "task-0c4a11ed-ex-00", "labels": {"job-type": "executor", "taskmaster-name": "task-0c4a11ed"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "task-0c4a11ed-ex-00", "image": "x"}]}}}}]
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, task.to_string().as_bytes())?;
+    let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "task-0c4a11ed"}}))?;
+    cm.binary_data = Some(
+        [(
+            "JSON_INPUT.gz".to_owned(),
+            k8s_openapi::ByteString(gz.finish()?),
+        )]
+        .into(),
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let stored = cms.create(&PostParams::default(), &cm).await?;
+        if stored
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("c4gh-outputs.json"))
+        {
+            break stored;
+        }
+        // The operator's policy cache may not have the new policy yet.
+        cms.delete("task-0c4a11ed", &Default::default()).await?;
+        ensure!(
+            Instant::now() < deadline,
+            "the ConfigMap never got the output list: {:?}",
+            stored.data
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "output list: {}",
+        stored.data.unwrap_or_default()["c4gh-outputs.json"]
+    );
+    let bytes = (1 << 20) + 9;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let job = |name: &str, containers: Value, volumes: Value| -> anyhow::Result<Job> {
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": {"metadata": {"name": name}, "spec": {
+                "hostNetwork": true, "restartPolicy": "Never", "automountServiceAccountToken": false,
+                "containers": containers, "volumes": volumes}}}
+        }))?)
+    };
+    let task_volume =
+        json!({"name": "task-volume", "hostPath": {"path": task_dir_host, "type": "Directory"}});
+    jobs.create(&PostParams::default(), &job(
+        "task-0c4a11ed-ex-00",
+        json!([{"name": "task-0c4a11ed-ex-00", "image": node::image("c4gh-task"), "imagePullPolicy": "Never",
+                "command": ["sh", "-c", write_pattern("/data/out/result.bin", bytes)],
+                "volumeMounts": [{"name": "task-volume", "mountPath": "/data/out", "subPath": "dir0"}]}]),
+        json!([task_volume]),
+    )?).await?;
+    wait_job(node, client, ns, "task-0c4a11ed-ex-00").await?;
+    let filer = "task-0c4a11ed-outputs-filer";
+    let created = jobs.create(&PostParams::default(), &job(
+        filer,
+        json!([{"name": "filer", "image": node::image("c4gh-task"), "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "cp /data/out/result.bin /store/result.bin"],
+                "args": ["outputs", "/jsoninput/JSON_INPUT.gz"],
+                "volumeMounts": [{"name": "jsoninput", "mountPath": "/jsoninput"},
+                                 {"name": "task-volume", "mountPath": "/data/out", "subPath": "dir0"},
+                                 {"name": "store", "mountPath": "/store"}]}]),
+        json!([{"name": "jsoninput", "configMap": {"name": "task-0c4a11ed"}}, task_volume,
+               {"name": "store", "hostPath": {"path": store, "type": "Directory"}}]),
+    )?).await?;
+    let inits: Vec<String> = created
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.init_containers)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    ensure!(
+        inits == ["c4gh-seal"],
+        "the filer Job's init containers: {inits:?}"
+    );
+    wait_job(node, client, ns, filer).await?;
+    let uploaded = store.join("result.bin");
+    ensure!(
+        std::fs::read(&uploaded)?.starts_with(b"crypt4gh"),
+        "the store received plaintext"
+    );
+    let plain = reference_decrypt(&uploaded, &alice.sk)?;
+    ensure!(
+        plain == pattern(bytes),
+        "the upload decrypts to {} bytes, not the task's",
+        plain.len()
+    );
+    Ok(())
+}
+
+async fn wait_job(node: &Node, client: &Client, ns: &str, name: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::batch::v1::Job;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = jobs.get(name).await?.status.unwrap_or_default();
+        if status.succeeded == Some(1) {
+            return Ok(());
+        }
+        if status.failed.unwrap_or(0) > 0 || Instant::now() >= deadline {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&format!("job-name={name}")))
+                .await?;
+            bail!(
+                "Job {name} did not succeed: {status:?}; pods: {}\n{}",
+                serde_json::to_string(&list.items.iter().map(|p| &p.status).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                node.log_tails(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn create_policy(client: &Client, ns: &str, spec: Value) -> anyhow::Result<()> {
+    let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
+    let resource = ApiResource::from_gvk(&gvk);
+    let mut policy = DynamicObject::new("default", &resource).within(ns);
+    policy.data = json!({ "spec": spec });
+    let policies: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    policies.create(&PostParams::default(), &policy).await?;
+    Ok(())
+}
+
 async fn policy(client: &Client) -> anyhow::Result<()> {
     ensure_namespace(client, NS).await?;
     let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
@@ -447,6 +614,12 @@ async fn outputs_leave_the_pod_encrypted_on_a_real_node() -> anyhow::Result<()> 
         record(
             "full disk fails, no plaintext left",
             full_disk_fails_and_leaves_no_plaintext(&node, &client, work.path(), &alice).await,
+            t,
+        );
+        let t = Instant::now();
+        record(
+            "TESK-shaped outputs filer uploads Crypt4GH",
+            tesk_outputs_filer_uploads_crypt4gh(&node, &client, work.path(), &alice).await,
             t,
         );
         let t = Instant::now();
