@@ -17,7 +17,7 @@ use anyhow::Context;
 use c4gh_operator::annotations;
 use c4gh_operator::controller::READY;
 use c4gh_operator::policy::Crypt4ghPolicy;
-use c4gh_operator::webhook_config::{TESK_WEBHOOK_NAME, WEBHOOK_NAME};
+use c4gh_operator::webhook_config::{TESK_FILER_WEBHOOK_NAME, TESK_WEBHOOK_NAME, WEBHOOK_NAME};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, WebhookClientConfig,
 };
@@ -152,7 +152,7 @@ async fn webhook_configuration(
         }
     };
     report.ok(format!("MutatingWebhookConfiguration {name} exists"));
-    for webhook_name in [WEBHOOK_NAME, TESK_WEBHOOK_NAME] {
+    for webhook_name in [WEBHOOK_NAME, TESK_WEBHOOK_NAME, TESK_FILER_WEBHOOK_NAME] {
         let Some(webhook) = config
             .webhooks
             .iter()

@@ -607,7 +607,7 @@ mod tests {
         let bundle = ByteString(b"-----BEGIN CERTIFICATE-----".to_vec());
         assert!(set_ca_bundle(&mut config, &bundle));
         let webhooks = config.webhooks.clone().unwrap();
-        assert_eq!(webhooks.len(), 2);
+        assert_eq!(webhooks.len(), 3);
         for w in &webhooks {
             assert_eq!(
                 w.client_config.ca_bundle.as_ref(),

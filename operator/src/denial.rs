@@ -173,4 +173,81 @@ pub enum Denial {
     /// The pod has no `spec`.
     #[error("the pod has no spec")]
     NoSpec,
+    /// The outputs annotation is not the expected JSON.
+    #[error(
+        "annotation c4gh.dev/outputs is not valid: {error}; expected a JSON list like [{{\"path\": \"/data/out\", \"recipients\": [\"<Crypt4GH public key>\"]}}]"
+    )]
+    MalformedOutputs {
+        /// The JSON error.
+        error: String,
+    },
+    /// An output path that is not a normalized absolute path.
+    #[error("output {index}: path {path:?} is not valid: {why}")]
+    InvalidOutputPath {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path (shortened).
+        path: String,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// An output without recipients, and the policy names no default.
+    #[error(
+        "output {index} ({path}) names no recipient and Crypt4ghPolicy {policy:?} has no spec.outputs.defaultRecipients; add \"recipients\": [\"<your Crypt4GH public key>\"] (the .pub file crypt4gh-keygen wrote)"
+    )]
+    NoOutputRecipient {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path.
+        path: String,
+        /// The policy name.
+        policy: String,
+    },
+    /// A recipient that is not a Crypt4GH public key.
+    #[error(
+        "output {index} ({path}), recipient {recipient}: not a Crypt4GH public key ({error}); give the PEM text of the .pub file crypt4gh-keygen wrote, or its base64 line"
+    )]
+    BadOutputRecipient {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path.
+        path: String,
+        /// Position of the recipient.
+        recipient: usize,
+        /// The parser's message.
+        error: String,
+    },
+    /// An output outside every volume the task containers mount: the sidecar could not see it,
+    /// and nothing after the pod could either.
+    #[error(
+        "output {index}: path {path:?} is not on a volume the task containers mount, so the sidecar cannot encrypt it (and it would vanish with the container); mount a volume (emptyDir, PVC) at or above it"
+    )]
+    OutputOutsideMounts {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path.
+        path: String,
+    },
+    /// A pod with outputs whose task may write them as a user the sidecar does not run as.
+    #[error(
+        "the pod declares outputs but {why}; the sidecar encrypts the outputs in place as the task's user, so set spec.securityContext.runAsUser to the (non-root) UID the task runs as, and no other runAsUser on task containers"
+    )]
+    OutputsNeedTaskUser {
+        /// What is missing.
+        why: String,
+    },
+    /// An output on a volume the task mounts read-only or on the operator's own volumes.
+    #[error(
+        "output {index}: path {path:?} lies under {mount:?}, which {why}; put outputs on a writable task volume"
+    )]
+    OutputOnUnusableMount {
+        /// Position in the annotation list.
+        index: usize,
+        /// The path.
+        path: String,
+        /// The mount path.
+        mount: String,
+        /// Why it cannot be used.
+        why: &'static str,
+    },
 }

@@ -105,6 +105,31 @@ pub struct EffectivePolicy {
     pub allow_http: bool,
     /// Sidecar log format.
     pub log_format: String,
+    /// Recipients of outputs that name none (base64 of the 32-byte keys).
+    pub output_default_recipients: Vec<String>,
+    /// Recipients added to every output (base64 of the 32-byte keys).
+    pub output_required_recipients: Vec<String>,
+    /// Least `terminationGracePeriodSeconds` of a pod with outputs.
+    pub output_grace_seconds: u32,
+}
+
+/// Default of `spec.outputs.gracePeriodSeconds`.
+pub const DEFAULT_OUTPUT_GRACE_SECONDS: u32 = 1800;
+
+/// Parses a list of Crypt4GH public keys from policy field `field`, as base64 of the raw keys.
+fn recipient_keys(problems: &mut Vec<String>, field: &str, keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .enumerate()
+        .filter_map(|(i, k)| match crate::outputs::canonical_key(k) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                problems.push(format!(
+                    "{field}[{i}] is not a Crypt4GH public key ({e}); give the PEM text of a crypt4gh-keygen .pub file or its base64 line"
+                ));
+                None
+            }
+        })
+        .collect()
 }
 
 impl EffectivePolicy {
@@ -281,10 +306,32 @@ impl EffectivePolicy {
                 "spec.gateTimeoutSeconds {gate_timeout_seconds} must be between 1 and 86400"
             ));
         }
+        let outputs = spec.outputs.clone().unwrap_or_default();
+        let output_default_recipients = recipient_keys(
+            &mut problems,
+            "spec.outputs.defaultRecipients",
+            &outputs.default_recipients,
+        );
+        let output_required_recipients = recipient_keys(
+            &mut problems,
+            "spec.outputs.requiredRecipients",
+            &outputs.required_recipients,
+        );
+        let output_grace_seconds = outputs
+            .grace_period_seconds
+            .unwrap_or(DEFAULT_OUTPUT_GRACE_SECONDS);
+        if !(1..=86_400).contains(&output_grace_seconds) {
+            problems.push(format!(
+                "spec.outputs.gracePeriodSeconds {output_grace_seconds} must be between 1 and 86400"
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
         Ok(Self {
+            output_default_recipients,
+            output_required_recipients,
+            output_grace_seconds,
             name: name.to_owned(),
             allowed_hosts,
             ca_bundle,

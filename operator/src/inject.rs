@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use c4gh_contract::{InputEntry, Mode, env, pod};
+use c4gh_contract::{InputEntry, Mode, OutputEntry, env, pod};
 
 use crate::annotations;
 use crate::denial::Denial;
@@ -70,6 +70,9 @@ pub struct Injection {
     pub security_context: PodSecurityContext,
     /// `spec.volumes`.
     pub volumes: Vec<Volume>,
+    /// `spec.terminationGracePeriodSeconds`, set only for a pod with outputs (the sidecar
+    /// encrypts them within it).
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 /// Computes the [`Injection`] for `pod`: `None` when it did not opt in.
@@ -110,13 +113,43 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
         return Err(Denial::NoTaskContainers);
     }
     let plan = plan_volumes(&inputs, spec, &tasks, policy)?;
+    let outputs = crate::outputs::parse(
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::OUTPUTS))
+            .map(String::as_str),
+        policy,
+    )?;
+    let output_mounts = plan_output_mounts(&outputs, spec, &tasks)?;
+    if !outputs.is_empty() {
+        check_output_user(spec, &tasks)?;
+    }
 
     let mut volumes = spec.volumes.clone().unwrap_or_default();
     for v in pod_volumes(&plan, policy) {
         ensure_volume(&mut volumes, v);
     }
     let security = sidecar_security(spec.security_context.as_ref());
-    let sidecar = sidecar_container(&inputs, &plan, policy, security.clone());
+    let mut sidecar = sidecar_container(&inputs, &plan, policy, security.clone());
+    if !outputs.is_empty() {
+        ensure_env(
+            &mut sidecar,
+            env::OUTPUTS,
+            &OutputEntry::list_to_json(&outputs),
+        );
+        for m in output_mounts {
+            let mounts = sidecar.volume_mounts.get_or_insert_with(Vec::new);
+            if !mounts.iter().any(|x| x.mount_path == m.mount_path) {
+                mounts.push(m);
+            }
+        }
+    }
+    let termination_grace_period_seconds = (!outputs.is_empty()).then(|| {
+        spec.termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(i64::from(policy.output_grace_seconds))
+    });
     let gate = gate_container(policy, security);
     let mut init_containers: Vec<Container> = spec
         .init_containers
@@ -163,6 +196,7 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
         init_containers,
         security_context,
         volumes,
+        termination_grace_period_seconds,
     }))
 }
 
@@ -176,6 +210,9 @@ impl Injection {
         spec.init_containers = Some(self.init_containers);
         spec.security_context = Some(self.security_context);
         spec.volumes = Some(self.volumes);
+        if self.termination_grace_period_seconds.is_some() {
+            spec.termination_grace_period_seconds = self.termination_grace_period_seconds;
+        }
         out
     }
 
@@ -209,6 +246,13 @@ impl Injection {
             spec.and_then(|s| s.security_context.as_ref()),
             &self.security_context,
         );
+        if let Some(grace) = &self.termination_grace_period_seconds {
+            w.option(
+                "/spec/terminationGracePeriodSeconds",
+                spec.and_then(|s| s.termination_grace_period_seconds.as_ref()),
+                grace,
+            );
+        }
         w.option_array(
             "/spec/volumes",
             spec.and_then(|s| s.volumes.as_deref()),
@@ -488,6 +532,86 @@ fn plan_volumes(
         .sort_by(|a, b| a.mount_path.cmp(&b.mount_path));
     plan.sidecar_mounts = sidecar.into_values().collect();
     Ok(plan)
+}
+
+/// The sidecar's mounts for the outputs: for each output, the task mount covering it (the
+/// longest mount path at or above it; the operator's own volumes do not count), read-write at
+/// the same path and subPath, so the sidecar sees the files the task wrote.
+fn plan_output_mounts(
+    outputs: &[OutputEntry],
+    spec: &PodSpec,
+    tasks: &[usize],
+) -> Result<Vec<VolumeMount>, Denial> {
+    let task_mounts: Vec<&VolumeMount> = tasks
+        .iter()
+        .flat_map(|&i| spec.containers[i].volume_mounts.iter().flatten())
+        .filter(|m| !m.name.starts_with(OWN_VOLUME_PREFIX))
+        .collect();
+    let mut out: BTreeMap<String, VolumeMount> = BTreeMap::new();
+    for (index, output) in outputs.iter().enumerate() {
+        let exact = task_mounts
+            .iter()
+            .filter(|m| m.mount_path.trim_end_matches('/') == output.path)
+            .max_by_key(|m| m.read_only != Some(true))
+            .copied();
+        let Some(m) = exact.or_else(|| covering_mount(&task_mounts, &output.path)) else {
+            return Err(Denial::OutputOutsideMounts {
+                index,
+                path: output.path.clone(),
+            });
+        };
+        if m.read_only == Some(true) {
+            return Err(Denial::OutputOnUnusableMount {
+                index,
+                path: output.path.clone(),
+                mount: m.mount_path.clone(),
+                why: "the task containers mount read-only, so they cannot write outputs there",
+            });
+        }
+        out.insert(
+            m.mount_path.clone(),
+            VolumeMount {
+                name: m.name.clone(),
+                mount_path: m.mount_path.clone(),
+                sub_path: m.sub_path.clone(),
+                sub_path_expr: m.sub_path_expr.clone(),
+                ..VolumeMount::default()
+            },
+        );
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Outputs are renamed and replaced by the sidecar, which runs as the pod's `runAsUser`: the
+/// task containers must write them as that same user.
+fn check_output_user(spec: &PodSpec, tasks: &[usize]) -> Result<(), Denial> {
+    let Some(uid) = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.run_as_user)
+        .filter(|&u| u != 0)
+    else {
+        return Err(Denial::OutputsNeedTaskUser {
+            why: "spec.securityContext.runAsUser is not set to a non-root UID".to_owned(),
+        });
+    };
+    for &i in tasks {
+        let c = &spec.containers[i];
+        if let Some(other) = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .filter(|&u| u != uid)
+        {
+            return Err(Denial::OutputsNeedTaskUser {
+                why: format!(
+                    "container {:?} runs as UID {other}, not the pod's {uid}",
+                    c.name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The task mount with the longest mount path that contains `path`.

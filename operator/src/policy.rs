@@ -76,12 +76,34 @@ pub struct Crypt4ghPolicySpec {
     /// Seconds the gate waits for all inputs before failing the pod. Default 3600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_timeout_seconds: Option<u32>,
+    /// Outputs that leave pods encrypted (annotation `c4gh.dev/outputs`): default and required
+    /// recipients, and the time the sidecar gets to encrypt them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<OutputsSpec>,
     /// Development only: allow a port in `drs://host:port/id` URIs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_port: bool,
     /// Development only: talk plain HTTP to DRS servers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_http: bool,
+}
+
+/// Recipients of encrypted outputs. Keys are Crypt4GH public keys: the PEM file's text or the
+/// base64 line inside it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputsSpec {
+    /// Recipients of an output that names none (e.g. the submitting group's key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_recipients: Vec<String>,
+    /// Recipients added to every output (e.g. the archive's key, so results always come back to
+    /// the archive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_recipients: Vec<String>,
+    /// The pod's `terminationGracePeriodSeconds` when it declares outputs (at least this; the
+    /// sidecar encrypts within it after the task's containers exit). Default 1800.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period_seconds: Option<u32>,
 }
 
 /// A key of a ConfigMap in the policy's namespace.

@@ -50,6 +50,7 @@ use crate::denial::Denial;
 use crate::inject;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::tesk::{TeskError, adapt_task, has_drs_inputs};
+use crate::tesk_outputs;
 use crate::webhook::{WebhookState, review_response};
 
 /// Path of the TESK ConfigMap mutation endpoint.
@@ -236,10 +237,25 @@ pub fn mutate(
             error: e.to_string(),
         })?,
     };
-    if !has_drs_inputs(&task) {
+    let has_outputs = task
+        .get("outputs")
+        .and_then(Value::as_array)
+        .is_some_and(|o| !o.is_empty());
+    if !has_drs_inputs(&task) && !has_outputs {
         return Ok(Outcome::Unchanged);
     }
     let policy_name = annotations::DEFAULT_POLICY_NAME;
+    if !has_drs_inputs(&task) {
+        // Outputs only: encrypted when the policy names output recipients; without a (valid)
+        // policy the task runs as TESK would run it.
+        let Lookup::Valid { effective, .. } = policies.lookup(namespace, policy_name) else {
+            return Ok(Outcome::Unchanged);
+        };
+        return Ok(match tesk_outputs::output_list(&task, &effective) {
+            Some(list) => Outcome::Adapted(with_outputs(config_map.clone(), list, policy_name)),
+            None => Outcome::Unchanged,
+        });
+    }
     let effective = match policies.lookup(namespace, policy_name) {
         Lookup::Missing => {
             return Err(TeskDenial::NoPolicy {
@@ -262,8 +278,12 @@ pub fn mutate(
         task: name.to_owned(),
         source,
     };
+    let outputs = tesk_outputs::output_list(&task, &effective);
     let Some(adapted) = adapt_task(name, &task, &effective).map_err(task_error)? else {
-        return Ok(Outcome::Unchanged);
+        return Ok(match outputs {
+            Some(list) => Outcome::Adapted(with_outputs(config_map.clone(), list, policy_name)),
+            None => Outcome::Unchanged,
+        });
     };
     let executors = adapted
         .task
@@ -315,7 +335,63 @@ pub fn mutate(
             );
         }
     }
-    Ok(Outcome::Adapted(out))
+    Ok(Outcome::Adapted(match outputs {
+        Some(list) => with_outputs(out, list, policy_name),
+        None => out,
+    }))
+}
+
+/// `config_map` with the output list in `data[`[`tesk_outputs::OUTPUTS_KEY`]`]` (where the
+/// outputs filer's seal step reads it) and the status annotations.
+fn with_outputs(mut config_map: Value, list: String, policy_name: &str) -> Value {
+    let Some(obj) = config_map.as_object_mut() else {
+        return config_map;
+    };
+    let data = obj.entry("data").or_insert(Value::Null);
+    if !data.is_object() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        data.insert(tesk_outputs::OUTPUTS_KEY.to_owned(), Value::String(list));
+    }
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(meta) = meta.as_object_mut() {
+        let slot = meta.entry("annotations").or_insert(Value::Null);
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        if let Some(ann) = slot.as_object_mut() {
+            ann.insert(
+                annotations::STATUS.to_owned(),
+                Value::String(annotations::STATUS_ADAPTED.to_owned()),
+            );
+            ann.insert(
+                annotations::APPLIED_POLICY.to_owned(),
+                Value::String(policy_name.to_owned()),
+            );
+        }
+    }
+    config_map
+}
+
+/// Decides about a Job (as JSON) created in `namespace`: TESK's outputs filer gets the seal
+/// step ([`tesk_outputs::seal_filer_job`]) when the namespace has a valid policy; every other
+/// Job passes unchanged.
+pub fn mutate_job(job: &Value, namespace: &str, policies: &EffectivePolicies) -> Outcome {
+    if !tesk_outputs::is_outputs_filer(job) {
+        return Outcome::NotTesk;
+    }
+    let Lookup::Valid { effective, .. } =
+        policies.lookup(namespace, annotations::DEFAULT_POLICY_NAME)
+    else {
+        return Outcome::Unchanged;
+    };
+    match tesk_outputs::seal_filer_job(job, &effective) {
+        Some(sealed) => Outcome::Adapted(sealed),
+        None => Outcome::Unchanged,
+    }
 }
 
 /// Decompresses (every gzip member, as Python's `gzip.open` does) up to `limit` bytes.
@@ -607,7 +683,12 @@ pub fn admit(
     };
     let before = serde_json::to_value(object).unwrap_or_default();
     let name = object.metadata.name.clone().unwrap_or_default();
-    match mutate(&before, &namespace, &state.policies) {
+    let decided = if req.kind.kind == "Job" {
+        Ok(mutate_job(&before, &namespace, &state.policies))
+    } else {
+        mutate(&before, &namespace, &state.policies)
+    };
+    match decided {
         Ok(Outcome::NotTesk) => (response, "skipped"),
         Ok(Outcome::Unchanged) => (response, "unchanged"),
         Ok(Outcome::Adapted(after)) => {

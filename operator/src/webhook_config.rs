@@ -25,6 +25,13 @@ pub const WEBHOOK_NAME: &str = "pods.c4gh.dev";
 /// Name of the TESK ConfigMap webhook.
 pub const TESK_WEBHOOK_NAME: &str = "tesk.c4gh.dev";
 
+/// Name of the TESK outputs-filer webhook.
+pub const TESK_FILER_WEBHOOK_NAME: &str = "tesk-filer.c4gh.dev";
+
+/// CEL condition selecting TESK's outputs filer Jobs.
+pub const TESK_FILER_MATCH_CONDITION: &str =
+    "has(object.metadata.name) && object.metadata.name.endsWith('-outputs-filer')";
+
 /// CEL condition selecting TESK task ConfigMaps: named `task-…` and holding the taskmaster's
 /// input, so ordinary ConfigMaps in an opted-in namespace never reach the operator.
 pub const TESK_MATCH_CONDITION: &str = "has(object.metadata.name) && object.metadata.name.startsWith('task-') && ((has(object.binaryData) && 'JSON_INPUT.gz' in object.binaryData) || (has(object.data) && ('JSON_INPUT' in object.data || 'JSON_INPUT.gz' in object.data)))";
@@ -76,6 +83,7 @@ pub fn client_config_service(namespace: &str, service: &str) -> WebhookClientCon
 /// The configuration. Pods: CREATE of pods carrying the opt-in label, outside system
 /// namespaces and the operator's namespace. TESK: CREATE of ConfigMaps matching
 /// [`TESK_MATCH_CONDITION`] in namespaces labelled `c4gh.dev/tesk: enabled` (same exclusions),
+/// and there Jobs matching [`TESK_FILER_MATCH_CONDITION`] (TESK's outputs filer),
 /// at `client_config`'s origin with path [`tesk_webhook::MUTATE_PATH`]. Both: `failurePolicy:
 /// Fail`, `timeoutSeconds: 10`, `sideEffects: None`, `reinvocationPolicy: IfNeeded`.
 pub fn configuration(
@@ -125,6 +133,19 @@ pub fn configuration(
         rules: Some(vec![rule("configmaps")]),
         ..common.clone()
     };
+    let tesk_filer = MutatingWebhook {
+        name: TESK_FILER_WEBHOOK_NAME.to_owned(),
+        match_conditions: Some(vec![MatchCondition {
+            name: "tesk-outputs-filer".to_owned(),
+            expression: TESK_FILER_MATCH_CONDITION.to_owned(),
+        }]),
+        rules: Some(vec![RuleWithOperations {
+            api_groups: Some(vec!["batch".to_owned()]),
+            resources: Some(vec!["jobs".to_owned()]),
+            ..rule("jobs")
+        }]),
+        ..tesk.clone()
+    };
     let pods = MutatingWebhook {
         name: WEBHOOK_NAME.to_owned(),
         client_config,
@@ -143,7 +164,7 @@ pub fn configuration(
         ..common
     };
     let mut c = MutatingWebhookConfiguration {
-        webhooks: Some(vec![pods, tesk]),
+        webhooks: Some(vec![pods, tesk, tesk_filer]),
         ..MutatingWebhookConfiguration::default()
     };
     c.metadata.name = Some(name.to_owned());

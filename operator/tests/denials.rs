@@ -249,7 +249,7 @@ fn unknown_annotation_under_our_prefix() {
         inject::mutate(&p, &policy(&spec()))
             .unwrap_err()
             .to_string(),
-        "unknown annotation \"c4gh.dev/input\"; the operator understands c4gh.dev/inputs, c4gh.dev/policy, c4gh.dev/status, c4gh.dev/applied-policy, c4gh.dev/tes-task, c4gh.dev/inject; remove it or fix its spelling"
+        "unknown annotation \"c4gh.dev/input\"; the operator understands c4gh.dev/inputs, c4gh.dev/outputs, c4gh.dev/policy, c4gh.dev/status, c4gh.dev/applied-policy, c4gh.dev/tes-task, c4gh.dev/inject; remove it or fix its spelling"
     );
 }
 
@@ -350,4 +350,80 @@ fn server_flavours_reach_the_sidecar_env() {
         .find(|e| e.name == "C4GH_SERVER_FLAVOURS")
         .unwrap();
     assert_eq!(flavours.value.as_deref(), Some("sda.example.org=sda-v2"));
+}
+
+fn output_pod(outputs: &str, run_as_user: Option<i64>) -> Pod {
+    let mut p = pod(None);
+    p.metadata.annotations = Some(BTreeMap::from([(
+        "c4gh.dev/outputs".to_owned(),
+        outputs.to_owned(),
+    )]));
+    let spec = p.spec.as_mut().unwrap();
+    spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+        run_as_user,
+        ..Default::default()
+    });
+    p
+}
+
+fn output_denied(outputs: &str, run_as_user: Option<i64>) -> String {
+    inject::mutate(&output_pod(outputs, run_as_user), &policy(&spec()))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn outputs_without_a_valid_recipient_are_denied() {
+    assert_eq!(
+        output_denied(r#"[{"path": "/work/out"}]"#, Some(1000)),
+        "output 0 (/work/out) names no recipient and Crypt4ghPolicy \"default\" has no spec.outputs.defaultRecipients; add \"recipients\": [\"<your Crypt4GH public key>\"] (the .pub file crypt4gh-keygen wrote)"
+    );
+    assert_eq!(
+        output_denied(
+            r#"[{"path": "/work/out", "recipients": ["-----BEGIN CRYPT4GH PUBLIC KEY-----\nAAAA\n-----END CRYPT4GH PUBLIC KEY-----"]}]"#,
+            Some(1000)
+        ),
+        "output 0 (/work/out), recipient 0: not a Crypt4GH public key (invalid key: public key holds 3 bytes, expected 32); give the PEM text of the .pub file crypt4gh-keygen wrote, or its base64 line"
+    );
+}
+
+#[test]
+fn outputs_off_the_task_volumes_or_without_the_task_user_are_denied() {
+    let key = c4gh::SecretKey::generate().public_key().to_pem();
+    let list = |path: &str| serde_json::json!([{"path": path, "recipients": [key]}]).to_string();
+    assert_eq!(
+        output_denied(&list("/elsewhere/out.vcf"), Some(1000)),
+        "output 0: path \"/elsewhere/out.vcf\" is not on a volume the task containers mount, so the sidecar cannot encrypt it (and it would vanish with the container); mount a volume (emptyDir, PVC) at or above it"
+    );
+    assert_eq!(
+        output_denied(&list("/work/out.vcf"), None),
+        "the pod declares outputs but spec.securityContext.runAsUser is not set to a non-root UID; the sidecar encrypts the outputs in place as the task's user, so set spec.securityContext.runAsUser to the (non-root) UID the task runs as, and no other runAsUser on task containers"
+    );
+    let injected = inject::mutate(
+        &output_pod(&list("/work/out/"), Some(1000)),
+        &policy(&spec()),
+    )
+    .unwrap();
+    let spec = injected.spec.unwrap();
+    assert_eq!(spec.termination_grace_period_seconds, Some(1800));
+    let sidecar = &spec.init_containers.unwrap()[0];
+    let env = sidecar.env.as_ref().unwrap();
+    let outputs = env.iter().find(|e| e.name == "C4GH_OUTPUTS").unwrap();
+    let line = key.lines().nth(1).unwrap();
+    assert_eq!(
+        outputs.value.as_deref(),
+        Some(format!(r#"[{{"path":"/work/out","recipients":["{line}"]}}]"#).as_str())
+    );
+    let mount = sidecar
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/work")
+        .unwrap();
+    assert_eq!((mount.name.as_str(), mount.read_only), ("work", None));
+    assert_eq!(
+        sidecar.security_context.as_ref().unwrap().run_as_user,
+        Some(1000)
+    );
 }

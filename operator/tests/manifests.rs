@@ -59,6 +59,17 @@ fn webhook_configuration_matches_the_code() {
         t.match_conditions.as_ref().unwrap()[0].expression,
         webhook_config::TESK_MATCH_CONDITION
     );
+    // The outputs filer webhook: the same namespaces, batch/v1 Jobs named …-outputs-filer.
+    let f = &generated.webhooks.as_ref().unwrap()[2];
+    assert_eq!(f.name, webhook_config::TESK_FILER_WEBHOOK_NAME);
+    assert_eq!(f.namespace_selector, t.namespace_selector);
+    let rule = &f.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.api_groups.as_deref(), Some(&["batch".to_owned()][..]));
+    assert_eq!(rule.resources.as_deref(), Some(&["jobs".to_owned()][..]));
+    assert_eq!(
+        f.match_conditions.as_ref().unwrap()[0].expression,
+        webhook_config::TESK_FILER_MATCH_CONDITION
+    );
 }
 
 #[test]
@@ -87,6 +98,10 @@ fn url_mode_serves_both_webhooks_from_one_origin() {
         vec![
             (
                 "https://127.0.0.1:8443/mutate-pods".to_owned(),
+                b"ca".to_vec()
+            ),
+            (
+                "https://127.0.0.1:8443/mutate-tesk".to_owned(),
                 b"ca".to_vec()
             ),
             (

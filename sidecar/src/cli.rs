@@ -72,6 +72,51 @@ pub enum Command {
     /// Fetch DRS objects to local files outside Kubernetes (same machinery as run).
     #[command(after_help = FETCH_EXAMPLES)]
     Fetch(FetchArgs),
+    /// Replace each output file (and each file under an output directory) by its Crypt4GH
+    /// encryption for the output's recipients, atomically; exit 1 with the reason in the
+    /// termination log when any file cannot be encrypted (its plaintext is removed). Run
+    /// before an uploader, e.g. as an init container of TESK's outputs filer.
+    #[command(after_help = SEAL_EXAMPLES)]
+    Seal(SealArgs),
+}
+
+/// Examples shown after `c4gh-sidecar seal --help`.
+const SEAL_EXAMPLES: &str = "\
+EXAMPLES:
+  c4gh-sidecar seal --outputs '[{\"path\": \"/data/out\", \"recipients\": [\"BASE64KEY\"]}]'
+  C4GH_OUTPUTS=\"$(cat outputs.json)\" c4gh-sidecar seal --termination-log /dev/termination-log";
+
+/// How outputs are encrypted (shared by run and seal).
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// The output list as JSON: [{"path": "/abs/file-or-dir", "recipients": ["Crypt4GH public
+    /// key", …]}]. In run, the outputs are encrypted at SIGTERM, before the key is destroyed.
+    #[arg(long, env = env::OUTPUTS, value_name = "JSON")]
+    pub outputs: Option<String>,
+    /// File holding the output list (used when --outputs is not given; a missing file declares
+    /// no outputs).
+    #[arg(long, env = env::OUTPUTS_FILE, value_name = "FILE")]
+    pub outputs_file: Option<PathBuf>,
+    /// Threads encrypting one output file (0: one per core, at most 4; files under 4 MiB get
+    /// one).
+    #[arg(long, env = env::SEAL_THREADS, default_value_t = 0, value_name = "N")]
+    pub seal_threads: usize,
+    /// File receiving the outcome of the encryption (the container's terminationMessagePath).
+    #[arg(
+        long,
+        env = env::TERMINATION_LOG,
+        default_value = "/dev/termination-log",
+        value_name = "FILE"
+    )]
+    pub termination_log: PathBuf,
+}
+
+/// Options of seal.
+#[derive(Debug, Clone, Args)]
+pub struct SealArgs {
+    /// Output options.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// How to reach DRS servers (shared by run and fetch).
@@ -174,6 +219,9 @@ pub struct RunArgs {
     /// DRS options.
     #[command(flatten)]
     pub drs: DrsArgs,
+    /// Output options.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Options of probe.

@@ -6,6 +6,8 @@
 //!   in `status.json`, wait, and destroy the key on SIGTERM/SIGINT;
 //! - `probe`: the native sidecar's startupProbe;
 //! - `gate`: the init container the task containers wait behind;
+//! - `seal`: replace output files by their Crypt4GH encryption for the outputs' recipients
+//!   (what `run` does at SIGTERM; an init container of TESK's outputs filer);
 //! - `fetch`: the same fetch machinery as a plain CLI outside Kubernetes.
 //!
 //! ```
@@ -29,5 +31,6 @@ pub mod output;
 pub mod resume;
 pub mod roots;
 pub mod run;
+pub mod seal;
 pub mod status;
 pub mod telemetry;

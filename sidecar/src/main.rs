@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use c4gh_sidecar::cli::{Cli, Command};
-use c4gh_sidecar::{cleanup::Cleanup, fetch_cli, gate, run, telemetry};
+use c4gh_sidecar::{cleanup::Cleanup, fetch_cli, gate, run, seal, telemetry};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -30,6 +30,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     match command {
         Command::Probe(args) => Ok(gate::probe_main(&args)),
+        Command::Seal(args) => Ok(seal::seal_main(&args)),
         Command::Gate(args) => Ok(runtime.block_on(gate::gate_main(&args))),
         Command::Run(args) => {
             let cleanup = Arc::new(Cleanup::new());
@@ -37,8 +38,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let result = runtime.block_on(run::run(args, Arc::clone(&cleanup)));
             runtime.shutdown_timeout(Duration::from_secs(5));
             run::final_sweep(&cleanup, &key_dir);
-            result.context("the sidecar could not start; no key was kept")?;
-            Ok(ExitCode::SUCCESS)
+            let summary = result.context("the sidecar could not start; no key was kept")?;
+            Ok(if summary.outputs_failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Fetch(args) => {
             let cleanup = Arc::new(Cleanup::new());

@@ -10,7 +10,10 @@
 //!    and a summary (objects, bytes, seconds) is logged;
 //! 5. wait for SIGTERM/SIGINT — which may also arrive during 2–4: in-flight fetches are dropped
 //!    (cancellation-safe: every file is registered with [`Cleanup`] before it is created);
-//! 6. teardown: overwrite and unlink `ephemeral.sec`, remove `ephemeral.pub` and `status.json`,
+//! 6. the declared outputs ([`crate::seal`]) are replaced by their Crypt4GH encryption (the
+//!    task's containers have exited: the kubelet signals a native sidecar after them); a
+//!    failure makes the exit code 1 with the reason in the termination log;
+//! 7. teardown: overwrite and unlink `ephemeral.sec`, remove `ephemeral.pub` and `status.json`,
 //!    `.part` files, plaintext outputs and FIFOs, zeroize the key (dropped), exit 0. [`final_sweep`] repeats the file removal after the
 //!    runtime has stopped, catching files whose creation was still in flight in the blocking pool.
 
@@ -82,6 +85,9 @@ pub struct Summary {
     pub removed: usize,
     /// Whether the key file was shredded.
     pub key_shredded: bool,
+    /// Whether some declared output could not be encrypted at SIGTERM (the exit code is then 1
+    /// and the termination log says why).
+    pub outputs_failed: bool,
 }
 
 /// Runs pod mode until SIGTERM/SIGINT. `cleanup` outlives the call so that [`final_sweep`] can
@@ -112,6 +118,11 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     tracing::info!(key_dir = %key_dir.display(), "ephemeral key written");
 
     let parsed = inputs::load(args.inputs.as_deref(), args.inputs_file.as_deref());
+    let outputs_rejected = args
+        .output
+        .outputs
+        .as_deref()
+        .and_then(|json| crate::seal::parse(json).err());
     let list: Vec<Input> = parsed.as_ref().map(Clone::clone).unwrap_or_default();
     let status = Arc::new(StatusWriter::create(
         &key_dir,
@@ -122,6 +133,14 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     let mut summary = Summary::default();
 
     let work = async {
+        if let Some(e) = outputs_rejected {
+            tracing::error!(error = %e, "output list rejected");
+            status.update(|s| {
+                s.phase = Phase::Failed;
+                s.message = format!("output list rejected: {e}");
+            })?;
+            return Ok(());
+        }
         match parsed {
             Err(e) => {
                 tracing::error!(error = %e, "input list rejected");
@@ -159,6 +178,20 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     }
     feeders.abort_all();
     while feeders.join_next().await.is_some() {}
+    if args.output.outputs.is_some() || args.output.outputs_file.is_some() {
+        let output = args.output.clone();
+        summary.outputs_failed = match tokio::task::spawn_blocking(move || {
+            crate::seal::seal_configured(&output)
+        })
+        .await
+        {
+            Ok((ok, _)) => !ok,
+            Err(e) => {
+                tracing::error!(error = %e, "output encryption did not finish");
+                true
+            }
+        };
+    }
     flusher.abort();
     let _ = flusher.await;
     summary.key_shredded = match key::shred(&key_file) {

@@ -328,3 +328,75 @@ async fn fetch_cli_encrypted_with_key_out_and_decrypt() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
     assert!(!work.path().join("nope.bin").exists());
 }
+
+/// Outputs declared to `run` are Crypt4GH for their recipient after SIGTERM (the reference
+/// `crypt4gh` decrypts them with the recipient's key), the termination log says so and the exit
+/// code is 0; a bad output list fails the run at once, before any task would start, and the
+/// exit code at SIGTERM is 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_are_encrypted_at_sigterm() {
+    let server = common::start_drs_server().await;
+    let work = tempfile::tempdir().unwrap();
+    let alice = SecretKey::generate();
+    let alice_sk = work.path().join("alice.sec");
+    alice.write_file(&alice_sk, None, None, 0o600).unwrap();
+    let out = work.path().join("data/out");
+    std::fs::create_dir_all(out.join("calls")).unwrap();
+    let termination = work.path().join("termination-log");
+    let outputs = serde_json::json!([
+        {"path": out.join("result.bin"), "recipients": [alice.public_key().to_pem()]},
+        {"path": out.join("calls"), "recipients": [alice.public_key().to_pem()]},
+    ])
+    .to_string();
+    let mut env = env_for(&server, "[]".into(), work.path());
+    env.extra = vec![
+        ("C4GH_OUTPUTS".into(), outputs),
+        (
+            "C4GH_TERMINATION_LOG".into(),
+            termination.display().to_string(),
+        ),
+    ];
+    let mut sidecar = Sidecar::start(&env, work.path());
+    assert_eq!(sidecar.wait_settled().phase, Phase::Ready);
+    // The task writes its results while the sidecar waits.
+    let big = pattern((5 << 20) + 3, 9);
+    std::fs::write(out.join("result.bin"), &big).unwrap();
+    std::fs::write(out.join("calls/a.vcf"), b"variant\n").unwrap();
+    let exit = sidecar.signal_and_wait(Signal::SIGTERM);
+    assert!(exit.success(), "{exit:?}: {}", sidecar.log_text());
+    let message = std::fs::read_to_string(&termination).unwrap();
+    assert!(
+        message.starts_with("outputs encrypted: 2 files, 5242891 bytes, 0 absent"),
+        "{message}"
+    );
+    assert_eq!(python_decrypt(&out.join("result.bin"), &alice_sk), big);
+    assert_eq!(
+        python_decrypt(&out.join("calls/a.vcf"), &alice_sk),
+        b"variant\n"
+    );
+    assert_eq!(entries_under(&out), ["calls", "calls/a.vcf", "result.bin"]);
+
+    let mut env = env_for(&server, "[]".into(), work.path());
+    env.key_dir = work.path().join("key2");
+    env.extra = vec![
+        ("C4GH_OUTPUTS".into(), r#"[{"path": "/x/y"}]"#.into()),
+        (
+            "C4GH_TERMINATION_LOG".into(),
+            termination.display().to_string(),
+        ),
+    ];
+    let mut sidecar = Sidecar::start(&env, work.path());
+    let status = sidecar.wait_settled();
+    assert_eq!(status.phase, Phase::Failed);
+    assert_eq!(
+        status.message,
+        "output list rejected: output 0 (/x/y): no recipient; name at least one Crypt4GH public key"
+    );
+    // Nothing was encrypted: the sidecar says so when it ends, too.
+    assert_eq!(sidecar.signal_and_wait(Signal::SIGTERM).code(), Some(1));
+    let message = std::fs::read_to_string(&termination).unwrap();
+    assert!(
+        message.starts_with("output list rejected, nothing encrypted"),
+        "{message}"
+    );
+}

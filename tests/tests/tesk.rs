@@ -193,6 +193,7 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
         vec![
             ("pods.c4gh.dev", format!("{origin}/mutate-pods")),
             ("tesk.c4gh.dev", format!("{origin}/mutate-tesk")),
+            ("tesk-filer.c4gh.dev", format!("{origin}/mutate-tesk")),
         ]
     );
     let bundle = webhooks[0].client_config.ca_bundle.clone().unwrap();

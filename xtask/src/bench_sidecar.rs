@@ -59,14 +59,14 @@ pub fn rusage_helper(args: &[String]) -> Result<(), Error> {
     }
 }
 
-struct Measured {
-    seconds: f64,
-    maxrss_mib: f64,
+pub(crate) struct Measured {
+    pub(crate) seconds: f64,
+    pub(crate) maxrss_mib: f64,
     /// User + system CPU seconds of the client (all its threads).
-    cpu_seconds: f64,
+    pub(crate) cpu_seconds: f64,
 }
 
-fn measured(program: &Path, args: &[&str]) -> Result<Measured, Error> {
+pub(crate) fn measured(program: &Path, args: &[&str]) -> Result<Measured, Error> {
     let me = std::env::current_exe().map_err(|e| Error::Message(e.to_string()))?;
     let output = Command::new(me)
         .arg("__rusage")
@@ -106,7 +106,7 @@ fn io<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Error + '_ {
 }
 
 /// Writes `mib` MiB of incompressible-looking bytes (xorshift).
-fn write_random(path: &Path, mib: usize) -> Result<(), Error> {
+pub(crate) fn write_random(path: &Path, mib: usize) -> Result<(), Error> {
     let mut file = std::io::BufWriter::new(fs::File::create(path).map_err(io("create"))?);
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut block = vec![0u8; 1 << 20];

@@ -20,6 +20,13 @@ pub const INJECT_ENABLED: &str = "enabled";
 /// itself).
 pub const INPUTS: &str = "c4gh.dev/inputs";
 
+/// Annotation with the outputs that leave the pod encrypted: a JSON list of
+/// `{"path": "/abs/file-or-dir", "recipients": ["Crypt4GH public key", …]}`
+/// ([`crate::OutputEntry`]). `recipients` is optional when the policy names default
+/// recipients; the policy's required recipients are always added. Absent or `[]`: nothing is
+/// encrypted on the way out.
+pub const OUTPUTS: &str = "c4gh.dev/outputs";
+
 /// Annotation naming the `Crypt4ghPolicy` (in the pod's namespace) that applies.
 /// Default: [`DEFAULT_POLICY_NAME`].
 pub const POLICY: &str = "c4gh.dev/policy";
@@ -51,4 +58,5 @@ pub const TESK_NAMESPACE_LABEL: &str = "c4gh.dev/tesk";
 pub const STATUS_ADAPTED: &str = "adapted";
 
 /// Pod annotation keys under [`PREFIX`] that the operator accepts.
-pub const KNOWN_POD_ANNOTATIONS: &[&str] = &[INPUTS, POLICY, STATUS, APPLIED_POLICY, TES_TASK];
+pub const KNOWN_POD_ANNOTATIONS: &[&str] =
+    &[INPUTS, OUTPUTS, POLICY, STATUS, APPLIED_POLICY, TES_TASK];

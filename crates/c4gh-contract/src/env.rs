@@ -8,6 +8,13 @@ pub const SECRET_KEY: &str = "C4GH_SECRET_KEY";
 pub const INPUTS: &str = "C4GH_INPUTS";
 /// A file holding the input list (alternative to [`INPUTS`], e.g. a downward API file).
 pub const INPUTS_FILE: &str = "C4GH_INPUTS_FILE";
+/// The validated output list as JSON ([`crate::OutputEntry`] objects, recipients as base64).
+pub const OUTPUTS: &str = "C4GH_OUTPUTS";
+/// A file holding the output list (alternative to [`OUTPUTS`]); a missing file declares no
+/// outputs (TESK tasks whose policy names no output recipients).
+pub const OUTPUTS_FILE: &str = "C4GH_OUTPUTS_FILE";
+/// Threads that encrypt one output (0: one per core, at most 4; the default).
+pub const SEAL_THREADS: &str = "C4GH_SEAL_THREADS";
 /// The key directory ([`crate::pod::KEY_DIR`]): key files and `status.json`.
 pub const KEY_DIR: &str = "C4GH_KEY_DIR";
 /// Comma-separated `host` / `host:port` entries the sidecar may contact.

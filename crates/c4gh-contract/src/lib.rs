@@ -27,6 +27,16 @@
 //!   Every volume the operator adds starts with [`pod::OWN_VOLUME_PREFIX`]; inputs may not lie
 //!   under [`pod::RESERVED_DIR`].
 //!
+//! # Outputs
+//!
+//! A pod may name outputs that leave it encrypted in [`annotations::OUTPUTS`]: a JSON list of
+//! [`OutputEntry`] objects `{"path": "/abs/file-or-dir", "recipients": [public keys]}`. The
+//! operator validates the keys (adding the policy's required recipients), gives the sidecar the
+//! list in [`env::OUTPUTS`] and mounts the volumes holding the outputs into it read-write; at
+//! SIGTERM (after the task's containers exited) the sidecar replaces each output file by its
+//! Crypt4GH encryption before it destroys the key. TESK's outputs filer gets the same work done
+//! by the init container [`pod::SEAL_CONTAINER`] (`c4gh-sidecar seal`).
+//!
 //! # The sidecar's environment
 //!
 //! [`mod@env`] names every variable: the validated input list ([`env::INPUTS`], the
@@ -45,9 +55,11 @@
 pub mod annotations;
 pub mod env;
 pub mod inputs;
+pub mod outputs;
 pub mod pod;
 pub mod status;
 pub mod termination;
 
 pub use inputs::{InputEntry, Mode};
+pub use outputs::OutputEntry;
 pub use status::{InputState, InputStatus, Phase, Status, StatusError};

@@ -4,6 +4,15 @@
 pub const SIDECAR_CONTAINER: &str = "c4gh-sidecar";
 /// Name of the gate container (second init container).
 pub const GATE_CONTAINER: &str = "c4gh-gate";
+/// Name of the init container the operator adds to TESK's outputs filer: `c4gh-sidecar seal`
+/// encrypts the declared outputs on the task volume before the filer uploads them.
+pub const SEAL_CONTAINER: &str = "c4gh-seal";
+/// Suffix of the temporary file an output is encrypted into (`.NAME.c4gh-part`, beside it).
+pub const SEAL_PART_SUFFIX: &str = ".c4gh-part";
+/// Suffix of the name an output's plaintext has while it is being encrypted
+/// (`.NAME.c4gh-plain`, beside it): the output's own name is absent until its encryption is
+/// complete, so an interrupted encryption never leaves plaintext under the output's name.
+pub const SEAL_PLAIN_SUFFIX: &str = ".c4gh-plain";
 /// Directory reserved for the operator's own mounts (key, credentials, CA); inputs may not be
 /// placed under it.
 pub const RESERVED_DIR: &str = "/c4gh";
