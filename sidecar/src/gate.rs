@@ -292,7 +292,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(status.phase, Phase::Ready);
-        assert!(written.elapsed() < Duration::from_secs(1), "{:?}", written.elapsed());
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            written.elapsed()
+        );
     }
 
     #[tokio::test]
