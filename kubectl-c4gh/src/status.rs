@@ -6,9 +6,9 @@
 //!   the `c4gh.dev/inputs` annotation when the sidecar is missing);
 //! - the gate's termination message ([`c4gh_contract::termination`]): a headline and a summary
 //!   of `status.json` (phase, each input's state, bytes and error) when the gate ended;
-//! - the container states of `c4gh-sidecar` and `c4gh-gate`: whether the startup probe passed
-//!   (the key file exists), whether the sidecar exited 0 (it does so only after overwriting and
-//!   unlinking the key), how long the gate has been waiting;
+//! - the container states of `c4gh-sidecar` and `c4gh-gate`: whether the sidecar runs (it
+//!   holds the key file), whether it exited 0 (it does so only after overwriting and unlinking
+//!   the key), how long the gate has been waiting;
 //! - the pod's warning Events (image pulls, probes, mounts, scheduling).
 //!
 //! The key itself is never read: the key volume is not reachable through the API, and the
@@ -160,12 +160,13 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
         pod::SIDECAR_CONTAINER,
         describe_state(sidecar, now),
         match sidecar {
-            Some(s) if s.state.as_ref().is_some_and(|st| st.running.is_some()) => {
-                if s.started == Some(true) {
-                    ", startup probe passed"
-                } else {
-                    ", startup probe not passed yet"
-                }
+            // Only pods injected by earlier operators have a startup probe that can hold
+            // `started` back; without one the kubelet sets it once the container runs.
+            Some(s)
+                if s.state.as_ref().is_some_and(|st| st.running.is_some())
+                    && s.started == Some(false) =>
+            {
+                ", startup probe not passed yet"
             }
             _ => "",
         }
@@ -222,9 +223,9 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
             st.terminated.as_ref().map_or(0, |t| t.exit_code),
             pod::KEY_VOLUME
         ),
-        Some(st) if st.running.is_some() && sidecar.and_then(|s| s.started) == Some(true) => {
+        Some(st) if st.running.is_some() && sidecar.and_then(|s| s.started) != Some(false) => {
             format!(
-                "present at {} (memory-backed volume {}), read-only in the task containers",
+                "held by the running sidecar at {} (memory-backed volume {}), read-only in the task containers",
                 pod::SECRET_KEY_PATH,
                 pod::KEY_VOLUME
             )

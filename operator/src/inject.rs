@@ -8,10 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, ExecAction,
-    KeyToPath, Pod, PodSecurityContext, PodSpec, Probe, ProjectedVolumeSource, SeccompProfile,
-    SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, Pod,
+    PodSecurityContext, PodSpec, ProjectedVolumeSource, SeccompProfile, SecretVolumeSource,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -756,7 +755,8 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
-/// The native sidecar (`restartPolicy: Always`).
+/// The native sidecar (`restartPolicy: Always`), started first; the kubelet starts the gate
+/// as soon as it runs.
 fn sidecar_container(
     inputs: &[Input],
     plan: &VolumePlan,
@@ -827,15 +827,9 @@ fn sidecar_container(
         env: Some(envs),
         volume_mounts: Some(mounts),
         resources: Some(policy.resources.clone()),
+        // No startup probe: the kubelet polls one only every periodSeconds (at least 1 s) and
+        // would hold the gate back until then; the gate itself waits for the inputs.
         restart_policy: Some("Always".to_owned()),
-        startup_probe: Some(Probe {
-            exec: Some(ExecAction {
-                command: Some(vec![SIDECAR_CONTAINER.to_owned(), "probe".to_owned()]),
-            }),
-            period_seconds: Some(1),
-            failure_threshold: Some(300),
-            ..Probe::default()
-        }),
         security_context: Some(security),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()

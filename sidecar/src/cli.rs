@@ -264,7 +264,8 @@ pub struct GateArgs {
         value_name = "FILE"
     )]
     pub termination_log: PathBuf,
-    /// Milliseconds between reads of status.json.
+    /// Longest time in milliseconds between reads of status.json (inotify reports each new
+    /// document at once; the poll covers file systems without inotify).
     #[arg(
         long,
         env = env::GATE_POLL_MS,

@@ -8,9 +8,14 @@
 //!   termination message ([`c4gh_contract::termination`]): the headline (the reason on failure), then a
 //!   summary of `status.json`, which `kubectl c4gh status` reads through the API.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::cli::{GateArgs, ProbeArgs};
 
@@ -56,14 +61,59 @@ pub struct GateConfig {
     pub key_dir: PathBuf,
     /// How long to wait for `Ready`.
     pub timeout: Duration,
-    /// How often to read the status file.
+    /// Longest time between two reads of the status file (inotify wakes the gate earlier).
     pub poll: Duration,
+}
+
+/// Watches `dir` for files renamed into it, written or removed; `None` (the gate then only
+/// polls) when inotify is unavailable.
+fn watch_dir(dir: &Path) -> Option<Arc<Inotify>> {
+    let started = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|i| {
+        i.add_watch(
+            dir,
+            AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_DELETE,
+        )?;
+        Ok(i)
+    });
+    match started {
+        Ok(watch) => Some(Arc::new(watch)),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no inotify watch; polling only");
+            None
+        }
+    }
+}
+
+/// Waits up to `limit` for a change in the watched directory (or just `limit` without a watch),
+/// draining the queued events. The wait blocks a thread of the blocking pool.
+async fn changed(watch: Option<&Arc<Inotify>>, limit: Duration) {
+    let Some(watch) = watch.cloned() else {
+        tokio::time::sleep(limit).await;
+        return;
+    };
+    let waited = tokio::task::spawn_blocking(move || {
+        let timeout = PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, timeout);
+        // Non-blocking: drains what is queued, or fails with EAGAIN after a timeout.
+        let _ = watch.read_events();
+        ready.is_ok()
+    })
+    .await;
+    if !matches!(waited, Ok(true)) {
+        // poll failed: do not spin.
+        tokio::time::sleep(limit).await;
+    }
 }
 
 /// Waits until the sidecar reports `Ready` (Ok) or `Failed`, or the deadline passes (Err).
 pub async fn gate(config: &GateConfig) -> Result<Status, GateFailure> {
     let path = config.key_dir.join(STATUS_FILE);
     let start = Instant::now();
+    let watch = watch_dir(&config.key_dir);
     let mut last: Result<Status, StatusError>;
     loop {
         last = Status::read(&path);
@@ -80,7 +130,8 @@ pub async fn gate(config: &GateConfig) -> Result<Status, GateFailure> {
         if start.elapsed() >= config.timeout {
             break;
         }
-        tokio::time::sleep(
+        changed(
+            watch.as_ref(),
             config
                 .poll
                 .min(config.timeout.saturating_sub(start.elapsed())),
@@ -220,6 +271,32 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         writer.update(|s| s.phase = Phase::Ready).unwrap();
         assert_eq!(handle.await.unwrap().unwrap().phase, Phase::Ready);
+    }
+
+    #[tokio::test]
+    async fn gate_sees_ready_at_once_through_inotify() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = setup(dir.path());
+        let config = GateConfig {
+            key_dir: dir.path().to_owned(),
+            timeout: Duration::from_secs(60),
+            poll: Duration::from_secs(60),
+        };
+        let handle = tokio::spawn(async move { gate(&config).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let written = Instant::now();
+        writer.update(|s| s.phase = Phase::Ready).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the gate waited for its 60 s poll instead of the inotify event")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.phase, Phase::Ready);
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            written.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@
 //! Subcommands (see `c4gh-sidecar --help` and `docs/sidecar.md`):
 //! - `run`: pod mode — harden the process, generate the key, fetch every input, report readiness
 //!   in `status.json`, wait, and destroy the key on SIGTERM/SIGINT;
-//! - `probe`: the native sidecar's startupProbe;
 //! - `gate`: the init container the task containers wait behind;
+//! - `probe`: a one-shot check that the key exists and the sidecar has left `Starting` (for
+//!   hand-written probes and pods injected by earlier operators; the operator injects none);
 //! - `seal`: replace output files by their Crypt4GH encryption for the outputs' recipients
 //!   (what `run` does at SIGTERM; an init container of TESK's outputs filer);
 //! - `fetch`: the same fetch machinery as a plain CLI outside Kubernetes.

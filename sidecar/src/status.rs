@@ -1,10 +1,10 @@
-//! The status file `status.json` on the key volume: what the startup probe and the gate read.
+//! The status file `status.json` on the key volume: what the gate (and `probe`) reads.
 //!
 //! The document's shape is the pod contract's ([`c4gh_contract::status`]); this module writes it
 //! atomically (`.status.json.part`, rename) with mode 0444.
 //!
 //! Writes are coalesced: a change of the phase is written at once (so `Ready` and `Failed`
-//! reach the probe and the gate without delay), while per-input changes (state, byte counts)
+//! reach the gate without delay), while per-input changes (state, byte counts)
 //! only mark the document dirty once a flusher runs ([`StatusWriter::spawn_flusher`]), which
 //! writes the latest document at most every [`FLUSH_INTERVAL`]. Every write holds the lock
 //! and writes the current document, so the file never goes back to an older state. The

@@ -25,7 +25,6 @@ pub mod node_bench;
 pub mod operator;
 pub mod pki;
 pub mod process;
-pub mod runner;
 pub mod scenario;
 pub mod sda;
 pub mod tesk;

@@ -18,8 +18,10 @@ use crate::node::Node;
 const NAMESPACE: &str = "bench";
 /// Size of each small input.
 const SMALL: usize = 1024;
-/// The input counts with the sidecar.
+/// The input counts with the sidecar (the default series).
 pub const INPUT_COUNTS: [usize; 3] = [1, 10, 100];
+/// Objects the DRS server serves: the largest input count allowed.
+pub const MAX_INPUTS: usize = 100;
 
 /// Percentiles of one series, in seconds.
 #[derive(Debug, Clone)]
@@ -41,19 +43,29 @@ pub struct Series {
 pub struct StartupReport {
     /// `create` → task container running, without the sidecar.
     pub without: Series,
-    /// The same with the sidecar, per input count in [`INPUT_COUNTS`] order.
+    /// The same with the sidecar, per input count in the order asked for.
     pub with: Vec<(usize, Series)>,
     /// Task exit → key file gone, over every pod with the sidecar.
     pub key_gone: Series,
 }
 
-/// Starts the node, installs the operator and a DRS server with 100 small objects, then runs
-/// `pods` pods per series (see the module documentation).
-pub async fn startup(pods: usize, narrate: &dyn Fn(&str)) -> Result<StartupReport, Error> {
+/// Starts the node, installs the operator and a DRS server with [`MAX_INPUTS`] small objects,
+/// then runs `pods` pods per series: without the sidecar, then with it and each of `counts`
+/// inputs (see the module documentation).
+pub async fn startup(
+    pods: usize,
+    counts: &[usize],
+    narrate: &dyn Fn(&str),
+) -> Result<StartupReport, Error> {
+    if let Some(count) = counts.iter().find(|&&c| c == 0 || c > MAX_INPUTS) {
+        return Err(Error::Unexpected(format!(
+            "input count {count}: each series needs 1 to {MAX_INPUTS} inputs"
+        )));
+    }
     let node = Node::start().await?;
     let client = node.client().await?;
     cluster::install_operator(&node, &client).await?;
-    let ids: Vec<String> = (0..100).map(|i| format!("small-{i:03}")).collect();
+    let ids: Vec<String> = (0..MAX_INPUTS).map(|i| format!("small-{i:03}")).collect();
     let objects: Vec<(&str, usize)> = ids.iter().map(|id| (id.as_str(), SMALL)).collect();
     let drs = DrsPod::start(&node, &client, NAMESPACE, &objects).await?;
     cluster::task_namespace(&client, NAMESPACE, &drs).await?;
@@ -71,7 +83,7 @@ pub async fn startup(pods: usize, narrate: &dyn Fn(&str)) -> Result<StartupRepor
     narrate(&line(&without));
     let mut with = Vec::new();
     let mut gone = Vec::new();
-    for count in INPUT_COUNTS {
+    for &count in counts {
         let inputs: Vec<&str> = ids.iter().take(count).map(String::as_str).collect();
         let mut samples = Vec::new();
         for i in 0..pods {

@@ -174,7 +174,7 @@ async fn container_logs(client: &Client, namespace: &str, pod: &str, container: 
     .unwrap_or_else(|err| format!("(no logs: {err})"))
 }
 
-/// The injected pod runs: native sidecar with its startup probe, the gate, the task decrypting
+/// The injected pod runs: native sidecar (no startup probe), the gate, the task decrypting
 /// with the reference tool under another UID reading the key through fsGroup, SIGTERM after the
 /// task destroying the key, `Succeeded`.
 async fn injected_pod_succeeds(node: &Node, client: &Client, drs: &DrsPod) -> anyhow::Result<()> {
@@ -190,9 +190,9 @@ async fn injected_pod_succeeds(node: &Node, client: &Client, drs: &DrsPod) -> an
         init.len() >= 2
             && init[0].name == SIDECAR_CONTAINER
             && init[0].restart_policy.as_deref() == Some("Always")
-            && init[0].startup_probe.is_some()
+            && init[0].startup_probe.is_none()
             && init[1].name == GATE_CONTAINER,
-        "injected: native sidecar with a startup probe, then the gate: {:?}",
+        "injected: native sidecar without a startup probe, then the gate: {:?}",
         init.iter().map(|c| &c.name).collect::<Vec<_>>()
     );
     let (pod, observed) = watch_pod(node, client, TASKS, "task-ok", |_| async { Ok(()) }).await?;
@@ -310,30 +310,169 @@ async fn failing_input_fails_pod(node: &Node, client: &Client, drs: &DrsPod) -> 
         message.contains("no-such-object"),
         "the gate's termination message names the input: {message:?}"
     );
+    // kubectl c4gh status reads the same message back, once the kubelet stopped the sidecar.
+    wait_until(node, client, "task-missing", "sidecar exited", |p| {
+        exited(p, SIDECAR_CONTAINER)
+    })
+    .await?;
+    let (code, out) = plugin(node, &["status", "task-missing", "-n", TASKS])?;
+    ensure!(code == 1, "status of a failed pod: exit {code}: {out}");
+    ensure!(
+        out.starts_with("pod tasks/task-missing: Failed (Crypt4ghPolicy default)\n"),
+        "{out}"
+    );
+    ensure!(out.contains("c4gh-gate     exited 1 Error"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("no-such-object"))
+        .unwrap_or_default();
+    ensure!(line.trim_start().starts_with("Failed"), "{out}");
+    ensure!(out.contains("error: 404 from "), "{out}");
+    ensure!(
+        out.contains("key: destroyed: the sidecar overwrote and unlinked it and exited 0"),
+        "{out}"
+    );
+    ensure!(
+        out.contains(&format!(
+            "✘ the gate failed the pod: {}",
+            message.lines().next().unwrap_or_default()
+        )),
+        "{out}"
+    );
     Ok(())
 }
 
+/// What the host saw of the key files around the SIGKILL.
+struct Replaced {
+    /// The dead sidecar's public key, and the one the restarted sidecar wrote.
+    public_keys: (String, String),
+    /// The new secret key file differs from the old one.
+    secret_differs: bool,
+    /// Read through a descriptor the host opened on the old key file before the kill: its
+    /// length, its link count and whether every byte is zero once the new sidecar has started.
+    old_inode: (usize, u64, bool),
+    /// Files on the key volume still holding the old key's encoded secret.
+    holding_old_secret: Vec<String>,
+}
+
+/// Kills the pod's sidecar with SIGKILL (it cannot clean up), then waits until the kubelet's
+/// restarted sidecar has written its own key; reports what became of the dead one's.
+async fn kill_sidecar_and_watch_its_key(
+    node: &Node,
+    pod: &Pod,
+    dir: &Path,
+) -> anyhow::Result<Replaced> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::MetadataExt;
+    let secret_path = dir.join(c4gh_contract::pod::SECRET_KEY_FILE);
+    let public_path = dir.join(c4gh_contract::pod::PUBLIC_KEY_FILE);
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    // Held across the kill: shredding overwrites this inode in place, unlinking alone would
+    // leave the old key readable through it.
+    let mut old_file = std::fs::File::open(&secret_path)?;
+    let mut old_secret = String::new();
+    old_file.read_to_string(&mut old_secret)?;
+    let old_public = read(&public_path);
+    ensure!(
+        old_secret.contains("PRIVATE KEY") && !old_public.is_empty(),
+        "the key files were not complete when the host read them"
+    );
+    // The pod status may not name the container yet; containerd's labels do.
+    let filter = format!(
+        "labels.\"io.kubernetes.pod.uid\"=={},labels.\"io.kubernetes.container.name\"=={SIDECAR_CONTAINER}",
+        uid(pod)
+    );
+    let ids = node.ctr(&["containers", "list", "--quiet", &filter])?;
+    let id = ids
+        .lines()
+        .next()
+        .context("containerd has no sidecar container")?;
+    node.ctr(&["tasks", "kill", "--signal", "SIGKILL", id.trim()])?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let new_public = loop {
+        let public = read(&public_path);
+        if !public.is_empty() && public != old_public && secret_path.exists() {
+            break public;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no new key 120 s after the SIGKILL\n{}",
+            node.log_tails(20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let links = old_file.metadata()?.nlink();
+    old_file.rewind()?;
+    let mut old_bytes = Vec::new();
+    old_file.read_to_end(&mut old_bytes)?;
+    // The base64 lines of the old key file encode its secret.
+    let secret_lines: Vec<&str> = old_secret
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 8)
+        .collect();
+    let mut holding_old_secret = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+            if secret_lines.iter().any(|l| text.contains(l)) {
+                holding_old_secret.push(path.display().to_string());
+            }
+        }
+    }
+    Ok(Replaced {
+        public_keys: (old_public, new_public),
+        secret_differs: read(&secret_path) != old_secret,
+        old_inode: (
+            old_bytes.len(),
+            links,
+            !old_bytes.is_empty() && old_bytes.iter().all(|&b| b == 0),
+        ),
+        holding_old_secret,
+    })
+}
+
 /// The sidecar killed with SIGKILL while it fetches: the kubelet restarts it, the new one
-/// shreds what the dead one left, fetches again and the pod succeeds.
+/// shreds the key the dead one left (zeros written over the same inode, then unlinked: seen
+/// through a descriptor the host held open), makes a new key, fetches again and the pod
+/// succeeds.
 async fn sidecar_killed_mid_fetch_recovers(
     node: &Node,
     client: &Client,
     drs: &DrsPod,
 ) -> anyhow::Result<()> {
     let pod = cluster::task_pod("task-killed", drs, &[("big", drs.objects["big"].as_str())])?;
-    cluster::create_pod(client, TASKS, &pod).await?;
-    let (pod, _) = watch_pod(node, client, TASKS, "task-killed", |pod| async move {
-        // The pod status may not name the container yet; containerd's labels do.
-        let filter = format!(
-            "labels.\"io.kubernetes.pod.uid\"=={},labels.\"io.kubernetes.container.name\"=={SIDECAR_CONTAINER}",
-            uid(&pod)
-        );
-        let ids = node.ctr(&["containers", "list", "--quiet", &filter])?;
-        let id = ids.lines().next().context("containerd has no sidecar container")?;
-        node.ctr(&["tasks", "kill", "--signal", "SIGKILL", id.trim()])?;
+    let created = cluster::create_pod(client, TASKS, &pod).await?;
+    let dir = KeyWatch::new(node, &uid(&created)).dir;
+    let replaced = std::sync::Mutex::new(None);
+    let (dir_ref, replaced_ref) = (&dir, &replaced);
+    let (pod, _) = watch_pod(node, client, TASKS, "task-killed", move |pod| async move {
+        let seen = kill_sidecar_and_watch_its_key(node, &pod, dir_ref).await?;
+        *replaced_ref.lock().unwrap() = Some(seen);
         Ok(())
     })
     .await?;
+    let replaced = replaced
+        .into_inner()
+        .unwrap()
+        .context("the key never appeared, so the sidecar was not killed")?;
+    let (old_public, new_public) = &replaced.public_keys;
+    ensure!(
+        old_public != new_public && replaced.secret_differs,
+        "the restarted sidecar reused the dead one's key"
+    );
+    let (length, links, zeroed) = replaced.old_inode;
+    ensure!(
+        links == 0 && zeroed,
+        "the dead sidecar's key file was not shredded by the new one: {length} bytes, \
+         {links} links, all zero: {zeroed}"
+    );
+    ensure!(
+        replaced.holding_old_secret.is_empty(),
+        "files on the key volume still hold the old secret: {:?}",
+        replaced.holding_old_secret
+    );
     let task_log = container_logs(client, TASKS, "task-killed", "task").await;
     let restarts = pod
         .status
@@ -351,6 +490,225 @@ async fn sidecar_killed_mid_fetch_recovers(
         "the kubelet restarted the sidecar ({restarts})"
     );
     ensure!(task_log.contains("matches the original"), "{task_log}");
+    Ok(())
+}
+
+/// Runs `kubectl c4gh ARGS` against the node's apiserver; prints the command and its output
+/// (docs/operator.md quotes it).
+fn plugin(node: &Node, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let bin = c4gh_e2e::workspace::binary("kubectl-c4gh", "kubectl-c4gh")?;
+    let output = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(node.plane().kubeconfig())
+        .args(args)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!(
+        "$ kubectl c4gh {}\n{stdout}{}(exit status {})\n",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr),
+        output.status.code().unwrap_or(-1)
+    );
+    Ok((output.status.code().unwrap_or(-1), stdout))
+}
+
+/// Polls pod `name` until `done` holds for it.
+async fn wait_until(
+    node: &Node,
+    client: &Client,
+    name: &str,
+    what: &str,
+    done: impl Fn(&Pod) -> bool,
+) -> anyhow::Result<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), TASKS);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let pod = pods.get(name).await?;
+        if done(&pod) {
+            return Ok(pod);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "pod {name}: {what} not within 180 s: {}\n{}",
+            serde_json::to_string(&pod.status).unwrap_or_default(),
+            node.log_tails(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The state of container `name` (init or task) of `pod`.
+fn state(pod: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::ContainerState> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .and_then(|c| c.state.clone())
+}
+
+fn running(pod: &Pod, name: &str) -> bool {
+    state(pod, name).is_some_and(|s| s.running.is_some())
+}
+
+fn exited(pod: &Pod, name: &str) -> bool {
+    state(pod, name).is_some_and(|s| s.terminated.is_some())
+}
+
+/// Deletes pod `name` and waits until it is gone.
+async fn delete_and_wait(client: &Client, name: &str) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), TASKS);
+    pods.delete(name, &DeleteParams::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pods.get_opt(name).await?.is_some() {
+        ensure!(Instant::now() < deadline, "pod {name} not deleted in 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// `kubectl c4gh status` on pods the kubelet runs: one whose task waits (inputs in place, key
+/// held), then the same after its task ended (key destroyed), and one whose only input is on a
+/// server that accepts connections and never answers (the gate still waiting).
+async fn plugin_status_reads_real_pods(
+    node: &Node,
+    client: &Client,
+    drs: &DrsPod,
+) -> anyhow::Result<()> {
+    // A task that runs until the host creates /data/out/go in its volume.
+    let pod = cluster::pod_running(
+        "task-held",
+        Some((drs, &["sample-reads"])),
+        "while [ ! -e /data/out/go ]; do sleep 0.1; done",
+    )?;
+    let created = cluster::create_pod(client, TASKS, &pod).await?;
+    let watch = KeyWatch::new(node, &uid(&created));
+    wait_until(node, client, "task-held", "task running", |p| {
+        running(p, "task")
+    })
+    .await?;
+    let (code, out) = plugin(node, &["status", "task-held", "-n", TASKS])?;
+    ensure!(code == 0, "status of a running task: exit {code}: {out}");
+    ensure!(
+        out.starts_with("pod tasks/task-held: Running (Crypt4ghPolicy default)\n"),
+        "{out}"
+    );
+    ensure!(out.contains("c4gh-gate     exited 0 Completed"), "{out}");
+    // The bytes the real sidecar reported in status.json on the node.
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(watch.dir.join("status.json"))?)?;
+    let bytes = status["inputs"][0]["bytes"].as_u64().unwrap_or_default();
+    let line = out
+        .lines()
+        .find(|l| l.contains("sample-reads.c4gh"))
+        .unwrap_or_default();
+    ensure!(
+        line.trim_start().starts_with("Done")
+            && line.contains(&format!(
+                "{:.1} MiB  {} -> /data/in/sample-reads.c4gh (encrypted)",
+                bytes as f64 / 1024.0 / 1024.0,
+                drs.uri("sample-reads")
+            )),
+        "input line {line:?} (status.json: {bytes} bytes): {out}"
+    );
+    ensure!(
+        out.contains("key: held by the running sidecar at /c4gh/key/ephemeral.sec"),
+        "{out}"
+    );
+    ensure!(
+        out.ends_with("✔ every input is in place; the task containers may run\n"),
+        "{out}"
+    );
+    std::fs::write(watch.out_dir.join("go"), b"")?;
+    wait_until(node, client, "task-held", "sidecar exited", |p| {
+        phase(p) == "Succeeded" && exited(p, SIDECAR_CONTAINER)
+    })
+    .await?;
+    let (code, out) = plugin(node, &["status", "task-held", "-n", TASKS])?;
+    ensure!(code == 0, "status of a finished task: exit {code}: {out}");
+    ensure!(
+        out.contains(": Succeeded (Crypt4ghPolicy default)"),
+        "{out}"
+    );
+    ensure!(
+        out.contains("key: destroyed: the sidecar overwrote and unlinked it and exited 0"),
+        "{out}"
+    );
+    delete_and_wait(client, "task-held").await?;
+
+    // A DRS server that accepts connections and never answers; the policy allows it too.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent_authority = silent.local_addr()?.to_string();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "c4gh.dev",
+        "v1alpha1",
+        "Crypt4ghPolicy",
+    ));
+    let policies: Api<kube::core::DynamicObject> =
+        Api::namespaced_with(client.clone(), TASKS, &resource);
+    policies
+        .patch(
+            "default",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"allowedHosts": [drs.authority, silent_authority]}}),
+            ),
+        )
+        .await?;
+    let mut pod = cluster::pod_running("task-stuck", Some((drs, &["stalled"])), "true")?;
+    let url = format!("drs://{silent_authority}/stalled");
+    pod.metadata.annotations = Some(
+        [(
+            c4gh_contract::annotations::INPUTS.to_owned(),
+            json!([{"url": url, "path": "/data/in/stalled.c4gh"}]).to_string(),
+        )]
+        .into(),
+    );
+    // The operator's policy cache follows the patch within moments.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match cluster::create_pod(client, TASKS, &pod).await {
+            Ok(_) => break,
+            Err(err)
+                if Instant::now() < deadline && err.to_string().contains(&silent_authority) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    wait_until(node, client, "task-stuck", "gate running", |p| {
+        running(p, GATE_CONTAINER)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, out) = plugin(node, &["status", "task-stuck", "-n", TASKS])?;
+    holder.abort();
+    delete_and_wait(client, "task-stuck").await?;
+    ensure!(code == 1, "status of a waiting pod: exit {code}: {out}");
+    ensure!(
+        out.starts_with("pod tasks/task-stuck: Pending (Crypt4ghPolicy default)\n"),
+        "{out}"
+    );
+    ensure!(out.contains("c4gh-gate     running for "), "{out}");
+    ensure!(
+        out.contains(&format!(
+            "?                 ?  {url} -> /data/in/stalled.c4gh (encrypted)"
+        )),
+        "{out}"
+    );
+    ensure!(
+        out.contains("‼ waiting for inputs: the gate is running for "),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -460,6 +818,12 @@ async fn images_run_on_a_real_node_and_teardown_leaves_nothing() -> anyhow::Resu
             record(
                 "sidecar SIGKILLed mid-fetch recovers",
                 sidecar_killed_mid_fetch_recovers(&node, &client, &drs).await,
+                t,
+            );
+            let t = Instant::now();
+            record(
+                "kubectl c4gh status on real pods",
+                plugin_status_reads_real_pods(&node, &client, &drs).await,
                 t,
             );
             let t = Instant::now();

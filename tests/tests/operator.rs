@@ -95,8 +95,8 @@ fn assert_injected(pod: &Pod) {
     );
     assert_eq!(init[0].args.as_deref(), Some(&["run".to_owned()][..]));
     assert!(
-        init[0].startup_probe.is_some(),
-        "sidecar has a startupProbe"
+        init[0].startup_probe.is_none(),
+        "no startupProbe: the gate starts as soon as the sidecar runs"
     );
     assert_eq!(init[1].args.as_deref(), Some(&["gate".to_owned()][..]));
     assert_eq!(init[1].restart_policy, None, "the gate runs to completion");

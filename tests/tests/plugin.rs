@@ -1,10 +1,8 @@
 //! `kubectl c4gh` against a real kube-apiserver with the operator running: `check` gives the
 //! webhook's decision before the object exists (allowed pod, denied pod with exactly the message
-//! the apiserver returns, TESK task ConfigMaps offline and online), `status` reads a pod the way
-//! a kubelet would have left it (the real sidecar and gate run by the pod runner; their
-//! termination message and container states written into the pod's status, as the kubelet
-//! does), and `doctor` passes on a healthy installation and fails on a broken caBundle and an
-//! invalid policy.
+//! the apiserver returns, TESK task ConfigMaps offline and online), and `doctor` passes on a
+//! healthy installation and fails on a broken caBundle and an invalid policy. `status` needs pods
+//! a kubelet runs: it is tested on the real node (`tests/tests/node.rs`).
 //!
 //! Run with `--nocapture` to see every command's output (docs/operator.md quotes it).
 
@@ -17,15 +15,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use c4gh_e2e::operator::{Operator, OperatorOptions, WEBHOOK_CONFIG, ensure_namespace};
-use c4gh_e2e::runner::{PodRunner, terminate};
 use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
 use drs_server::testing::TestServer;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
@@ -147,36 +143,8 @@ fn tesk_config_map(task: &str, inputs: Value) -> ConfigMap {
     cm
 }
 
-/// Writes container states into the pod's status the way the kubelet reports them.
-async fn set_status(client: &Client, name: &str, phase: &str, init: Value, containers: Value) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    pods.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {
-            "phase": phase,
-            "initContainerStatuses": init,
-            "containerStatuses": containers,
-        }})),
-    )
-    .await
-    .unwrap();
-}
-
-fn ago(secs: i64) -> String {
-    Timestamp::from_second(Timestamp::now().as_second() - secs)
-        .unwrap()
-        .to_string()
-}
-
-fn container(name: &str, state: Value, started: bool) -> Value {
-    json!({"name": name, "image": "ghcr.io/c4gh/c4gh-sidecar:e2e", "imageID": "", "ready": started,
-           "started": started, "restartCount": 0, "state": state})
-}
-
 #[tokio::test]
-async fn check_status_and_doctor_on_a_real_apiserver() {
-    let sidecar_bin = workspace::binary("c4gh-sidecar", "c4gh-sidecar").unwrap();
+async fn check_and_doctor_on_a_real_apiserver() {
     workspace::binary("c4gh-operator", "c4gh-operator").unwrap();
     workspace::binary("kubectl-c4gh", "kubectl-c4gh").unwrap();
     let plane = ControlPlane::start(Options::default()).await.unwrap();
@@ -395,218 +363,6 @@ async fn check_status_and_doctor_on_a_real_apiserver() {
         }
     };
     assert_eq!(out, format!("✘ denied\n{}\n", refused.message));
-
-    // status: a healthy pod. The real sidecar fetches, the real gate ends; their states and the
-    // gate's termination message go into the pod's status as the kubelet would write them.
-    let runner = PodRunner::prepare(&client, &stored, &sidecar_bin)
-        .await
-        .unwrap();
-    let mut sidecar = runner.start_sidecar("c4gh-sidecar").unwrap();
-    runner
-        .wait_startup_probe("c4gh-sidecar", &mut sidecar, Duration::from_secs(120))
-        .await
-        .unwrap();
-    let gate = runner
-        .run_gate("c4gh-gate", Duration::from_secs(120))
-        .await
-        .unwrap();
-    assert!(gate.status.success(), "{}", gate.termination_message);
-    set_status(
-        &client,
-        "task-ok",
-        "Running",
-        json!([
-            container(
-                "c4gh-sidecar",
-                json!({"running": {"startedAt": ago(95)}}),
-                true
-            ),
-            container(
-                "c4gh-gate",
-                json!({"terminated": {"exitCode": 0, "reason": "Completed",
-            "message": gate.termination_message, "startedAt": ago(94), "finishedAt": ago(90)}}),
-                false
-            ),
-        ]),
-        json!([container(
-            "task",
-            json!({"running": {"startedAt": ago(89)}}),
-            true
-        )]),
-    )
-    .await;
-    let (code, out) = plugin(&kubeconfig, &["status", "task-ok", "-n", NS]);
-    assert_eq!(code, 0, "{out}");
-    // The bytes the sidecar reported in status.json.
-    let status: Value = serde_json::from_slice(
-        &std::fs::read(runner.volume_dir("c4gh-key").unwrap().join("status.json")).unwrap(),
-    )
-    .unwrap();
-    let size = status["inputs"][0]["bytes"].as_u64().unwrap();
-    let line = out
-        .lines()
-        .find(|l| l.contains("sample-reads.c4gh"))
-        .unwrap_or_default();
-    assert!(line.trim_start().starts_with("Done"), "{out}");
-    assert!(
-        line.contains(&format!(
-            "{:.1} KiB  {} -> /data/in/sample-reads.c4gh (encrypted)",
-            size as f64 / 1024.0,
-            server.drs_uri("sample-reads")
-        )),
-        "{out}"
-    );
-    assert!(
-        out.contains("key: present at /c4gh/key/ephemeral.sec"),
-        "{out}"
-    );
-    assert!(
-        out.ends_with("✔ every input is in place; the task containers may run\n"),
-        "{out}"
-    );
-    // At task end the sidecar destroys the key and exits 0.
-    let exit = terminate(&mut sidecar, Duration::from_secs(10)).unwrap();
-    assert!(exit.is_some_and(|s| s.success()));
-    set_status(
-        &client,
-        "task-ok",
-        "Succeeded",
-        json!([
-            container(
-                "c4gh-sidecar",
-                json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ago(1)}}),
-                false
-            ),
-            container(
-                "c4gh-gate",
-                json!({"terminated": {"exitCode": 0, "reason": "Completed",
-            "message": gate.termination_message, "finishedAt": ago(90)}}),
-                false
-            ),
-        ]),
-        json!([container(
-            "task",
-            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
-            false
-        )]),
-    )
-    .await;
-    let (_, out) = plugin(&kubeconfig, &["status", "task-ok", "-n", NS]);
-    assert!(
-        out.contains("key: destroyed: the sidecar overwrote and unlinked it and exited 0"),
-        "{out}"
-    );
-
-    // status: a stuck pod (the gate has waited ten minutes; a probe warning on the pod).
-    let stuck = create(&client, &task_pod("task-stuck", &inputs))
-        .await
-        .unwrap();
-    set_status(
-        &client,
-        "task-stuck",
-        "Pending",
-        json!([
-            container(
-                "c4gh-sidecar",
-                json!({"running": {"startedAt": ago(601)}}),
-                true
-            ),
-            container(
-                "c4gh-gate",
-                json!({"running": {"startedAt": ago(600)}}),
-                false
-            ),
-        ]),
-        json!([container(
-            "task",
-            json!({"waiting": {"reason": "PodInitializing"}}),
-            false
-        )]),
-    )
-    .await;
-    let mut event: Event = serde_json::from_value(json!({
-        "metadata": {"name": "task-stuck.probe", "namespace": NS},
-        "involvedObject": {"kind": "Pod", "name": "task-stuck", "namespace": NS, "uid": stuck.metadata.uid},
-        "type": "Warning", "reason": "Unhealthy", "count": 3,
-        "message": "Readiness probe failed: connect: connection refused",
-        "source": {"component": "kubelet"}
-    })).unwrap();
-    event.first_timestamp = None;
-    Api::<Event>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &event)
-        .await
-        .unwrap();
-    let (code, out) = plugin(&kubeconfig, &["status", "task-stuck", "-n", NS]);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("c4gh-gate     running for 10m"), "{out}");
-    assert!(
-        out.contains(&format!(
-            "?                 ?  {} -> /data/in/sample-reads.c4gh (encrypted)",
-            server.drs_uri("sample-reads")
-        )),
-        "{out}"
-    );
-    assert!(
-        out.contains("Unhealthy (x3): Readiness probe failed"),
-        "{out}"
-    );
-    assert!(
-        out.contains("‼ waiting for inputs: the gate is running for 10m"),
-        "{out}"
-    );
-
-    // status: a failed pod (an object the server does not have).
-    let missing =
-        json!([{"url": server.drs_uri("no-such-object"), "path": "/data/in/missing.c4gh"}]);
-    let failed = create(&client, &task_pod("task-missing", &missing))
-        .await
-        .unwrap();
-    let runner = PodRunner::prepare(&client, &failed, &sidecar_bin)
-        .await
-        .unwrap();
-    let mut sidecar = runner.start_sidecar("c4gh-sidecar").unwrap();
-    runner
-        .wait_startup_probe("c4gh-sidecar", &mut sidecar, Duration::from_secs(120))
-        .await
-        .unwrap();
-    let gate = runner
-        .run_gate("c4gh-gate", Duration::from_secs(120))
-        .await
-        .unwrap();
-    assert!(!gate.status.success());
-    set_status(
-        &client,
-        "task-missing",
-        "Failed",
-        json!([
-            container(
-                "c4gh-sidecar",
-                json!({"running": {"startedAt": ago(20)}}),
-                true
-            ),
-            container(
-                "c4gh-gate",
-                json!({"terminated": {"exitCode": 1, "reason": "Error",
-            "message": gate.termination_message, "finishedAt": ago(15)}}),
-                false
-            ),
-        ]),
-        json!([container(
-            "task",
-            json!({"waiting": {"reason": "PodInitializing"}}),
-            false
-        )]),
-    )
-    .await;
-    let (code, out) = plugin(&kubeconfig, &["status", "task-missing", "-n", NS]);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("Failed"), "{out}");
-    assert!(out.contains("error: "), "{out}");
-    assert!(
-        out.contains("✘ the gate failed the pod: c4gh-sidecar failed: "),
-        "{out}"
-    );
-    terminate(&mut sidecar, Duration::from_secs(10)).unwrap();
 
     // doctor: healthy.
     let (code, out) = plugin(&kubeconfig, &["doctor"]);

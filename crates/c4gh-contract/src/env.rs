@@ -1,4 +1,4 @@
-//! Names of the environment variables the operator sets and the sidecar (`run`, `probe`, `gate`)
+//! Names of the environment variables the operator sets and the sidecar (`run`, `gate`, `probe`)
 //! and the task containers read.
 
 /// Task containers (and `c4gh-sidecar fetch`): the ephemeral secret key file,
@@ -56,7 +56,8 @@ pub const INPUT_ROOTS: &str = "C4GH_INPUT_ROOTS";
 pub const METRICS_ADDR: &str = "C4GH_METRICS_ADDR";
 /// The gate's timeout in seconds.
 pub const GATE_TIMEOUT: &str = "C4GH_GATE_TIMEOUT";
-/// Milliseconds between the gate's reads of `status.json`.
+/// Longest time in milliseconds between the gate's reads of `status.json` (it also reads it on
+/// every inotify event in the key directory).
 pub const GATE_POLL_MS: &str = "C4GH_GATE_POLL_MS";
 /// Where the gate writes its failure reason (default `/dev/termination-log`).
 pub const TERMINATION_LOG: &str = "C4GH_TERMINATION_LOG";

@@ -14,8 +14,9 @@
 //! # The injected pod
 //!
 //! - Init container [`pod::SIDECAR_CONTAINER`] (native sidecar, `restartPolicy: Always`, args
-//!   `run`, startup probe `c4gh-sidecar probe`) and init container [`pod::GATE_CONTAINER`]
-//!   (args `gate`), in this order before the pod's own init containers.
+//!   `run`, no startup probe) and init container [`pod::GATE_CONTAINER`] (args `gate`), in this
+//!   order before the pod's own init containers. The kubelet starts the gate as soon as the
+//!   sidecar runs and the task containers once the gate exited 0.
 //! - Volume [`pod::KEY_VOLUME`] (memory-backed, [`pod::KEY_VOLUME_SIZE`]) mounted at
 //!   [`pod::KEY_DIR`]: read-write in the sidecar, read-only elsewhere. It holds
 //!   [`pod::SECRET_KEY_FILE`], [`pod::PUBLIC_KEY_FILE`] and [`status::STATUS_FILE`].
@@ -47,8 +48,8 @@
 //!
 //! The sidecar reports progress in [`status::STATUS_FILE`] on the key volume: a [`Status`]
 //! document with a [`Phase`] and one [`InputStatus`] (with its [`InputState`]) per input, in list
-//! order. The startup probe waits for it to leave `Starting`; the gate waits for `Ready` and fails
-//! the pod with [`Status::failure_reason`] on `Failed`. Either way the gate's termination message
+//! order. The gate waits for `Ready` and fails the pod with [`Status::failure_reason`] on
+//! `Failed` (`c4gh-sidecar probe`, no longer injected, checks that it has left `Starting`). Either way the gate's termination message
 //! ends with a [`termination::Summary`] of the document, which `kubectl c4gh status` reads back
 //! through the API.
 

@@ -1,5 +1,5 @@
-//! `status.json` on the key volume: the sidecar's progress report, read by its startup probe and
-//! by the gate.
+//! `status.json` on the key volume: the sidecar's progress report, read by the gate (and by
+//! `c4gh-sidecar probe`).
 //!
 //! Shape: `{"phase": "Starting"|"Fetching"|"Ready"|"Failed", "message": "…", "inputs": [{"url",
 //! "path", "mode", "state": "Pending"|"Fetching"|"Done"|"Failed", "bytes": N, "error": "…"?,

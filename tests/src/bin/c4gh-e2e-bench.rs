@@ -1,7 +1,8 @@
 //! `cargo xtask bench e2e`: pod admission latency with and without the webhook (see
 //! `c4gh_e2e::bench`), then pod start-up and key removal on the real node (see
 //! `c4gh_e2e::node_bench`). Arguments: pods per admission series (default 200), pods per node
-//! series (default 30; 0 skips the node).
+//! series (default 30; 0 skips the node), the input counts of the node series with the sidecar
+//! (comma-separated, default `1,10,100`).
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -38,13 +39,25 @@ async fn main() -> anyhow::Result<()> {
         ms(r.with_webhook.p50) / ms(r.without_webhook.p50),
         ms(r.with_webhook.p99) / ms(r.without_webhook.p99)
     );
+    let counts: Vec<usize> = match std::env::args().nth(3) {
+        Some(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .map_err(|err| anyhow::anyhow!("input count {n:?} in {list:?}: {err}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        None => c4gh_e2e::node_bench::INPUT_COUNTS.to_vec(),
+    };
     if node_pods == 0 {
         return Ok(());
     }
     println!(
         "pod creation -> task container running on the real node, {node_pods} pods per series:"
     );
-    let report = c4gh_e2e::node_bench::startup(node_pods, &|line| println!("{line}")).await?;
+    let report =
+        c4gh_e2e::node_bench::startup(node_pods, &counts, &|line| println!("{line}")).await?;
     for (count, series) in &report.with {
         println!(
             "  sidecar start-up overhead, {count} inputs: p50 {:+.3} s  p99 {:+.3} s",
