@@ -28,16 +28,34 @@ const NS: &str = "tesk";
 /// The TES states in which a task stays.
 const FINAL: &[&str] = &["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"];
 
-/// Polls `GET /tasks/{id}?view=FULL` until the task is in a final state.
+/// How long `SYSTEM_ERROR` must last before it counts as final. tesk-api derives the state from
+/// the taskmaster Job (`TesKubernetesConverter::extractStateFromK8sJobs`) and falls through to
+/// `SYSTEM_ERROR` while a just-created Job has neither an active pod nor a result yet: a fresh
+/// machine's CI run saw that 3.5 s after the POST, before the Job controller made the pod.
+const SYSTEM_ERROR_SETTLES: Duration = Duration::from_secs(15);
+
+/// Polls `GET /tasks/{id}?view=FULL` until the task is in a final state (`SYSTEM_ERROR` only
+/// once it has lasted [`SYSTEM_ERROR_SETTLES`]).
 async fn wait_final(api: &TeskApi, id: &str, timeout: Duration) -> anyhow::Result<Value> {
     let deadline = Instant::now() + timeout;
+    let mut system_error_since: Option<Instant> = None;
     loop {
         let (status, body) = api.request("GET", &format!("/tasks/{id}?view=FULL"), None)?;
         ensure!(status == 200, "GET task {id}: HTTP {status}: {body}");
         let task: Value = serde_json::from_str(&body)?;
         let state = task["state"].as_str().unwrap_or_default();
-        if FINAL.contains(&state) {
+        if state == "SYSTEM_ERROR" {
+            if system_error_since.is_none() {
+                eprintln!("task {id} reads SYSTEM_ERROR; final only if it lasts");
+            }
+            let since = *system_error_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= SYSTEM_ERROR_SETTLES {
+                return Ok(task);
+            }
+        } else if FINAL.contains(&state) {
             return Ok(task);
+        } else {
+            system_error_since = None;
         }
         ensure!(
             Instant::now() < deadline,
