@@ -420,32 +420,8 @@ fn task_rootfs() -> Result<PathBuf, Error> {
     let dev = part.join("dev");
     remove_dir(&dev)?;
     fs::create_dir(&dev).map_err(|err| io("creating", &dev, &err))?;
-    let python = python_dir(&part)?;
-    let site = part
-        .join("usr/local/lib")
-        .join(&python)
-        .join("dist-packages");
-    let version = python.trim_start_matches("python");
-    let pip = cache_dir().join("venv").join("bin").join("pip");
-    Cmd::new(&pip)
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            "--only-binary=:all:",
-            "--implementation=cp",
-            &format!("--python-version={version}"),
-            "--platform=manylinux_2_28_x86_64",
-            "--platform=manylinux_2_17_x86_64",
-            "--platform=manylinux2014_x86_64",
-            "--target",
-        ])
-        .arg_path(&site)
-        .arg(CRYPT4GH)
-        .run()?;
-    // pip --target also writes a script whose interpreter is the virtualenv's; replace it.
-    remove_dir(&site.join("bin"))?;
+    // pip --target also writes scripts whose interpreter is the virtualenv's; replaced below.
+    pip_install(&part, &[CRYPT4GH])?;
     let command = part.join("usr/local/bin/crypt4gh");
     write(
         &command,
@@ -461,26 +437,10 @@ fn task_rootfs() -> Result<PathBuf, Error> {
     Ok(rootfs)
 }
 
-/// The taskmaster image's root file system: the task image's, plus `tesk-core`'s dependencies as
-/// its `setup.py` pins them (binary wheels from PyPI) and its `tesk_core` package as
-/// `tests/tesk/build.sh` unpacked it, with the `taskmaster` and `filer` commands its
-/// `setup.py` declares. Like TESK's own image, it runs as UID 100.
-fn taskmaster_rootfs(task: &Path, rootfs: &Path) -> Result<(), Error> {
-    let package = crate::tesk::out_dir().join("src/tesk-core/src/tesk_core");
-    if !package.join("taskmaster.py").is_file() {
-        return Err(Error::Message(format!(
-            "{} is missing: run `cargo xtask setup` (it unpacks tesk-core)",
-            package.display()
-        )));
-    }
-    if let Some(parent) = rootfs.parent() {
-        fs::create_dir_all(parent).map_err(|err| io("creating", parent, &err))?;
-    }
-    Cmd::new("cp")
-        .arg("-a")
-        .arg_path(task)
-        .arg_path(rootfs)
-        .run()?;
+/// Installs `packages` (binary wheels from PyPI, for the root file system's own Python) into
+/// `rootfs`'s `/usr/local/lib/pythonX.Y/dist-packages`, without the scripts `pip --target`
+/// writes for the virtualenv's interpreter. Returns that directory.
+fn pip_install(rootfs: &Path, packages: &[&str]) -> Result<PathBuf, Error> {
     let python = python_dir(rootfs)?;
     let site = rootfs
         .join("usr/local/lib")
@@ -503,9 +463,33 @@ fn taskmaster_rootfs(task: &Path, rootfs: &Path) -> Result<(), Error> {
             "--target",
         ])
         .arg_path(&site)
-        .args(TESK_CORE_DEPS)
+        .args(packages.iter().copied())
         .run()?;
     remove_dir(&site.join("bin"))?;
+    Ok(site)
+}
+
+/// The taskmaster image's root file system: the task image's, plus `tesk-core`'s dependencies as
+/// its `setup.py` pins them (binary wheels from PyPI) and its `tesk_core` package as
+/// `tests/tesk/build.sh` unpacked it, with the `taskmaster` and `filer` commands its
+/// `setup.py` declares. Like TESK's own image, it runs as UID 100.
+fn taskmaster_rootfs(task: &Path, rootfs: &Path) -> Result<(), Error> {
+    let package = crate::tesk::out_dir().join("src/tesk-core/src/tesk_core");
+    if !package.join("taskmaster.py").is_file() {
+        return Err(Error::Message(format!(
+            "{} is missing: run `cargo xtask setup` (it unpacks tesk-core)",
+            package.display()
+        )));
+    }
+    if let Some(parent) = rootfs.parent() {
+        fs::create_dir_all(parent).map_err(|err| io("creating", parent, &err))?;
+    }
+    Cmd::new("cp")
+        .arg("-a")
+        .arg_path(task)
+        .arg_path(rootfs)
+        .run()?;
+    let site = pip_install(rootfs, TESK_CORE_DEPS)?;
     Cmd::new("cp")
         .arg("-a")
         .arg_path(&package)
