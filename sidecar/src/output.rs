@@ -108,20 +108,30 @@ impl PartFile {
             .mode(mode)
             .open(&part)
             .await;
-        let file = match opened {
-            Ok(file) => file,
+        Self::opened(dest, part, opened, cleanup)
+    }
+
+    /// The part file `part` of `dest` once opening it ended as `opened`; on an error, `part` is
+    /// no longer `cleanup`'s to remove (it was not made, or was not this run's).
+    fn opened(
+        dest: &Path,
+        part: PathBuf,
+        opened: io::Result<tokio::fs::File>,
+        cleanup: Arc<Cleanup>,
+    ) -> Result<Self, OutputError> {
+        match opened {
+            Ok(file) => Ok(PartFile {
+                dest: dest.to_owned(),
+                part,
+                file: Some(BufWriter::with_capacity(COPY_BUF, file)),
+                cleanup,
+                kept: false,
+            }),
             Err(e) => {
                 cleanup.forget(&part);
-                return Err(write_err(&part)(e));
+                Err(write_err(&part)(e))
             }
-        };
-        Ok(PartFile {
-            dest: dest.to_owned(),
-            part,
-            file: Some(BufWriter::with_capacity(COPY_BUF, file)),
-            cleanup,
-            kept: false,
-        })
+        }
     }
 
     /// Continues the existing `.NAME.part` of `dest`: cuts it to `keep` bytes (the verified
@@ -148,20 +158,7 @@ impl PartFile {
             Ok(file)
         }
         .await;
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) => {
-                cleanup.forget(&part);
-                return Err(write_err(&part)(e));
-            }
-        };
-        Ok(PartFile {
-            dest: dest.to_owned(),
-            part,
-            file: Some(BufWriter::with_capacity(COPY_BUF, file)),
-            cleanup,
-            kept: false,
-        })
+        Self::opened(dest, part, opened, cleanup)
     }
 
     /// Leaves the `.part` file on disk for a later run to resume. With `sweep` it stays
