@@ -4,7 +4,9 @@
 //!
 //! - `ID.json` — the [`ObjectRecord`] (name, sizes, SHA-256 checksums, readers);
 //! - `ID.c4gh-header` — the Crypt4GH header, encrypted for the server's key;
-//! - `ID.c4gh-body` — the encrypted body (the Crypt4GH file after its header), served as is.
+//! - `ID.c4gh-body` — the encrypted body (the Crypt4GH file after its header), served as is;
+//!   with an object store ([`crate::store`], [`Bodies::Store`]) the body is in the bucket
+//!   instead and the record names the store's ETag of it (`store_etag`).
 //!
 //! Keeping the header apart lets the server re-encrypt ~124 bytes per request and serve the body
 //! unchanged. `ID.json` is written last (via `.part` and rename), so an object whose JSON exists is
@@ -101,6 +103,10 @@ pub struct ObjectRecord {
     /// Who may read the object: exact subjects, prefixes ending in `*`
     /// (`system:serviceaccount:lab:*`), or `*` for any authenticated subject.
     pub readers: Vec<String>,
+    /// The object store's ETag of the body, when the body is in an object store (recorded by
+    /// `add` at upload; it is the body's ETag then, since readers download from the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_etag: Option<String>,
 }
 
 impl ObjectRecord {
@@ -121,6 +127,16 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// Where the catalog's bodies are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bodies {
+    /// `ID.c4gh-body` in the catalog directory.
+    #[default]
+    Files,
+    /// In an object store; each record names the store's ETag (`store_etag`).
+    Store,
+}
+
 /// One loaded object: its record, the stored header and where its body is.
 #[derive(Debug)]
 pub struct Object {
@@ -128,9 +144,10 @@ pub struct Object {
     pub record: ObjectRecord,
     /// The Crypt4GH header encrypted for the server's key.
     pub header: Vec<u8>,
-    /// Path of the encrypted body.
+    /// Path of the encrypted body (unused when the body is in an object store).
     pub body_path: PathBuf,
-    /// The strong ETag of the body: `"sha256-<hex of the body's SHA-256>"`.
+    /// The strong ETag of the body: `"sha256-<hex of the body's SHA-256>"` for a body file, the
+    /// store's ETag for a body in an object store.
     pub etag: String,
     /// The header opened with the server's key, filled by the first header request (see
     /// [`Object::opened_header`]). Secret: the data keys zeroize on drop and `Debug` elides them.
@@ -202,6 +219,7 @@ impl ObjectPaths {
 #[derive(Debug)]
 pub struct Catalog {
     dir: PathBuf,
+    bodies: Bodies,
     objects: RwLock<HashMap<String, Arc<Object>>>,
 }
 
@@ -209,6 +227,11 @@ impl Catalog {
     /// Loads every `*.json` record in `dir`. Any invalid object fails the whole load, naming the
     /// file, so a broken catalog is noticed at startup.
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
+        Self::open_with(dir, Bodies::Files)
+    }
+
+    /// Like [`Catalog::open`], with the bodies where `bodies` says.
+    pub fn open_with(dir: &Path, bodies: Bodies) -> Result<Self, CatalogError> {
         let io_err = |source| CatalogError::Io {
             path: dir.to_owned(),
             source,
@@ -224,11 +247,12 @@ impl Catalog {
                 continue;
             }
             validate_id(id)?;
-            let object = load_object(dir, id)?;
+            let object = load_object(dir, id, bodies)?;
             objects.insert(id.to_owned(), Arc::new(object));
         }
         Ok(Catalog {
             dir: dir.to_owned(),
+            bodies,
             objects: RwLock::new(objects),
         })
     }
@@ -259,7 +283,7 @@ impl Catalog {
         if !paths.record.is_file() {
             return Ok(None);
         }
-        let object = Arc::new(load_object(&self.dir, id)?);
+        let object = Arc::new(load_object(&self.dir, id, self.bodies)?);
         if let Ok(mut objects) = self.objects.write() {
             objects.insert(id.to_owned(), Arc::clone(&object));
         }
@@ -267,7 +291,7 @@ impl Catalog {
     }
 }
 
-fn load_object(dir: &Path, id: &str) -> Result<Object, CatalogError> {
+fn load_object(dir: &Path, id: &str, bodies: Bodies) -> Result<Object, CatalogError> {
     let paths = ObjectPaths::new(dir, id);
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -300,6 +324,25 @@ fn load_object(dir: &Path, id: &str) -> Result<Object, CatalogError> {
         )));
     }
     let header = std::fs::read(&paths.header).map_err(io(&paths.header))?;
+    if bodies == Bodies::Store {
+        let etag =
+            record
+                .store_etag
+                .clone()
+                .filter(|e| !e.is_empty() && !e.starts_with("W/") && e.is_ascii())
+                .ok_or_else(|| {
+                    bad("it has no store_etag, but this server serves bodies from an object store; \
+                     add the object with the object-store flags (--s3-bucket ...)"
+                    .into())
+                })?;
+        return Ok(Object {
+            record,
+            header,
+            body_path: paths.body,
+            etag,
+            opened: OnceLock::new(),
+        });
+    }
     let body_len = std::fs::metadata(&paths.body)
         .map_err(io(&paths.body))?
         .len();
@@ -367,6 +410,7 @@ mod tests {
                 sha256: "0".repeat(64),
             },
             readers: vec!["alice".into(), "system:serviceaccount:lab:*".into()],
+            store_etag: None,
         };
         assert!(record.admits("alice"));
         assert!(!record.admits("alice2"));

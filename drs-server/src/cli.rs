@@ -4,14 +4,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::{AddOptions, add_file};
+use crate::admin::{AddOptions, add_file, add_to_store};
 use crate::auth::jwt::{JwksSource, JwtConfig};
 use crate::auth::passport::{PassportConfig, VisaIssuer};
 use crate::auth::tokenreview::{IN_CLUSTER_DIR, ReviewerCredential, TokenReviewConfig};
 use crate::auth::tokens::StaticTokens;
 use crate::secret::SecretString;
+use crate::store::{S3Config, S3Store, SharedFiles, load_credentials};
 use crate::telemetry::LogFormat;
 use crate::tls::TlsConfig;
 use crate::{Config, Settings};
@@ -25,6 +27,8 @@ const EXAMPLES: &str = "\
 EXAMPLES:
   c4gh keygen --sk server.sec --pk server.pub
   c4gh-drs-server add --catalog /srv/catalog --file sample.bam --id sample1 --public-key server.pub
+  AWS_PROFILE=archive c4gh-drs-server add --catalog /srv/catalog --s3-bucket bodies \\
+      --file sample.bam --id sample2 --public-key server.pub
   C4GH_DRS_PASSPHRASE=... c4gh-drs-server serve --catalog /srv/catalog --secret-key server.sec \\
       --tls-cert tls.crt --tls-key tls.key --tokens-file tokens.json
   curl -H 'Authorization: Bearer TOKEN' https://localhost:8443/ga4gh/drs/v1/objects/sample1";
@@ -106,6 +110,63 @@ fn read_passphrase(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     Ok(Zeroizing::new(line.to_vec()))
+}
+
+/// Where the bodies are when they are in an S3-compatible object store.
+#[derive(Args)]
+struct S3Args {
+    /// Keep the bodies in this S3 bucket instead of the catalog directory: readers get a
+    /// short-lived pre-signed URL of the body, `add` uploads it there. Credentials:
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else the profile of
+    /// ~/.aws/credentials or ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE).
+    #[arg(long, env = "C4GH_DRS_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Prefix of the body keys in the bucket (e.g. archive/); a body is PREFIX + ID.c4gh-body.
+    #[arg(long, env = "C4GH_DRS_S3_PREFIX", default_value = "")]
+    s3_prefix: String,
+    /// Region the requests are signed for.
+    #[arg(long, env = "C4GH_DRS_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// S3 endpoint (default: https://s3.REGION.amazonaws.com), e.g. http://127.0.0.1:8333 for
+    /// a SeaweedFS or MinIO.
+    #[arg(long, env = "C4GH_DRS_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Path-style URLs (ENDPOINT/BUCKET/KEY) instead of virtual-host style; most self-hosted
+    /// stores (SeaweedFS, MinIO, Ceph) and IP-address endpoints need it.
+    #[arg(long, env = "C4GH_DRS_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// The profile of the shared credentials/config files (default: AWS_PROFILE, else default).
+    #[arg(long, env = "C4GH_DRS_S3_PROFILE")]
+    s3_profile: Option<String>,
+    /// Lifetime in seconds of the pre-signed body URLs handed to readers (a client whose URL
+    /// expires mid-download asks for a new one and resumes).
+    #[arg(long, env = "C4GH_DRS_SIGNED_URL_SECONDS", default_value_t = 300)]
+    signed_url_seconds: u64,
+}
+
+impl S3Args {
+    /// The store, if a bucket is given.
+    fn store(&self) -> anyhow::Result<Option<Arc<S3Store>>> {
+        let Some(bucket) = &self.s3_bucket else {
+            return Ok(None);
+        };
+        let endpoint = self
+            .s3_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.s3_region));
+        let endpoint = reqwest::Url::parse(&endpoint)
+            .with_context(|| format!("--s3-endpoint {endpoint:?} is not a URL"))?;
+        let config = S3Config {
+            endpoint,
+            bucket: bucket.clone(),
+            prefix: self.s3_prefix.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            url_lifetime: Duration::from_secs(self.signed_url_seconds),
+        };
+        let credentials = load_credentials(self.s3_profile.as_deref(), &SharedFiles::from_env())?;
+        Ok(Some(Arc::new(S3Store::new(&config, credentials)?)))
+    }
 }
 
 #[derive(Args)]
@@ -235,6 +296,8 @@ struct ServeArgs {
     /// Most simultaneous connections.
     #[arg(long, env = "C4GH_DRS_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 #[derive(Args)]
@@ -269,6 +332,8 @@ struct AddArgs {
     public_key: Option<PathBuf>,
     #[command(flatten)]
     key: KeyArgs,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 impl Cli {
@@ -295,7 +360,18 @@ fn add(mut args: AddArgs) -> anyhow::Result<()> {
         dataset: args.dataset.take(),
         readers: args.readers.clone(),
     };
-    let record = add_file(&args.catalog, &public, &args.file, &options)?;
+    let record = match args.s3.store()? {
+        Some(store) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(add_to_store(
+                &args.catalog,
+                &public,
+                &args.file,
+                &options,
+                &store,
+            ))?,
+        None => add_file(&args.catalog, &public, &args.file, &options)?,
+    };
     println!("{}", serde_json::to_string_pretty(&record)?);
     Ok(())
 }
@@ -420,6 +496,7 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         static_binding_ttl: Duration::from_secs(args.static_binding_ttl_seconds),
         dataset_readers,
         body_token_ttl: Duration::from_secs(args.body_token_seconds),
+        body_store: args.s3.store()?,
         ..Settings::default()
     };
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_seconds);

@@ -4,6 +4,7 @@
 //! The protocol is `docs/drs-crypt4gh.md`; operating the server is `docs/drs-server.md`.
 //!
 //! - [`catalog`]: objects stored as header + body + JSON record in one directory;
+//! - [`store`]: bodies in an S3-compatible object store (pre-signed URLs, multipart upload);
 //! - [`cli`]: the command line of the binary;
 //! - [`admin`]: encrypt a plain file for the server key and register it;
 //! - [`auth`]: static bearer tokens, JWTs (OIDC / Kubernetes ServiceAccount issuers),
@@ -60,6 +61,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

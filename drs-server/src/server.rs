@@ -29,7 +29,7 @@ use crate::auth::jwt::{JwtConfig, JwtError, JwtVerifier};
 use crate::auth::passport::{PassportConfig, PassportVerifier};
 use crate::auth::tokenreview::{ReviewError, TokenReviewConfig, TokenReviewer};
 use crate::auth::tokens::StaticTokens;
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Bodies, Catalog, CatalogError};
 use crate::tls::{TlsConfig, TlsError, server_config};
 
 /// Everything needed to run a server.
@@ -169,7 +169,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
         max_connections,
         client_timeout,
     } = config;
-    let catalog = Catalog::open(&catalog_dir)?;
+    let bodies = if settings.body_store.is_some() {
+        Bodies::Store
+    } else {
+        Bodies::Files
+    };
+    let catalog = Catalog::open_with(&catalog_dir, bodies)?;
     let jwt = jwt.map(JwtVerifier::new).transpose()?;
     let passports = passports.map(PassportVerifier::new).transpose()?;
     let reviewer = token_review.map(TokenReviewer::new).transpose()?;

@@ -14,6 +14,7 @@ use crate::body_token::BodyTokens;
 use crate::catalog::{Catalog, CatalogError, Object, subject_matches};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
+use crate::store::S3Store;
 
 /// Settings of the HTTP application that are not security material.
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct Settings {
     pub dataset_readers: Vec<(String, String)>,
     /// Lifetime of the body tokens minted for passport holders (see [`crate::body_token`]).
     pub body_token_ttl: Duration,
+    /// Where the bodies are when not in the catalog directory: the `crypt4gh-body` access URL
+    /// is then a pre-signed URL of the store (see [`crate::store`]).
+    pub body_store: Option<Arc<S3Store>>,
 }
 
 impl Default for Settings {
@@ -56,6 +60,7 @@ impl Default for Settings {
             static_binding_ttl: Duration::from_secs(12 * 3600),
             dataset_readers: Vec::new(),
             body_token_ttl: crate::body_token::DEFAULT_TTL,
+            body_store: None,
         }
     }
 }

@@ -19,11 +19,12 @@ use c4gh::keys::{PublicKey, SecretKey};
 use tempfile::TempDir;
 use zeroize::Zeroizing;
 
-use crate::admin::{AddError, AddOptions, add_file};
+use crate::admin::{AddError, AddOptions, add_file, add_to_store};
 use crate::auth::tokens::StaticTokens;
 use crate::catalog::ObjectRecord;
 use crate::secret::SecretString;
 use crate::server::{Config, RunningServer, ServeError, start};
+use crate::store::S3Store;
 use crate::tls::TlsConfig;
 
 /// Why a test server could not be set up.
@@ -131,6 +132,41 @@ impl TestServer {
         readers: &[&str],
     ) -> Result<ObjectRecord, AddError> {
         self.add_to_dataset(id, plaintext, readers, None)
+    }
+
+    /// [`add`](Self::add) with the body uploaded to `store` (a server started with
+    /// `settings.body_store` set to the same store serves it from there).
+    pub async fn add_in_store(
+        &self,
+        store: &S3Store,
+        id: &str,
+        plaintext: &[u8],
+        readers: &[&str],
+    ) -> Result<ObjectRecord, AddError> {
+        let input = self.catalog.path().join(format!(".input-{id}"));
+        std::fs::write(&input, plaintext).map_err(|source| AddError::Io {
+            what: "writing",
+            path: input.clone(),
+            source,
+        })?;
+        let options = AddOptions {
+            id: id.to_owned(),
+            name: Some(format!("{id}.bin")),
+            description: None,
+            mime_type: None,
+            dataset: None,
+            readers: readers.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        let record = add_to_store(
+            self.catalog.path(),
+            &self.server_public,
+            &input,
+            &options,
+            store,
+        )
+        .await;
+        let _ = std::fs::remove_file(&input);
+        record
     }
 
     /// [`add`](Self::add), recording the object as part of `dataset`.

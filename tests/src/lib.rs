@@ -25,8 +25,10 @@ pub mod node_bench;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod relay;
 pub mod scenario;
 pub mod sda;
+pub mod seaweed;
 pub mod tesk;
 pub mod workspace;
 

@@ -6,7 +6,8 @@
 //!   `etcd`, `kube-controller-manager`, `kube-scheduler`, `kubelet`, `kubectl`, `containerd`,
 //!   its shim and `ctr` built from Go modules; PostgreSQL and NeIC SDA v2's download service for
 //!   `tests/tests/sda.rs`; the Java `tesk-api` and the `tesk-core` taskmaster for
-//!   `tests/tests/tesk.rs`). Idempotent and cached.
+//!   `tests/tests/tesk.rs`; SeaweedFS's `weed`, the S3 server of
+//!   `tests/tests/object_store.rs`). Idempotent and cached.
 //! - `cargo xtask images`: the OCI image archives (`target/images/`, see `images.rs`).
 //! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, the images, and every
 //!   test.
@@ -27,6 +28,7 @@ mod peers;
 mod python;
 mod run;
 mod sda;
+mod seaweedfs;
 mod system;
 mod tesk;
 
@@ -82,6 +84,7 @@ fn setup() -> Result<(), Error> {
     system::ensure_packages()?;
     control_plane::ensure_binaries()?;
     sda::ensure()?;
+    seaweedfs::ensure()?;
     tesk::ensure()
 }
 

@@ -36,6 +36,10 @@ use crate::flavour::{ClientPublicKey, HeaderFlavour};
 use crate::resolve::ObjectRef;
 use crate::types::{DrsObject, redact_url};
 
+/// How often an expired signed body URL is renewed at the access endpoint without the download
+/// making progress in between (a store that calls every fresh URL expired has a clock problem).
+pub const MAX_URL_RENEWALS: u32 = 3;
+
 /// How often a header + body fetch starts over (fresh DRS object, header and body) because
 /// the body changed underneath it or failed its length or checksum check.
 pub const MAX_BODY_RESTARTS: u32 = 3;
@@ -297,6 +301,8 @@ enum Interrupted {
     Dropped(String),
     /// The response contradicted the request or the object (length, range, status).
     Invalid(Error),
+    /// A signed URL's lifetime ended (the store's error code and message): renew it.
+    Expired(String),
 }
 
 impl Client {
@@ -532,15 +538,49 @@ impl Client {
         };
         let url = redact_url(target.url.as_str());
         let policy = &self.cfg.retry;
+        let mut target = std::borrow::Cow::Borrowed(target);
+        // Renewals of an expired signed URL since the last progress, and where that was.
+        let (mut renewals, mut renewed_at) = (0u32, state.done);
         loop {
             let pass = self
-                .body_pass(object_id, target, expect, sink, progress, &mut state)
+                .body_pass(object_id, &target, expect, sink, progress, &mut state)
                 .await;
             sink.end_pass().await?;
             let why = match pass? {
                 None => break,
                 Some(why) => why,
             };
+            if let Interrupted::Expired(code) = why {
+                if state.done > renewed_at {
+                    (renewals, renewed_at) = (0, state.done);
+                }
+                renewals += 1;
+                let renew = target
+                    .renew
+                    .clone()
+                    .filter(|_| renewals <= MAX_URL_RENEWALS);
+                let Some((obj, access_id)) = renew else {
+                    return Err(Error::SignedUrlRefused {
+                        object: object_id.to_owned(),
+                        host: crate::error::authority_of(&target.url),
+                        status: 403,
+                        url,
+                        hint: crate::error::signed_url_hint(403, &code),
+                        code,
+                    });
+                };
+                tracing::info!(
+                    object = object_id,
+                    url = %url,
+                    at = state.done,
+                    "the signed body URL expired; asking the access endpoint for a new one"
+                );
+                let renewed = self
+                    .target(&obj, crate::flavour::Locator::AccessId(access_id))
+                    .await?;
+                target = std::borrow::Cow::Owned(renewed);
+                continue;
+            }
             state.failures += 1;
             let reason = if let Interrupted::Invalid(_) = why {
                 state.invalid += 1;
@@ -580,6 +620,14 @@ impl Client {
                         detail,
                     },
                     Interrupted::Invalid(e) => e,
+                    Interrupted::Expired(detail) => Error::Interrupted {
+                        object: object_id.to_owned(),
+                        url,
+                        attempts: state.failures,
+                        at: state.done,
+                        expected: expect.size.unwrap_or(state.done),
+                        detail,
+                    },
                 });
             };
             if state.etag.is_none() && state.done > 0 {
@@ -638,6 +686,34 @@ impl Client {
             }
         }
         let resp = self.send(&req).await?;
+        // A URL on another host with no headers of its own is a signed URL (an object store):
+        // its refusals are S3 XML, and an expired one is renewed, not fatal.
+        let signed = !target.credentials && target.headers.is_empty();
+        if signed && matches!(resp.status().as_u16(), 400 | 403 | 404) {
+            let status = resp.status().as_u16();
+            let text = tokio::time::timeout(
+                self.cfg.timeouts.response,
+                crate::client::read_limited(resp, 16 * 1024),
+            )
+            .await;
+            let code = match text {
+                Ok(Ok(Some(bytes))) => {
+                    crate::error::s3_error_code(&String::from_utf8_lossy(&bytes))
+                }
+                _ => String::new(),
+            };
+            if status == 403 && crate::error::is_expiry(&code) {
+                return Ok(Some(Interrupted::Expired(code)));
+            }
+            return Err(Error::SignedUrlRefused {
+                object: object_id.to_owned(),
+                host: crate::error::authority_of(&target.url),
+                status,
+                url,
+                hint: crate::error::signed_url_hint(status, &code),
+                code,
+            });
+        }
         let resp = self.check(resp, object_id).await?;
         let status = resp.status();
         let resp_etag = resp
@@ -891,6 +967,7 @@ impl Interrupted {
             Interrupted::TooSlow => "below the minimum rate".into(),
             Interrupted::Dropped(d) => d.clone(),
             Interrupted::Invalid(e) => e.to_string(),
+            Interrupted::Expired(code) => format!("the signed URL expired ({code})"),
         }
     }
 }

@@ -273,6 +273,9 @@ pub struct Target {
     pub headers: HeaderMap,
     /// Whether the client's own credential is sent.
     pub credentials: bool,
+    /// The object and access ID whose access endpoint gave this URL: a signed URL that expires
+    /// mid-download is renewed there ([`Client::target`] again).
+    pub(crate) renew: Option<(ObjectRef, String)>,
 }
 
 /// The DRS client. Cheap to share by reference across tasks.
@@ -634,6 +637,7 @@ impl Client {
     ///
     /// Access-call errors; [`Error::Resolve`] for unacceptable URLs.
     pub async fn target(&self, obj: &ObjectRef, loc: Locator) -> Result<Target> {
+        let mut renew = None;
         let access = match loc {
             Locator::Url(url) => {
                 self.check_target_url(obj, &url)?;
@@ -641,9 +645,14 @@ impl Client {
                     credentials: same_origin(&url, obj.url()),
                     url,
                     headers: HeaderMap::new(),
+                    renew: None,
                 });
             }
-            Locator::AccessId(id) => self.access_url(obj, &id).await?,
+            Locator::AccessId(id) => {
+                let access = self.access_url(obj, &id).await?;
+                renew = Some((obj.clone(), id));
+                access
+            }
             Locator::AccessUrl(a) => a,
         };
         let url = obj.url().join(&access.url).map_err(|e| Error::Resolve {
@@ -674,6 +683,7 @@ impl Client {
             credentials: headers.is_empty() && same_origin(&url, obj.url()),
             url,
             headers,
+            renew,
         })
     }
 
@@ -1181,7 +1191,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Reads at most `cap` bytes; `None` if the body is longer.
-async fn read_limited(
+pub(crate) async fn read_limited(
     mut resp: Response,
     cap: usize,
 ) -> std::result::Result<Option<Vec<u8>>, reqwest::Error> {

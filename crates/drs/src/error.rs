@@ -219,6 +219,26 @@ pub enum Error {
         after: String,
     },
 
+    /// An object store (or another host than the DRS server) refused the signed URL of a body.
+    #[error(
+        "{status} from {host} for the signed body URL of object `{object}` ({url}){}: {hint}",
+        store_says(.code)
+    )]
+    SignedUrlRefused {
+        /// Object id.
+        object: String,
+        /// Host (and port) that answered.
+        host: String,
+        /// HTTP status code.
+        status: u16,
+        /// The URL without its (signed) query string.
+        url: String,
+        /// The store's error code and message (S3 XML `Code: Message`), sanitised.
+        code: String,
+        /// What it usually means and what to do.
+        hint: String,
+    },
+
     /// Writing the downloaded bytes failed.
     #[error("cannot write object `{object}` to {}: {source}", path.display())]
     Write {
@@ -265,6 +285,60 @@ impl Error {
             problem: problem.map(Box::new),
         }
     }
+}
+
+fn store_says(code: &str) -> String {
+    if code.is_empty() {
+        String::new()
+    } else {
+        format!(", the store said: {code}")
+    }
+}
+
+/// What a refused signed body URL usually means, by the store's error code.
+pub(crate) fn signed_url_hint(status: u16, code: &str) -> String {
+    let name = code.split(':').next().unwrap_or("").trim();
+    let s = match (status, name) {
+        (
+            _,
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AuthorizationQueryParametersError",
+        ) => {
+            "the store does not accept the URL's signature: the URL was altered on the way, or the DRS server signs with object-store credentials (or a region) the store does not accept; ask the archive's operator to check the DRS server's S3 credentials and --s3-region"
+        }
+        (_, "NoSuchKey" | "NoSuchBucket") | (404, _) => {
+            "the store has no body at this URL: the archive's catalog lists an object whose body is not in the bucket; tell the archive's operator (c4gh-drs-server add uploads the body before registering it)"
+        }
+        (_, "AccessDenied" | "RequestExpired" | "ExpiredToken") => {
+            "the store refused the URL (expired or not allowed) and a renewed one did not help; check this machine's clock, or ask the archive's operator whether the DRS server's S3 credentials may read the bucket"
+        }
+        _ => "the store refused the signed URL; ask the archive's operator",
+    };
+    s.to_owned()
+}
+
+/// `Code: Message` of an S3 XML error document (empty when there is none), sanitised.
+pub(crate) fn s3_error_code(xml: &str) -> String {
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = xml.find(&open)? + open.len();
+        let len = xml[start..].find(&close)?;
+        Some(&xml[start..start + len])
+    };
+    match (element("Code"), element("Message")) {
+        (Some(code), Some(message)) => sanitize(&format!("{code}: {message}"), 200),
+        (Some(code), None) => sanitize(code, 200),
+        _ => String::new(),
+    }
+}
+
+/// Whether an S3 error code says the signature's lifetime is over (a new URL will work).
+pub(crate) fn is_expiry(code: &str) -> bool {
+    let name = code.split(':').next().unwrap_or("").trim();
+    matches!(
+        name,
+        "ExpiredToken" | "RequestExpired" | "TokenRefreshRequired"
+    ) || (name == "AccessDenied" && code.to_ascii_lowercase().contains("expired"))
 }
 
 /// `host[:port]` of a URL.

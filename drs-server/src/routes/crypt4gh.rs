@@ -7,7 +7,8 @@
 //!   carry the ETag of the body the header belongs to.
 //! - `GET|HEAD /c4gh/v1/objects/{id}/body` and `/files/{id}/content`: the body, with Range and
 //!   ETag (see [`crate::body`]), for a reader's bearer token or a body token of that object
-//!   ([`crate::body_token`], minted for passport holders by the access endpoint).
+//!   ([`crate::body_token`], minted for passport holders by the access endpoint); with an object
+//!   store ([`crate::store`]), a `307` to a fresh pre-signed URL of the body instead.
 
 use std::sync::Arc;
 
@@ -159,6 +160,18 @@ async fn body_handler(
             state.readable(&id, &principal)?
         }
     };
+    if let Some(store) = &state.settings.body_store {
+        // The body is in the object store: send the reader there with a fresh signed URL (a
+        // client follows it without its credential, which is for this server only).
+        let url = HeaderValue::try_from(store.signed_get(&object.record.id).as_str())
+            .map_err(|e| Problem::internal(format!("a signed URL is not a header value: {e}")))?;
+        let mut response = axum::http::StatusCode::TEMPORARY_REDIRECT.into_response();
+        response.headers_mut().insert(header::LOCATION, url);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(response);
+    }
     body::serve(&object, &headers, Arc::clone(&state.metrics)).await
 }
 

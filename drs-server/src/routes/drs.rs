@@ -6,7 +6,8 @@
 //! Bulk requests naming more than `max_bulk` items get 413. Callers authenticate with a bearer
 //! token or, when passport issuers are configured, with `passports` in POST bodies; a passport
 //! holder's `crypt4gh-body` access URL carries a short-lived body token in its `headers`
-//! ([`crate::body_token`]).
+//! ([`crate::body_token`]). With an object store ([`crate::store`]) the `crypt4gh-body` access
+//! URL is a short-lived pre-signed URL of the store instead, with no headers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -181,11 +182,20 @@ async fn options_object(State(state): State<Arc<AppState>>, ObjectId(id): Object
     Ok(Json(authorizations(&state, Some(&id))).into_response())
 }
 
-/// The access URL of `access_id` on `id`.
-fn access_url(base: &str, id: &str, access_id: &str) -> Option<AccessUrl> {
+/// The access URL of `access_id` on `id`: for the body with an object store, a pre-signed URL
+/// of the store (a credential until it expires: never logged).
+fn access_url(state: &AppState, base: &str, id: &str, access_id: &str) -> Option<AccessUrl> {
     let path = match access_id {
         HEADER_ACCESS_ID => "header",
-        BODY_ACCESS_ID => "body",
+        BODY_ACCESS_ID => {
+            if let Some(store) = &state.settings.body_store {
+                return Some(AccessUrl {
+                    url: store.signed_get(id).into(),
+                    headers: Vec::new(),
+                });
+            }
+            "body"
+        }
         _ => return None,
     };
     Some(AccessUrl {
@@ -222,8 +232,8 @@ async fn access_response(
     let principal = state.authenticate_with(headers, passports).await?;
     state.readable(id, &principal)?;
     let base = state.base_url(headers)?;
-    let mut url =
-        access_url(&base, id, access_id).ok_or_else(|| Problem::access_not_found(id, access_id))?;
+    let mut url = access_url(state, &base, id, access_id)
+        .ok_or_else(|| Problem::access_not_found(id, access_id))?;
     url.headers = body_headers(state, &principal, id, access_id);
     let mut response = Json(url).into_response();
     response.headers_mut().insert(
@@ -235,14 +245,18 @@ async fn access_response(
 
 /// The headers of a body access URL for a passport holder: a body token (see
 /// [`crate::body_token`]), since the body endpoint is a `GET` that carries no passports. Other
-/// callers send their own bearer token.
+/// callers send their own bearer token. A signed object-store URL needs no header (and must get
+/// none: it goes to another host).
 fn body_headers(
     state: &AppState,
     principal: &crate::auth::Principal,
     id: &str,
     access_id: &str,
 ) -> Vec<String> {
-    if access_id != BODY_ACCESS_ID || principal.grants.is_none() {
+    if access_id != BODY_ACCESS_ID
+        || principal.grants.is_none()
+        || state.settings.body_store.is_some()
+    {
         return Vec::new();
     }
     let token = state
@@ -384,7 +398,7 @@ async fn bulk_access(
             unresolved.add(&Problem::bad_request("no access IDs"), id);
         }
         for access_id in &entry.bulk_access_ids {
-            match access_url(&base, id, access_id) {
+            match access_url(&state, &base, id, access_id) {
                 Some(url) => resolved.push(BulkAccessUrl {
                     drs_object_id: Some(id.clone()),
                     drs_access_id: Some(access_id.clone()),
