@@ -45,7 +45,7 @@ commands:
   images        build the OCI image archives into target/images/ (needs root: umoci, mmdebstrap)
   test          setup, cargo fmt --check, cargo clippy -D warnings, images, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, seal, drs, operator, e2e, sda; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, s3, seal, drs, operator, e2e, sda; default: all)
   completions [--out DIR]
                 shell completions (bash, zsh, fish) and man pages of every binary into DIR
                 (default: target/dist): DIR/completions/{bash,zsh,fish}/, DIR/man/man1/
@@ -139,13 +139,15 @@ fn bench(name: Option<&str>) -> Result<(), Error> {
     match name {
         None => bench_c4gh::bench()
             .and_then(|()| bench_sidecar::bench())
+            .and_then(|()| seaweedfs::bench())
             .and_then(|()| bench_seal::bench())
             .and_then(|()| bench_drs::bench())
             .and_then(|()| bench_operator::bench())
             .and_then(|()| control_plane::bench_e2e())
             .and_then(|()| sda::bench()),
         Some("c4gh") => bench_c4gh::bench(),
-        Some("sidecar") => bench_sidecar::bench(),
+        Some("sidecar") => bench_sidecar::bench().and_then(|()| seaweedfs::bench()),
+        Some("s3") => seaweedfs::bench(),
         Some("seal") => bench_seal::bench(),
         Some("drs") => bench_drs::bench(),
         Some("operator") => bench_operator::bench(),

@@ -2,6 +2,8 @@
 //! `tests/seaweedfs/build.sh` from the `github.com/seaweedfs/seaweedfs` Go module pinned in
 //! `tests/seaweedfs/go.mod` (the module proxy serves it only as a pseudo-version) into the cache
 //! directory. The script stamps what it built, so only the first setup pays for the Go build.
+//! Also `cargo xtask bench s3` (part of `bench sidecar`): a body from SeaweedFS via a signed URL,
+//! the sidecar vs curl (`tests/src/bin/c4gh-s3-bench.rs`).
 
 use std::path::Path;
 
@@ -23,5 +25,38 @@ pub fn ensure() -> Result<(), Error> {
     Cmd::new("bash")
         .arg_path(&script)
         .arg_path(&cache_dir().join("seaweedfs").join("bin"))
+        .run()
+}
+
+/// `cargo xtask bench s3`: builds the release `c4gh-sidecar` and `c4gh-drs-server`, then runs the
+/// driver (a debug build: it only starts processes) with `C4GH_BENCH_MIB` MiB (default 1024).
+pub fn bench() -> Result<(), Error> {
+    Cmd::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "c4gh-sidecar",
+            "-p",
+            "drs-server",
+            "--bins",
+        ])
+        .run()?;
+    Cmd::new("cargo")
+        .args(["build", "--quiet", "-p", "c4gh-sidecar"])
+        .run()?;
+    let mib = std::env::var("C4GH_BENCH_MIB").unwrap_or_else(|_| "1024".into());
+    Cmd::new("cargo")
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "c4gh-e2e",
+            "--bin",
+            "c4gh-s3-bench",
+            "--",
+        ])
+        .arg(&mib)
         .run()
 }
