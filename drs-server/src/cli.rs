@@ -116,7 +116,7 @@ fn read_passphrase(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
 #[derive(Args)]
 struct S3Args {
     /// Keep the bodies in this S3 bucket instead of the catalog directory: readers get a
-    /// short-lived pre-signed URL of the body, `add` uploads it there. Credentials:
+    /// short-lived pre-signed URL of the body, and the add command uploads bodies there. Credentials:
     /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else the profile of
     /// ~/.aws/credentials or ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE).
     #[arg(long, env = "C4GH_DRS_S3_BUCKET")]
