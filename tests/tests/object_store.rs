@@ -35,7 +35,7 @@ async fn start_weed() -> SeaweedFs {
     tokio::task::spawn_blocking(SeaweedFs::start)
         .await
         .unwrap()
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The store reached directly over plain HTTP (for uploads and overwrites), its bucket made
