@@ -104,7 +104,15 @@ impl Run {
 }
 
 fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        let error = text
+            .lines()
+            .rfind(|l| l.contains("fetch failed"))
+            .unwrap_or_default();
+        eprintln!("sidecar said: {error}");
+    }
+    text
 }
 
 /// The reference Python implementation decrypts `file` with `sk`.
