@@ -730,4 +730,25 @@ mod tests {
             assert!(err.contains(want), "{json}: {err}");
         }
     }
+
+    #[test]
+    fn writeback_syncs_in_the_background_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = File::create(&path).unwrap();
+        let mut writeback = Writeback::new(&file).unwrap();
+        let block = vec![7u8; 1 << 20];
+        // Past two writeback points, then a tail.
+        let total = 2 * WRITEBACK_BYTES + 12_345;
+        let mut written = 0u64;
+        while written < total {
+            let n = block.len().min((total - written) as usize);
+            writeback.write_all(&block[..n]).unwrap();
+            written += n as u64;
+        }
+        writeback.finish().unwrap();
+        drop(writeback);
+        file.sync_data().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), total);
+    }
 }
