@@ -49,6 +49,9 @@ const PIPE_BYTES: usize = 1 << 20;
 /// How often a fetch starts over (fresh DRS object, header and body) because the body
 /// changed on the server meanwhile or failed a check (length, checksum, segment tag).
 const MAX_RESTARTS: u32 = 3;
+/// Smallest `encrypted` body that gets a resume record ([`crate::resume`]); a smaller one is
+/// fetched from byte 0 by a later run.
+const RESUME_MIN_BYTES: u64 = 1 << 20;
 /// Permission bits of plaintext outputs and FIFOs (group: the pod's fsGroup).
 const PLAINTEXT_MODE: u32 = 0o640;
 /// Permission bits of encrypted outputs.
@@ -213,6 +216,10 @@ pub struct Fetcher {
     client: Arc<Client>,
     flavours: ServerFlavours,
     detected: Mutex<HashMap<String, FlavourChoice>>,
+    /// Held while a server's flavour is being detected, so that inputs starting together ask
+    /// the server once rather than once each (the first detection also opens the connection
+    /// the others then share).
+    detecting: tokio::sync::Mutex<()>,
     key: Arc<EphemeralKey>,
     public: ClientPublicKey,
     allowed_hosts: Vec<String>,
@@ -283,6 +290,7 @@ impl Fetcher {
             client: Arc::new(client),
             flavours,
             detected: Mutex::new(HashMap::new()),
+            detecting: tokio::sync::Mutex::new(()),
             key,
             public,
             allowed_hosts: args
@@ -412,6 +420,10 @@ impl Fetcher {
         if *configured != FlavourChoice::Auto {
             return configured.clone();
         }
+        if let Some(known) = self.detected_lock().get(&authority) {
+            return known.clone();
+        }
+        let _detecting = self.detecting.lock().await;
         if let Some(known) = self.detected_lock().get(&authority) {
             return known.clone();
         }
@@ -571,13 +583,18 @@ impl Fetcher {
             let (header, opened) = self.header(flavour, obj, object).await?;
             let target = self.body_target(flavour, obj, object).await?;
             let expect = BodyExpectation::for_object(object, Some(&header));
-            let record = PartialRecord::new(
-                &input.url,
-                &obj.authority(),
-                object,
-                &expect,
-                header.bytes.len(),
-            );
+            // A small body is fetched again faster than its record is written and fsynced.
+            let record = (object.size >= RESUME_MIN_BYTES)
+                .then(|| {
+                    PartialRecord::new(
+                        &input.url,
+                        &obj.authority(),
+                        object,
+                        &expect,
+                        header.bytes.len(),
+                    )
+                })
+                .flatten();
             // Only the first attempt continues an earlier run's partial; a restart after a
             // failed check starts from byte 0.
             let resume = match &record {
@@ -616,7 +633,9 @@ impl Fetcher {
                 },
                 None => {
                     let _ = crate::atomic::remove_if_exists(&record_path);
-                    tracing::debug!(object = %object.id, "the server named no strong ETag with the header; a rerun cannot resume this body");
+                    if object.size >= RESUME_MIN_BYTES {
+                        tracing::debug!(object = %object.id, "the server named no strong ETag with the header; a rerun cannot resume this body");
+                    }
                     false
                 }
             };

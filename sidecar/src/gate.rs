@@ -206,6 +206,7 @@ pub async fn gate_main(args: &GateArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         poll: Duration::from_millis(args.poll_ms.max(1)),
     };
+    tracing::info!(key_dir = %config.key_dir.display(), "waiting for the sidecar's inputs");
     match gate(&config).await {
         Ok(status) => {
             tracing::info!(

@@ -10,12 +10,15 @@
 //!    and a summary (objects, bytes, seconds) is logged;
 //! 5. wait for SIGTERM/SIGINT — which may also arrive during 2–4: in-flight fetches are dropped
 //!    (cancellation-safe: every file is registered with [`Cleanup`] before it is created);
-//! 6. the declared outputs ([`crate::seal`]) are replaced by their Crypt4GH encryption (the
+//! 6. `ephemeral.sec` is overwritten and unlinked and the key zeroized (dropped) at once: the
+//!    outputs need no input key, so however long their encryption takes, the key does not
+//!    outlive the task;
+//! 7. the declared outputs ([`crate::seal`]) are replaced by their Crypt4GH encryption (the
 //!    task's containers have exited: the kubelet signals a native sidecar after them); a
 //!    failure makes the exit code 1 with the reason in the termination log;
-//! 7. teardown: overwrite and unlink `ephemeral.sec`, remove `ephemeral.pub` and `status.json`,
-//!    `.part` files, plaintext outputs and FIFOs, zeroize the key (dropped), exit 0. [`final_sweep`] repeats the file removal after the
-//!    runtime has stopped, catching files whose creation was still in flight in the blocking pool.
+//! 8. teardown: remove `ephemeral.pub` and `status.json`, `.part` files, plaintext outputs and
+//!    FIFOs, exit 0. [`final_sweep`] repeats the file removal after the runtime has stopped,
+//!    catching files whose creation was still in flight in the blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +96,7 @@ pub struct Summary {
 /// Runs pod mode until SIGTERM/SIGINT. `cleanup` outlives the call so that [`final_sweep`] can
 /// run after the runtime stopped.
 pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunError> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "c4gh-sidecar starting");
     harden::harden()?;
     let mut shutdown = Shutdown::install()?;
     let key_dir = args.key_dir.clone();
@@ -178,6 +182,15 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     }
     feeders.abort_all();
     while feeders.join_next().await.is_some() {}
+    summary.key_shredded = match key::shred(&key_file) {
+        Ok(shredded) => shredded,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot shred the key file");
+            false
+        }
+    };
+    drop(key);
+    tracing::info!(key_shredded = summary.key_shredded, "key destroyed");
     if args.output.outputs.is_some() || args.output.outputs_file.is_some() {
         let output = args.output.clone();
         summary.outputs_failed = match tokio::task::spawn_blocking(move || {
@@ -194,14 +207,6 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
     }
     flusher.abort();
     let _ = flusher.await;
-    summary.key_shredded = match key::shred(&key_file) {
-        Ok(shredded) => shredded,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot shred the key file");
-            false
-        }
-    };
-    drop(key);
     remove_key_files(&key_dir);
     summary.removed = cleanup.sweep();
     tracing::info!(

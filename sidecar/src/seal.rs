@@ -7,7 +7,10 @@
 //!    runs after a killed encryption finds the output missing and fails);
 //! 2. encrypt `.NAME.c4gh-plain` into `.NAME.c4gh-part` (created exclusively, mode of the
 //!    original), streaming through [`c4gh::parallel::encrypt_parallel`] on up to 4 lanes with a
-//!    bounded buffer pool, so memory does not grow with the file; fsync;
+//!    bounded buffer pool, so memory does not grow with the file; a helper thread runs
+//!    `fdatasync` after every [`WRITEBACK_BYTES`] written, so the disk writes out the
+//!    ciphertext while the rest is encrypted, and a last `fdatasync` once all of it is written
+//!    makes the whole file (data and size) durable before step 3;
 //! 3. rename `.NAME.c4gh-part` to `NAME`, fsync the directory, unlink `.NAME.c4gh-plain`, fsync
 //!    the directory again.
 //!
@@ -36,6 +39,79 @@ use crate::cli::{OutputArgs, SealArgs};
 const PARALLEL_MIN_BYTES: u64 = 4 << 20;
 /// Most lanes one file gets by default.
 const DEFAULT_MAX_THREADS: usize = 4;
+/// Ciphertext written between two background `fdatasync`s (see the module docs).
+pub const WRITEBACK_BYTES: u64 = 64 << 20;
+
+/// Writes to a file and, after every [`WRITEBACK_BYTES`], asks a helper thread to `fdatasync`
+/// it, so that writeback overlaps the encryption instead of following it. The durability
+/// guarantee comes from the caller's last `fdatasync`; the background ones only shorten it.
+struct Writeback<'a> {
+    file: &'a File,
+    since_sync: u64,
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    helper: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl<'a> Writeback<'a> {
+    fn new(file: &'a File) -> io::Result<Self> {
+        let synced = file.try_clone()?;
+        // Capacity 1: a request made while a sync runs is kept, further ones are dropped (the
+        // next sync covers them).
+        let (wake, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let helper = std::thread::Builder::new()
+            .name("seal-writeback".into())
+            .spawn(move || {
+                while requests.recv().is_ok() {
+                    // The clone shares the open file description: an error reported here is
+                    // not reported again to the last fdatasync, so it is returned.
+                    synced.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Writeback {
+            file,
+            since_sync: 0,
+            wake: Some(wake),
+            helper: Some(helper),
+        })
+    }
+
+    /// Stops the helper; its first error, if any.
+    fn finish(&mut self) -> io::Result<()> {
+        drop(self.wake.take());
+        match self.helper.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the writeback thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (&*self.file).write(buf)?;
+        self.since_sync += n as u64;
+        if self.since_sync >= WRITEBACK_BYTES {
+            self.since_sync = 0;
+            if let Some(wake) = &self.wake {
+                // Full: a sync is already asked for. Disconnected: the helper stopped on an
+                // error, which `finish` returns.
+                let _ = wake.try_send(());
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Writeback<'_> {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
 
 /// Why an output list cannot be used at all.
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +451,7 @@ fn encrypt_to(
     recipients: &[PublicKey],
     threads: usize,
 ) -> Result<u64, String> {
+    let started = Instant::now();
     let input = File::open(plain).map_err(|e| format!("cannot open it: {e}"))?;
     let meta = input
         .metadata()
@@ -401,13 +478,23 @@ fn encrypt_to(
     let write_err = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", part.display());
     out.write_all(&header).map_err(|e| write_err(&e))?;
     let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut writer_buf = io::BufWriter::with_capacity(1 << 20, &mut out);
+    let mut writeback = Writeback::new(&out).map_err(|e| write_err(&e))?;
+    let mut writer_buf = io::BufWriter::with_capacity(1 << 20, &mut writeback);
     let bytes = c4gh::parallel::encrypt_parallel(&mut reader, &mut writer_buf, &key, threads)
         .map_err(|e| format!("cannot encrypt it: {e}"))?;
     writer_buf.flush().map_err(|e| write_err(&e))?;
     drop(writer_buf);
-    out.sync_all().map_err(|e| write_err(&e))?;
+    let encrypted = started.elapsed();
+    writeback.finish().map_err(|e| write_err(&e))?;
+    drop(writeback);
+    out.sync_data().map_err(|e| write_err(&e))?;
     drop(out);
+    tracing::debug!(
+        path = %path.display(),
+        encrypt_seconds = encrypted.as_secs_f64(),
+        sync_seconds = (started.elapsed() - encrypted).as_secs_f64(),
+        "ciphertext written and synced"
+    );
     if bytes != meta.len() {
         return Err(format!(
             "it changed while being encrypted ({} bytes before, {bytes} read)",
@@ -642,5 +729,26 @@ mod tests {
             let err = parse(json).unwrap_err().to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn writeback_syncs_in_the_background_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = File::create(&path).unwrap();
+        let mut writeback = Writeback::new(&file).unwrap();
+        let block = vec![7u8; 1 << 20];
+        // Past two writeback points, then a tail.
+        let total = 2 * WRITEBACK_BYTES + 12_345;
+        let mut written = 0u64;
+        while written < total {
+            let n = block.len().min((total - written) as usize);
+            writeback.write_all(&block[..n]).unwrap();
+            written += n as u64;
+        }
+        writeback.finish().unwrap();
+        drop(writeback);
+        file.sync_data().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), total);
     }
 }

@@ -407,12 +407,16 @@ pub fn task_pod(name: &str, drs: &DrsPod, inputs: &[(&str, &str)]) -> Result<Pod
 
 /// A task pod like [`task_pod`] running the shell command `script`; with `inputs` (the DRS
 /// server and object IDs) it opts in to the sidecar, without it the webhook never sees it.
+/// The shell writes its start and exit times (seconds since the epoch) to `/data/out/started`
+/// and `/data/out/exited` ([`KeyWatch::task_started`], [`KeyWatch::task_exited`]).
 pub fn pod_running(
     name: &str,
     inputs: Option<(&DrsPod, &[&str])>,
     script: &str,
 ) -> Result<Pod, Error> {
-    let script = format!("{script}; status=$?; date +%s.%N > /data/out/exited; exit $status");
+    let script = format!(
+        "date +%s.%N > /data/out/started; {script}; status=$?; date +%s.%N > /data/out/exited; exit $status"
+    );
     let mut pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -531,7 +535,16 @@ impl KeyWatch {
 
     /// The task's exit time (seconds since the epoch), once it wrote it.
     pub fn task_exited(&self) -> Option<f64> {
-        std::fs::read_to_string(self.out_dir.join("exited"))
+        self.stamp("exited")
+    }
+
+    /// The time the task's shell started (its first act), once it wrote it.
+    pub fn task_started(&self) -> Option<f64> {
+        self.stamp("started")
+    }
+
+    fn stamp(&self, name: &str) -> Option<f64> {
+        std::fs::read_to_string(self.out_dir.join(name))
             .ok()
             .and_then(|s| s.trim().parse().ok())
     }

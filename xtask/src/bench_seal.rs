@@ -2,16 +2,24 @@
 //! SIGTERM and TESK's outputs filer step runs) against the `c4gh encrypt` ceiling, in one run.
 //!
 //! On a file of `C4GH_BENCH_MIB` MiB (default 4096) in `target/bench-seal` (removed at the
-//! end): first `c4gh encrypt --recipient_pk` from the file into a second file on the same disk
-//! (the CLI's default threads), then `c4gh-sidecar seal` replacing the file by its encryption
-//! (same lanes, plus the fsyncs and renames of the atomic replacement). Prints GiB/s, the ratio
-//! (target ≥ 0.8×), peak RSS (flat: independent of the size) and CPU seconds per GiB of each.
-//! `C4GH_BENCH_BIN_DIR`: take `c4gh` and `c4gh-sidecar` from there instead of building them.
+//! end), written and fsynced before anything is timed:
+//! 1. `c4gh encrypt --recipient_pk` from the file into a second file on the same disk (the
+//!    CLI's default threads): the ceiling, which leaves its output in the page cache — it
+//!    does no fsync;
+//! 2. the same followed by `sync -d` of its output (`fdatasync`): the ceiling with the
+//!    durability the sealing needs;
+//! 3. `c4gh-sidecar seal` replacing the file by its encryption (same lanes, plus the
+//!    background and final `fdatasync`s and the renames of the atomic replacement); its debug
+//!    log says how long the encryption and the final sync took.
+//!
+//! Prints GiB/s, both ratios (target ≥ 0.8×), peak RSS (flat: independent of the size) and CPU
+//! seconds per GiB of each. `C4GH_BENCH_BIN_DIR`: take `c4gh` and `c4gh-sidecar` from there
+//! instead of building them.
 
 use std::fs;
 use std::path::PathBuf;
 
-use crate::bench_sidecar::{measured, write_random};
+use crate::bench_sidecar::{Measured, measured, measured_with, write_random};
 use crate::run::{Cmd, Error};
 
 /// Runs the output-encryption benchmark.
@@ -58,17 +66,25 @@ fn run(bin: &std::path::Path, dir: &std::path::Path, mib: usize) -> Result<(), E
         .run()?;
     let file = dir.join("output.bin");
     write_random(&file, mib)?;
+    Cmd::new("sync").args(["-d"]).arg_path(&file).run()?;
     let gib = mib as f64 / 1024.0;
-    let script = format!(
+    let out = dir.join("ceiling.c4gh");
+    let encrypt = format!(
         "{} encrypt --recipient_pk {} < {} > {}",
         bin.join("c4gh").display(),
         pk.display(),
         file.display(),
-        dir.join("ceiling.c4gh").display()
+        out.display()
     );
-    let ceiling = measured(std::path::Path::new("sh"), &["-c", &script])?;
-    fs::remove_file(dir.join("ceiling.c4gh"))
-        .map_err(|e| Error::Message(format!("remove the ceiling's output: {e}")))?;
+    let remove = |path: &std::path::Path| {
+        fs::remove_file(path)
+            .map_err(|e| Error::Message(format!("remove the ceiling's output: {e}")))
+    };
+    let ceiling = measured(std::path::Path::new("sh"), &["-c", &encrypt])?;
+    remove(&out)?;
+    let synced_script = format!("{encrypt} && sync -d {}", out.display());
+    let ceiling_synced = measured(std::path::Path::new("sh"), &["-c", &synced_script])?;
+    remove(&out)?;
     let pem = fs::read_to_string(&pk)
         .map_err(|e| Error::Message(format!("read {}: {e}", pk.display())))?;
     // JSON by hand: the path has no characters to escape, the PEM only newlines.
@@ -77,39 +93,61 @@ fn run(bin: &std::path::Path, dir: &std::path::Path, mib: usize) -> Result<(), E
         file.display(),
         pem.trim().replace('\n', "\\n")
     );
-    let seal = measured(
+    let seal = measured_with(
         &bin.join("c4gh-sidecar"),
         &[
+            "--log-format",
+            "text",
             "seal",
             "--outputs",
             &outputs,
             "--termination-log",
             "/dev/null",
         ],
+        &[("RUST_LOG", "c4gh_sidecar::seal=debug")],
     )?;
-    let head = fs::read(&file).map_err(|e| Error::Message(format!("read the sealed file: {e}")))?;
-    if !head.starts_with(b"crypt4gh") || head.len() as u64 <= (mib as u64) << 20 {
+    let phase = |name: &str| -> Option<f64> {
+        let rest = &seal.stderr[seal.stderr.find(name)? + name.len()..];
+        let value: String = rest
+            .trim_start_matches(['=', '"', ':'])
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        value.parse().ok()
+    };
+    let mut head = [0u8; 8];
+    let sealed = fs::File::open(&file)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head).and_then(|()| f.metadata()))
+        .map_err(|e| Error::Message(format!("read the sealed file: {e}")))?;
+    if &head != b"crypt4gh" || sealed.len() <= (mib as u64) << 20 {
         return Err(Error::Message(
             "the sealed file is not a Crypt4GH file of the output".into(),
         ));
     }
-    drop(head);
-    let rate = |m: &crate::bench_sidecar::Measured| gib / m.seconds;
+    let rate = |m: &Measured| gib / m.seconds;
     println!("output encryption, {mib} MiB, one run each:");
     for (name, m) in [
-        ("c4gh encrypt (ceiling)", &ceiling),
+        ("c4gh encrypt (no fsync)", &ceiling),
+        ("c4gh encrypt + fdatasync", &ceiling_synced),
         ("c4gh-sidecar seal", &seal),
     ] {
         println!(
-            "  {name:24} {:6.2} GiB/s   peak RSS {:6.1} MiB   CPU {:5.2} s/GiB",
+            "  {name:26} {:6.2} GiB/s   peak RSS {:6.1} MiB   CPU {:5.2} s/GiB",
             rate(m),
             m.maxrss_mib,
             m.cpu_seconds / gib
         );
     }
+    match (phase("encrypt_seconds"), phase("sync_seconds")) {
+        (Some(encrypt), Some(sync)) => println!(
+            "  seal's own phases: encryption (with background fdatasyncs) {encrypt:.2} s, last fdatasync {sync:.2} s"
+        ),
+        _ => println!("  seal's own phases: not in its log"),
+    }
     println!(
-        "  seal / ceiling: {:.2}x (target >= 0.8x)",
-        rate(&seal) / rate(&ceiling)
+        "  seal / ceiling without fsync: {:.2}x; seal / ceiling with fdatasync: {:.2}x (target >= 0.8x)",
+        rate(&seal) / rate(&ceiling),
+        rate(&seal) / rate(&ceiling_synced)
     );
     Ok(())
 }

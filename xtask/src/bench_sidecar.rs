@@ -64,14 +64,26 @@ pub(crate) struct Measured {
     pub(crate) maxrss_mib: f64,
     /// User + system CPU seconds of the client (all its threads).
     pub(crate) cpu_seconds: f64,
+    /// What the program wrote to stderr.
+    pub(crate) stderr: String,
 }
 
 pub(crate) fn measured(program: &Path, args: &[&str]) -> Result<Measured, Error> {
+    measured_with(program, args, &[])
+}
+
+/// [`measured`] with extra environment variables for the program.
+pub(crate) fn measured_with(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Measured, Error> {
     let me = std::env::current_exe().map_err(|e| Error::Message(e.to_string()))?;
     let output = Command::new(me)
         .arg("__rusage")
         .arg(program)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .map_err(|e| Error::Message(format!("cannot run the rusage helper: {e}")))?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -94,6 +106,7 @@ pub(crate) fn measured(program: &Path, args: &[&str]) -> Result<Measured, Error>
         seconds: field("seconds=")?,
         maxrss_mib: field("maxrss_kib=")? / 1024.0,
         cpu_seconds: field("cpu_seconds=")?,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
 }
 
@@ -370,6 +383,7 @@ pub fn bench() -> Result<(), Error> {
             seconds: runs[0].seconds,
             maxrss_mib: rss,
             cpu_seconds: cpu,
+            stderr: String::new(),
         })
     };
     let curl = best(Path::new("curl"), &curl_args, "out.curl")?;

@@ -45,6 +45,9 @@ pub const MAX_URL_RENEWALS: u32 = 3;
 pub const MAX_BODY_RESTARTS: u32 = 3;
 /// Cap on resumes of one body download (each must make progress).
 pub const MAX_RESUMES: u32 = 1000;
+/// Bodies with less than this left to fetch use the API client (see
+/// [`crate::ClientConfig::http1_bodies`]).
+pub(crate) const SMALL_BODY_BYTES: u64 = 1 << 20;
 /// Bytes the network task collects before handing a batch to a blocking consumer.
 pub const PIPELINE_BATCH_BYTES: usize = 1 << 20;
 /// Batches queued between the network task and a blocking consumer (memory bound: this many
@@ -671,7 +674,11 @@ impl Client {
         let mut req = Req::new(Method::GET, target.url.clone(), object_id);
         req.headers = target.headers.clone();
         req.credentials = target.credentials;
-        req.body_download = true;
+        // A small body rides the API client's (HTTP/2, when offered) connections like a header
+        // does, rather than opening a bulk connection of its own.
+        req.body_download = expect
+            .size
+            .is_none_or(|size| size.saturating_sub(st.done) >= SMALL_BODY_BYTES);
         if st.done > 0 {
             let range = HeaderValue::from_str(&format!("bytes={}-", st.done))
                 .map_err(|_| length_err("cannot build Range header".into()))?;

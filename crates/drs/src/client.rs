@@ -227,7 +227,8 @@ pub struct ClientConfig {
     pub user_agent: String,
     /// Download bodies over HTTP/1.1 (a connection pool of its own) even where the server offers
     /// HTTP/2: one bulk stream per connection, without HTTP/2 framing and flow control. API
-    /// calls and headers use HTTP/2 when offered either way.
+    /// calls and headers use HTTP/2 when offered either way, and so do bodies with less than
+    /// 1 MiB left to fetch (they open no connection of their own).
     pub http1_bodies: bool,
     /// Told about every retry (metrics).
     pub on_retry: Option<RetryObserver>,

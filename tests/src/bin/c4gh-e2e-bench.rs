@@ -58,6 +58,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let report =
         c4gh_e2e::node_bench::startup(node_pods, &counts, &|line| println!("{line}")).await?;
+    println!("where the time goes (p50/p99 per step):");
+    for (label, breakdown) in &report.breakdowns {
+        println!("  {label}:");
+        for l in breakdown.lines() {
+            println!("{l}");
+        }
+    }
     for (count, series) in &report.with {
         println!(
             "  sidecar start-up overhead, {count} inputs: p50 {:+.3} s  p99 {:+.3} s",
