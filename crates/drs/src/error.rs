@@ -236,7 +236,7 @@ pub enum Error {
         /// The store's error code and message (S3 XML `Code: Message`), sanitised.
         code: String,
         /// What it usually means and what to do.
-        hint: String,
+        hint: &'static str,
     },
 
     /// Writing the downloaded bytes failed.
@@ -296,9 +296,9 @@ fn store_says(code: &str) -> String {
 }
 
 /// What a refused signed body URL usually means, by the store's error code.
-pub(crate) fn signed_url_hint(status: u16, code: &str) -> String {
+pub(crate) fn signed_url_hint(status: u16, code: &str) -> &'static str {
     let name = code.split(':').next().unwrap_or("").trim();
-    let s = match (status, name) {
+    match (status, name) {
         (
             _,
             "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AuthorizationQueryParametersError",
@@ -312,8 +312,7 @@ pub(crate) fn signed_url_hint(status: u16, code: &str) -> String {
             "the store refused the URL (expired or not allowed) and a renewed one did not help; check this machine's clock, or ask the archive's operator whether the DRS server's S3 credentials may read the bucket"
         }
         _ => "the store refused the signed URL; ask the archive's operator",
-    };
-    s.to_owned()
+    }
 }
 
 /// `Code: Message` of an S3 XML error document (empty when there is none), sanitised.
