@@ -203,7 +203,8 @@ async fn direct_task(
         }],
         "executors": [{
             "image": node::image("c4gh-task"),
-            "command": ["sh", "-c", "sha256sum /data/in/sample-reads.bam > /data/out/sha256.txt"]
+            // TESK's filer (UID 100) opens outputs read-write: see tests/cwl/sha256sum.cwl.
+            "command": ["sh", "-c", "umask 000 && sha256sum /data/in/sample-reads.bam > /data/out/sha256.txt"]
         }]
     });
     let (status, body) = api.request("POST", "/tasks", Some(&task))?;
