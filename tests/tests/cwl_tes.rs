@@ -368,15 +368,45 @@ async fn cwl_tes_workflow(
     let url = checksum["location"]
         .as_str()
         .context("the CWL output `checksum` has a location")?;
-    let file = stored(store, url)?;
+    // On the store (`ftp://…`), or where cwltool moved it from the store (`file://…`).
+    let file = match url.strip_prefix("file://") {
+        Some(local) => PathBuf::from(local),
+        None => stored(store, url)?,
+    };
     let size = std::fs::metadata(&file)?.len();
     ensure!(
         checksum["size"] == json!(size),
-        "the CWL output's size is the stored file's ({size}): {checksum}"
+        "the CWL output's size is the file's ({size}): {checksum}"
     );
     let input_path = task["inputs"][0]["path"].as_str().unwrap_or_default();
     let want = format!("{}  {input_path}\n", drs.objects[OBJECT]);
-    sealed_for(alice, &file, &want)
+    sealed_for(alice, &file, &want)?;
+    let uploads = files_named(&store.root().join("cwl"), "sha256.txt");
+    ensure!(
+        !uploads.is_empty(),
+        "TESK's filer uploaded no sha256.txt under the store's cwl/"
+    );
+    for upload in uploads {
+        sealed_for(alice, &upload, &want)?;
+    }
+    Ok(())
+}
+
+/// Every file called `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry.file_name() == name {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
