@@ -40,6 +40,10 @@ pub const FILER_CONTAINER: &str = "filer";
 
 /// The output list for a TESK task document (`outputs[].path`), each with the policy's
 /// recipients; `None` when the task has no outputs or the policy names no output recipients.
+///
+/// An output at or under another output's path is left out: every entry has the same
+/// recipients, and the seal step walks a directory entry, so the nested entry would be
+/// encrypted twice (cwl-tes declares both `stdout` at `OUTDIR/NAME` and the whole `OUTDIR`).
 pub fn output_list(task: &Value, policy: &EffectivePolicy) -> Option<String> {
     let mut recipients = policy.output_default_recipients.clone();
     for key in &policy.output_required_recipients {
@@ -50,19 +54,40 @@ pub fn output_list(task: &Value, policy: &EffectivePolicy) -> Option<String> {
     if recipients.is_empty() {
         return None;
     }
-    let list: Vec<OutputEntry> = task
+    let paths: Vec<&str> = task
         .get("outputs")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|o| o.get("path").and_then(Value::as_str))
         .filter(|p| p.starts_with('/'))
+        .map(|p| p.trim_end_matches('/'))
+        .collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let covered = paths
+            .iter()
+            .enumerate()
+            .any(|(j, other)| (j != i && is_under(path, other)) || (j < i && path == other));
+        if !covered {
+            kept.push(path);
+        }
+    }
+    let list: Vec<OutputEntry> = kept
+        .into_iter()
         .map(|path| OutputEntry {
-            path: path.trim_end_matches('/').to_owned(),
+            path: path.to_owned(),
             recipients: recipients.clone(),
         })
         .collect();
     (!list.is_empty()).then(|| OutputEntry::list_to_json(&list))
+}
+
+/// Whether `path` lies strictly under the directory `dir` (both without a trailing `/`; the
+/// root `/` is the empty string then).
+fn is_under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Whether a Job (as JSON) is TESK's outputs filer: named `…-outputs-filer`, with a container
@@ -232,6 +257,18 @@ mod tests {
             format!(
                 r#"[{{"path":"/data/out/r.vcf","recipients":["{key}"]}},{{"path":"/data/out/dir","recipients":["{key}"]}}]"#
             )
+        );
+        let cwl_tes = json!({"outputs": [
+            {"name": "stdout", "path": "/var/spool/cwl/sum.txt", "url": "ftp://h/o/sum.txt"},
+            {"name": "workdir", "path": "/var/spool/cwl", "type": "DIRECTORY"},
+            {"name": "again", "path": "/var/spool/cwl/", "type": "DIRECTORY"},
+            {"name": "sibling", "path": "/var/spool/cwlx/a", "url": "ftp://h/o/a"}]});
+        assert_eq!(
+            output_list(&cwl_tes, &p).unwrap(),
+            format!(
+                r#"[{{"path":"/var/spool/cwl","recipients":["{key}"]}},{{"path":"/var/spool/cwlx/a","recipients":["{key}"]}}]"#
+            ),
+            "nested and repeated outputs are sealed once, through their directory"
         );
         assert_eq!(output_list(&task, &policy(vec![])), None);
         assert_eq!(output_list(&json!({"outputs": []}), &p), None);

@@ -24,7 +24,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -464,6 +464,15 @@ fn encrypt_to(
         .mode(mode)
         .open(part)
         .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+    // The umask applies to `mode` at creation; the ciphertext gets the plaintext's bits exactly
+    // (an uploader such as TESK's filer, UID 100, may need the write bit the task gave it), and
+    // its owner when the sealer may give it (root in TESK's outputs filer; an unprivileged
+    // sidecar keeps its own files, which it owns already or cannot hand over).
+    out.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", part.display()))?;
+    if let Err(e) = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())) {
+        tracing::debug!(path = %path.display(), error = %e, "ciphertext keeps the sealer's owner");
+    }
     let writer = SecretKey::generate();
     let key = DataKey::generate();
     let header = c4gh::header::build(&writer, recipients, &[&key], None)
@@ -601,7 +610,7 @@ mod tests {
         let file = dir.path().join("a.vcf");
         let big: Vec<u8> = (0..(5 << 20) + 7).map(|i| (i % 251) as u8).collect();
         fs::write(&file, &big).unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
         let sub = dir.path().join("d/e");
         fs::create_dir_all(&sub).unwrap();
         fs::write(sub.join("x"), b"x").unwrap();
@@ -632,7 +641,7 @@ mod tests {
         assert_eq!(decrypt(&sub.join("x"), &sk), b"x");
         assert_eq!(decrypt(&dir.path().join("d/empty"), &sk), b"");
         let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640);
+        assert_eq!(mode, 0o666, "the plaintext's mode, whatever the umask");
         assert_eq!(names(dir.path()), ["a.vcf", "d"]);
         assert_eq!(names(&dir.path().join("d")), ["e", "empty"]);
     }

@@ -19,12 +19,14 @@
 pub mod bench;
 pub mod cluster;
 pub mod control_plane;
+pub mod ftp;
 pub mod manifests;
 pub mod node;
 pub mod node_bench;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod reference;
 pub mod relay;
 pub mod scenario;
 pub mod sda;

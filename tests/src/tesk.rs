@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -55,12 +55,22 @@ pub struct TeskApi {
 }
 
 impl TeskApi {
-    /// Starts tesk-api on 127.0.0.1 for tasks in `namespace`, with the taskmaster image of
-    /// `cargo xtask images` (the filer image is named but not built, see the body), executor and filer
-    /// retries off (`EXECUTOR_BACKOFF_LIMIT` and
-    /// `FILER_BACKOFF_LIMIT` 0, as the taskmaster reads them), and waits until it serves
+    /// Starts tesk-api on 127.0.0.1 for tasks in `namespace`, with the taskmaster and filer
+    /// images of `cargo xtask images`, executor and filer retries off (`EXECUTOR_BACKOFF_LIMIT`
+    /// and `FILER_BACKOFF_LIMIT` 0, as the taskmaster reads them), and waits until it serves
     /// `GET /ga4gh/tes/v1/service-info`.
     pub async fn start(node: &Node, namespace: &str) -> Result<Self, Error> {
+        Self::start_with(node, namespace, &[]).await
+    }
+
+    /// [`TeskApi::start`], with `environment` for the taskmaster besides the retry limits (as
+    /// TESK's chart sets it: `tesk.api.taskmaster.environment.KEY=VALUE`, e.g.
+    /// `NETRC_SECRET_NAME`, which the taskmaster mounts into its filer pods).
+    pub async fn start_with(
+        node: &Node,
+        namespace: &str,
+        environment: &[(&str, &str)],
+    ) -> Result<Self, Error> {
         let jar = api_jar();
         if !jar.is_file() {
             return Err(Error::Missing {
@@ -83,8 +93,8 @@ impl TeskApi {
                 format!("--tesk.api.k8s.namespace={namespace}"),
                 format!("--tesk.api.taskmaster.image-name={image}"),
                 format!("--tesk.api.taskmaster.image-version={}", node::IMAGE_TAG),
-                // Not built: the tests' tasks have no inputs or outputs for TESK's filer (the
-                // operator takes the `drs://` ones), so the taskmaster starts no filer Job.
+                // TESK's filer, which the taskmaster runs when a task has inputs or outputs
+                // (the operator takes the `drs://` inputs away from it).
                 format!(
                     "--tesk.api.taskmaster.filer-image-name={}/tesk-filer",
                     node::IMAGE_REGISTRY
@@ -96,7 +106,12 @@ impl TeskApi {
                 format!("--tesk.api.taskmaster.service-account-name={TASKMASTER_ACCOUNT}"),
                 "--tesk.api.taskmaster.environment.EXECUTOR_BACKOFF_LIMIT=0".to_owned(),
                 "--tesk.api.taskmaster.environment.FILER_BACKOFF_LIMIT=0".to_owned(),
-            ]);
+            ])
+            .args(
+                environment
+                    .iter()
+                    .map(|(key, value)| format!("--tesk.api.taskmaster.environment.{key}={value}")),
+            );
         let log = node.plane().dir().join("tesk-api.log");
         let mut process = Supervised::spawn("tesk-api", command, &log)?;
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -313,4 +328,46 @@ async fn pod_network_policy(node: &Node, client: &Client) -> Result<(), Error> {
         api.create(&PostParams::default(), &object).await?;
     }
     Ok(())
+}
+
+/// The capacity of each PV [`task_volumes`] makes: more than any test task asks for (tesk-api
+/// sends `resources.disk_gb`, 0.1 by default, and the taskmaster claims `<disk_gb>Gi`).
+pub const TASK_VOLUME_CAPACITY: &str = "4Gi";
+
+/// `count` PersistentVolumes for TESK's task PVCs, each a hostPath directory `dir/pv-N`
+/// (mode 0777: TESK's filer runs as UID 100, the executors as their images' users). The node
+/// has no provisioner; what the taskmaster asks for (`pvc.py`: `ReadWriteOnce`,
+/// `<disk_gb>Gi`, no storage class unless `STORAGE_CLASS_NAME` is set, and the cluster has no
+/// default class) binds to one of these through the PV controller. `Retain`: a released
+/// volume is not reused, so each task gets a fresh one. The directories go with `dir`, the
+/// objects with the control plane.
+pub async fn task_volumes(
+    client: &Client,
+    dir: &std::path::Path,
+    count: usize,
+) -> Result<Vec<PathBuf>, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let mut paths = Vec::with_capacity(count);
+    for n in 0..count {
+        let path = dir.join(format!("pv-{n}"));
+        std::fs::create_dir_all(&path)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)))
+            .map_err(|source| Error::Io {
+                context: format!("creating {}", path.display()),
+                source,
+            })?;
+        let volume: PersistentVolume = object(json!({
+            "metadata": {"name": format!("c4gh-e2e-task-{n}")},
+            "spec": {
+                "capacity": {"storage": TASK_VOLUME_CAPACITY},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": path, "type": "Directory"}
+            }
+        }))?;
+        volumes.create(&PostParams::default(), &volume).await?;
+        paths.push(path);
+    }
+    Ok(paths)
 }

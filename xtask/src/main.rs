@@ -7,7 +7,8 @@
 //!   its shim and `ctr` built from Go modules; PostgreSQL and NeIC SDA v2's download service for
 //!   `tests/tests/sda.rs`; the Java `tesk-api` and the `tesk-core` taskmaster for
 //!   `tests/tests/tesk.rs`; SeaweedFS's `weed`, the S3 server of
-//!   `tests/tests/object_store.rs`). Idempotent and cached.
+//!   `tests/tests/object_store.rs`; `cwl-tes` and an FTP server in a Python 3.7 virtualenv for
+//!   `tests/tests/cwl_tes.rs`). Idempotent and cached.
 //! - `cargo xtask images`: the OCI image archives (`target/images/`, see `images.rs`).
 //! - `cargo xtask test`: setup, then formatting, clippy with `-D warnings`, the images, and every
 //!   test.
@@ -23,6 +24,7 @@ mod bench_operator;
 mod bench_seal;
 mod bench_sidecar;
 mod control_plane;
+mod cwl_tes;
 mod images;
 mod peers;
 mod python;
@@ -85,7 +87,8 @@ fn setup() -> Result<(), Error> {
     control_plane::ensure_binaries()?;
     sda::ensure()?;
     seaweedfs::ensure()?;
-    tesk::ensure()
+    tesk::ensure()?;
+    cwl_tes::ensure()
 }
 
 fn test() -> Result<(), Error> {
