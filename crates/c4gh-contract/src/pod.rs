@@ -60,6 +60,9 @@ pub const EXEC_DIR: &str = "/c4gh/exec";
 /// The wrapper binary (crate `c4gh-exec`): in the sidecar image next to `c4gh-sidecar`, and
 /// copied by the gate into [`EXEC_DIR`].
 pub const EXEC_BINARY: &str = "c4gh-exec";
+/// Where the sidecar image holds [`EXEC_BINARY`] (the gate copies it from there; refused TESK
+/// executors run it there with `--refuse`).
+pub const EXEC_IN_SIDECAR_IMAGE: &str = "/usr/local/bin/c4gh-exec";
 /// The wrapper's path in task containers.
 pub const EXEC_PATH: &str = "/c4gh/exec/c4gh-exec";
 /// The gate's verdict in [`EXEC_DIR`]: `ready`, or `failed` and the reason on the next lines.
