@@ -192,10 +192,12 @@ impl ControlPlane {
                 format!("--authorization-kubeconfig={}", kcm_config.display()),
                 // With a node, Deployments run (the operator's) and pods get ServiceAccount
                 // tokens: the ServiceAccount controller makes each namespace's `default`
-                // account, the publisher its CA ConfigMap `kube-root-ca.crt`.
+                // account, the publisher its CA ConfigMap `kube-root-ca.crt`; the binder binds
+                // claims (TESK's task PVC) to the PersistentVolumes a test makes.
                 if options.kubelet {
                     "--controllers=job-controller,deployment-controller,replicaset-controller,\
-                     serviceaccount-controller,root-ca-certificate-publisher-controller"
+                     serviceaccount-controller,root-ca-certificate-publisher-controller,\
+                     persistentvolume-binder-controller"
                         .into()
                 } else {
                     "--controllers=job-controller".into()
