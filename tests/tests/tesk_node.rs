@@ -377,8 +377,10 @@ async fn second_executor_fetches_headers_only(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let bodies = "c4gh_drs_body_bytes_total";
     let headers = "c4gh_drs_header_reencryptions_total";
-    let (bytes_before, headers_before) =
-        (drs_counter(drs, bodies).await?, drs_counter(drs, headers).await?);
+    let (bytes_before, headers_before) = (
+        drs_counter(drs, bodies).await?,
+        drs_counter(drs, headers).await?,
+    );
     let read = json!({"image": node::image("c4gh-task"),
                       "command": ["/bin/sh", "-c", "crypt4gh decrypt < /data/in/sample-reads.bam | sha256sum"]});
     let task = json!({
@@ -390,7 +392,12 @@ async fn second_executor_fetches_headers_only(
     let done = wait_final(api, &id, Duration::from_secs(300)).await?;
     let want = format!("{}  -", drs.objects["sample-reads"]);
     let outs: Vec<&str> = (0..2)
-        .map(|n| done["logs"][0]["logs"][n]["stdout"].as_str().unwrap_or_default().trim())
+        .map(|n| {
+            done["logs"][0]["logs"][n]["stdout"]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+        })
         .collect();
     if done["state"] != "COMPLETE" || outs != [want.as_str(), want.as_str()] {
         bail!(
@@ -443,8 +450,14 @@ async fn tesk_runs_a_drs_task_to_complete_on_the_real_node() -> anyhow::Result<(
     let mut outcome = drs_task_completes(&node, &client, &api, &drs).await;
     eprintln!("drs task: {:.1} s", t.elapsed().as_secs_f64());
     for (what, result) in [
-        ("the refused task", refused_task_says_why(&client, &api).await),
-        ("the failed fetch", failed_fetch_says_why(&client, &api, &drs).await),
+        (
+            "the refused task",
+            refused_task_says_why(&client, &api).await,
+        ),
+        (
+            "the failed fetch",
+            failed_fetch_says_why(&client, &api, &drs).await,
+        ),
         (
             "the two executors",
             second_executor_fetches_headers_only(&client, &api, &drs).await,
