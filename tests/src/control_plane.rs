@@ -192,12 +192,14 @@ impl ControlPlane {
                 format!("--authorization-kubeconfig={}", kcm_config.display()),
                 // With a node, Deployments run (the operator's) and pods get ServiceAccount
                 // tokens: the ServiceAccount controller makes each namespace's `default`
-                // account, the publisher its CA ConfigMap `kube-root-ca.crt`; the binder binds
-                // claims (TESK's task PVC) to the PersistentVolumes a test makes.
+                // account, the publisher its CA ConfigMap `kube-root-ca.crt`. The PV
+                // controllers bind claims (TESK's task PVC) to the PVs a test made and let
+                // deleted claims go.
                 if options.kubelet {
                     "--controllers=job-controller,deployment-controller,replicaset-controller,\
                      serviceaccount-controller,root-ca-certificate-publisher-controller,\
-                     persistentvolume-binder-controller"
+                     persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,\
+                     persistentvolume-protection-controller"
                         .into()
                 } else {
                     "--controllers=job-controller".into()

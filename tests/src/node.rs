@@ -54,6 +54,7 @@ pub const IMAGES: &[&str] = &[
     "c4gh-drs-server",
     "c4gh-task",
     "tesk-taskmaster",
+    "tesk-filer",
 ];
 /// The sysctls the kubelet changes (with `protectKernelDefaults: false`), restored on drop.
 const SYSCTLS: &[&str] = &[

@@ -14,6 +14,9 @@
 //! - `tesk-taskmaster`: TESK's taskmaster (tesk-core a50995a, unmodified, unpacked by `cargo
 //!   xtask setup`) on the task image's root file system, with its pinned dependencies from PyPI;
 //!   `tests/tests/tesk.rs` has the real `tesk-api` start it.
+//! - `tesk-filer`: the same root file system with TESK's `filer` as the entry point, as
+//!   tesk-core's `containers/filer.Dockerfile` builds it; the taskmaster's inputs and outputs
+//!   filer Jobs run it (`tests/tests/cwl_tes.rs`).
 //! - `pause`: the pod sandbox's pause process (`xtask/pause/pause.c`, `gcc -static`), the
 //!   containerd sandbox image of the tests' node.
 //!
@@ -170,6 +173,20 @@ pub fn build() -> Result<(), Error> {
             description: "TESK's taskmaster (tesk-core a50995a, unmodified) on the task image's Debian",
             user: Some("100:100".into()),
             entrypoint: &["/usr/local/bin/taskmaster"],
+            cmd: &[],
+        },
+        &out,
+    )?;
+    // TESK's filer image is its taskmaster image with the other entry point
+    // (tesk-core's containers/filer.Dockerfile installs the same wheel and runs `filer`).
+    image(
+        &work.join("tesk-filer"),
+        &taskmaster,
+        &Config {
+            name: "tesk-filer",
+            description: "TESK's filer (tesk-core a50995a, unmodified) on the task image's Debian",
+            user: Some("100:100".into()),
+            entrypoint: &["/usr/local/bin/filer"],
             cmd: &[],
         },
         &out,
