@@ -5,8 +5,11 @@
 //! Job; the Job controller's pod gets the sidecar from the pods webhook; the sidecar fetches the
 //! input from the DRS server; the executor (the task image) computes the SHA-256 of the
 //! decrypted input; and `GET /ga4gh/tes/v1/tasks/{id}?view=FULL` reports `COMPLETE` with that
-//! checksum in the executor's stdout. See `c4gh_e2e::tesk` for the one stand-in (the pod
-//! network).
+//! checksum in the executor's stdout. Then what the TES user sees when it goes wrong: a task
+//! outside the policy and a task whose object the DRS server lacks both end `EXECUTOR_ERROR`
+//! with the reason in the executor's log; and with `encrypted` inputs on the task PVC, a second
+//! executor on the same input makes the DRS server send a header only. See `c4gh_e2e::tesk`
+//! for the one stand-in (the pod network).
 
 // Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
