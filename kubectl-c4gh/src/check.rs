@@ -279,6 +279,26 @@ fn verdict(
         json_patch::patch(&mut after, patch).context("the webhook's patch does not apply")?;
     }
     let patch = patch.filter(|p| !p.0.is_empty());
+    let refusal = after
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(c4gh_contract::annotations::REFUSAL))
+        .and_then(Value::as_str)
+        .filter(|_| outcome == "denied");
+    if let Some(reason) = refusal {
+        // A refused TESK task: the API server stores it, and its executors print the reason.
+        let message = format!(
+            "webhook \"{webhook}\" refused the TES task: it is admitted so that TESK runs, in place of each executor, one that prints this reason (TESK passes no admission message on to the TES user):\n{reason}"
+        );
+        return Ok(Verdict {
+            allowed: false,
+            outcome,
+            webhook,
+            message: Some(message),
+            patch,
+            before,
+            after,
+        });
+    }
     Ok(Verdict {
         allowed: true,
         outcome,

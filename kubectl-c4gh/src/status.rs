@@ -16,9 +16,9 @@
 
 use std::fmt::Write as _;
 
-use c4gh_contract::InputEntry;
 use c4gh_contract::pod;
 use c4gh_contract::termination::{self, Summary};
+use c4gh_contract::{InputEntry, Phase};
 use c4gh_operator::annotations;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -259,6 +259,14 @@ pub fn report(pod: &Pod, events: &[Event], now: Timestamp) -> StatusReport {
     }
 
     let (ready, verdict) = match (gate_end, summary.as_ref()) {
+        // A TESK executor's gate hands a failure to the command wrapper and exits 0.
+        (Some(t), Some(summary)) if t.exit_code == 0 && summary.phase != Phase::Ready => (
+            false,
+            format!(
+                "✘ the inputs are not in place; the gate left the verdict to the executor's wrapper, which did not run the command: {}",
+                termination::headline(message)
+            ),
+        ),
         (Some(t), _) if t.exit_code == 0 => (
             true,
             "✔ every input is in place; the task containers may run".to_owned(),
@@ -364,6 +372,34 @@ mod tests {
             report.text.ends_with(
                 "‼ the pod has not started on a node yet (nothing has run; see the events)\n"
             ),
+            "{}",
+            report.text
+        );
+    }
+
+    #[test]
+    fn a_tesk_gate_that_handed_a_failure_to_the_wrapper_is_not_ready() {
+        let message = termination::message(
+            "c4gh-sidecar failed: 1 of 1 inputs failed: drs://h/a -> /d/a: 404",
+            &Summary {
+                phase: Phase::Failed,
+                inputs: Vec::new(),
+                more: 0,
+            },
+        );
+        let report = report(
+            &injected(serde_json::json!([
+                {"name": "c4gh-sidecar", "image": "", "imageID": "", "ready": false,
+                 "restartCount": 0, "state": {"terminated": {"exitCode": 0}}},
+                {"name": "c4gh-gate", "image": "", "imageID": "", "ready": false,
+                 "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": message}}}
+            ])),
+            &[],
+            Timestamp::now(),
+        );
+        assert!(!report.ready, "{}", report.text);
+        assert!(
+            report.text.ends_with("✘ the inputs are not in place; the gate left the verdict to the executor's wrapper, which did not run the command: c4gh-sidecar failed: 1 of 1 inputs failed: drs://h/a -> /d/a: 404\n"),
             "{}",
             report.text
         );

@@ -143,6 +143,11 @@ impl EffectivePolicies {
         }
     }
 
+    /// The operator-wide defaults policies are completed with.
+    pub fn defaults(&self) -> &OperatorDefaults {
+        &self.defaults
+    }
+
     /// The policy `name` in `namespace` and its effective form (validated once per generation).
     pub fn lookup(&self, namespace: &str, name: &str) -> Lookup {
         let key = (namespace.to_owned(), name.to_owned());

@@ -149,7 +149,22 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
             .unwrap_or(30)
             .max(i64::from(policy.output_grace_seconds))
     });
-    let gate = gate_container(policy, security);
+    let wrap = wraps_commands(pod, spec, &tasks);
+    if wrap {
+        ensure_volume(
+            &mut volumes,
+            Volume {
+                name: pod::EXEC_VOLUME.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: None,
+                    size_limit: Some(Quantity(EXEC_VOLUME_SIZE.to_owned())),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        );
+    }
+    let gate = gate_container(policy, security, wrap);
     let mut init_containers: Vec<Container> = spec
         .init_containers
         .iter()
@@ -175,6 +190,10 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
             ensure_mount(c, m.clone());
         }
         ensure_env(c, env::SECRET_KEY, SECRET_KEY_PATH);
+        if wrap {
+            ensure_mount(c, read_only(pod::EXEC_VOLUME, pod::EXEC_DIR));
+            wrap_command(c);
+        }
     }
 
     let mut security_context = spec.security_context.clone().unwrap_or_default();
@@ -836,19 +855,68 @@ fn sidecar_container(
     }
 }
 
-/// The gate: an ordinary init container that waits for `Ready` and fails the pod on `Failed`.
-fn gate_container(policy: &EffectivePolicy, security: SecurityContext) -> Container {
+/// Size limit of the [`pod::EXEC_VOLUME`] emptyDir (the wrapper is about 1.5 MiB).
+pub const EXEC_VOLUME_SIZE: &str = "16Mi";
+
+/// The command line the wrapper puts in front of a task container's `command`.
+pub fn wrapper_prefix() -> [&'static str; 4] {
+    [pod::EXEC_PATH, "--verdict", pod::VERDICT_PATH, "--"]
+}
+
+/// Whether the task containers' commands run behind `c4gh-exec`: for TESK executors (the pod
+/// carries `c4gh.dev/tes-task`, which the TESK webhook writes), whose TES user sees only the
+/// executor container's log, and only when every task container sets `command` (TESK always
+/// does). Then the gate does not fail the pod on a failed fetch: it leaves the verdict for the
+/// wrapper, which prints the reason into that log and does not run the command.
+fn wraps_commands(pod: &Pod, spec: &PodSpec, tasks: &[usize]) -> bool {
+    let tesk = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(annotations::TES_TASK));
+    tesk && tasks.iter().all(|&i| {
+        spec.containers[i]
+            .command
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+    })
+}
+
+/// Puts [`wrapper_prefix`] in front of the container's command, once.
+fn wrap_command(container: &mut Container) {
+    let command = container.command.get_or_insert_with(Vec::new);
+    if command.first().map(String::as_str) == Some(pod::EXEC_PATH) {
+        return;
+    }
+    let original = std::mem::take(command);
+    command.extend(wrapper_prefix().iter().map(|s| (*s).to_owned()));
+    command.extend(original);
+}
+
+/// The gate: an ordinary init container that waits for `Ready` and fails the pod on `Failed`;
+/// with `wrap` it hands the verdict to the wrapper in [`pod::EXEC_DIR`] instead.
+fn gate_container(policy: &EffectivePolicy, security: SecurityContext, wrap: bool) -> Container {
+    let mut envs = vec![
+        env(env::KEY_DIR, KEY_DIR),
+        env(env::GATE_TIMEOUT, policy.gate_timeout_seconds.to_string()),
+        env(env::LOG_FORMAT, policy.log_format.clone()),
+    ];
+    let mut mounts = vec![read_only(KEY_VOLUME, KEY_DIR)];
+    if wrap {
+        envs.push(env(env::GATE_EXEC_DIR, pod::EXEC_DIR));
+        mounts.push(VolumeMount {
+            name: pod::EXEC_VOLUME.to_owned(),
+            mount_path: pod::EXEC_DIR.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
     Container {
         name: GATE_CONTAINER.to_owned(),
         image: Some(policy.image.clone()),
         image_pull_policy: policy.image_pull_policy.clone(),
         args: Some(vec!["gate".to_owned()]),
-        env: Some(vec![
-            env(env::KEY_DIR, KEY_DIR),
-            env(env::GATE_TIMEOUT, policy.gate_timeout_seconds.to_string()),
-            env(env::LOG_FORMAT, policy.log_format.clone()),
-        ]),
-        volume_mounts: Some(vec![read_only(KEY_VOLUME, KEY_DIR)]),
+        env: Some(envs),
+        volume_mounts: Some(mounts),
         resources: Some(policy.resources.clone()),
         security_context: Some(security),
         termination_message_policy: Some("File".to_owned()),
@@ -1022,6 +1090,81 @@ mod tests {
             }
             assert_eq!(sidecars, 1);
         }
+    }
+
+    /// TESK executors (with `c4gh.dev/tes-task` and a `command`) run behind the wrapper, once;
+    /// plain pods and TESK pods without a command keep the gate that fails the pod.
+    #[test]
+    fn only_tesk_executors_with_a_command_run_behind_the_wrapper() {
+        let gate_of = |pod: &Pod| {
+            pod.spec
+                .as_ref()
+                .unwrap()
+                .init_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == GATE_CONTAINER)
+                .cloned()
+                .unwrap()
+        };
+        let hands_over = |gate: &Container| {
+            gate.env
+                .iter()
+                .flatten()
+                .any(|e| e.name == env::GATE_EXEC_DIR && e.value.as_deref() == Some(pod::EXEC_DIR))
+        };
+        let tesk: Pod = serde_yaml_ng::from_str(INPUTS[1]).unwrap();
+        let injected = mutate(&tesk, &policy()).unwrap();
+        let command = injected.spec.as_ref().unwrap().containers[0]
+            .command
+            .clone()
+            .unwrap();
+        assert_eq!(
+            command,
+            [
+                pod::EXEC_PATH,
+                "--verdict",
+                pod::VERDICT_PATH,
+                "--",
+                "sh",
+                "-c",
+                "ls -l /data/in /work/ref"
+            ]
+        );
+        assert!(hands_over(&gate_of(&injected)));
+        assert_eq!(
+            mutate(&injected, &policy()).unwrap(),
+            injected,
+            "wrapped once"
+        );
+
+        let mut no_command = tesk.clone();
+        no_command.spec.as_mut().unwrap().containers[0].command = None;
+        let injected = mutate(&no_command, &policy()).unwrap();
+        assert!(!hands_over(&gate_of(&injected)));
+        assert_eq!(injected.spec.as_ref().unwrap().containers[0].command, None);
+
+        let plain: Pod = serde_yaml_ng::from_str(INPUTS[0]).unwrap();
+        let injected = mutate(&plain, &policy()).unwrap();
+        assert!(!hands_over(&gate_of(&injected)));
+        let spec = injected.spec.unwrap();
+        assert!(
+            !spec
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == pod::EXEC_VOLUME)
+        );
+        let commands = |containers: &[Container]| {
+            containers
+                .iter()
+                .map(|c| c.command.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            commands(&spec.containers),
+            commands(&plain.spec.unwrap().containers)
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ use crate::metrics::Outcome as MetricOutcome;
 use crate::tesk::{TeskError, adapt_task, has_drs_inputs};
 use crate::tesk_outputs;
 use crate::webhook::{WebhookState, review_response};
+use c4gh_contract::pod;
 
 /// Path of the TESK ConfigMap mutation endpoint.
 pub const MUTATE_PATH: &str = "/mutate-tesk";
@@ -167,6 +168,21 @@ pub enum TeskDenial {
     },
 }
 
+impl TeskDenial {
+    /// Whether the denial is about the TES task itself (its inputs, the namespace's policy), so
+    /// that the TES user must learn it: such a task is refused ([`Outcome::Refused`]) rather
+    /// than denied. A ConfigMap whose task input cannot even be read is denied.
+    pub fn reaches_the_tes_user(&self) -> bool {
+        matches!(
+            self,
+            TeskDenial::Task { .. }
+                | TeskDenial::NoPolicy { .. }
+                | TeskDenial::InvalidPolicy { .. }
+                | TeskDenial::Policy { .. }
+        )
+    }
+}
+
 /// What [`mutate`] decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -176,9 +192,20 @@ pub enum Outcome {
     Unchanged,
     /// The adapted ConfigMap (the whole object).
     Adapted(Value),
+    /// A task the policy refuses, admitted so that its executors tell the TES user why: the
+    /// ConfigMap with every executor replaced by `c4gh-exec --refuse REASON` in the sidecar
+    /// image, the `drs://` inputs removed, and `c4gh.dev/status: refused` plus
+    /// `c4gh.dev/refusal` (the reason). Counted as a denial.
+    Refused {
+        /// The rewritten ConfigMap (the whole object).
+        config_map: Value,
+        /// Why.
+        reason: TeskDenial,
+    },
 }
 
 /// Where the task input sits in the ConfigMap.
+#[derive(Clone, Copy)]
 enum Stored<'a> {
     /// `binaryData[JSON_INPUT.gz]`, base64 of gzip.
     Gzip(&'a str),
@@ -237,21 +264,39 @@ pub fn mutate(
             error: e.to_string(),
         })?,
     };
+    match decide(config_map, &task, stored, name, namespace, policies) {
+        Err(denial) if denial.reaches_the_tes_user() => {
+            refuse(config_map, &task, stored, denial, namespace, policies)
+        }
+        decided => decided,
+    }
+}
+
+/// The decision about a parsed task (see the module docs); a denial is returned as such, and
+/// [`mutate`] turns those the TES user must see into a refused task.
+fn decide(
+    config_map: &Value,
+    task: &Value,
+    stored: Stored<'_>,
+    name: &str,
+    namespace: &str,
+    policies: &EffectivePolicies,
+) -> Result<Outcome, TeskDenial> {
     let has_outputs = task
         .get("outputs")
         .and_then(Value::as_array)
         .is_some_and(|o| !o.is_empty());
-    if !has_drs_inputs(&task) && !has_outputs {
+    if !has_drs_inputs(task) && !has_outputs {
         return Ok(Outcome::Unchanged);
     }
     let policy_name = annotations::DEFAULT_POLICY_NAME;
-    if !has_drs_inputs(&task) {
+    if !has_drs_inputs(task) {
         // Outputs only: encrypted when the policy names output recipients; without a (valid)
         // policy the task runs as TESK would run it.
         let Lookup::Valid { effective, .. } = policies.lookup(namespace, policy_name) else {
             return Ok(Outcome::Unchanged);
         };
-        return Ok(match tesk_outputs::output_list(&task, &effective) {
+        return Ok(match tesk_outputs::output_list(task, &effective) {
             Some(list) => Outcome::Adapted(with_outputs(config_map.clone(), list, policy_name)),
             None => Outcome::Unchanged,
         });
@@ -278,8 +323,8 @@ pub fn mutate(
         task: name.to_owned(),
         source,
     };
-    let outputs = tesk_outputs::output_list(&task, &effective);
-    let Some(adapted) = adapt_task(name, &task, &effective).map_err(task_error)? else {
+    let outputs = tesk_outputs::output_list(task, &effective);
+    let Some(adapted) = adapt_task(name, task, &effective).map_err(task_error)? else {
         return Ok(match outputs {
             Some(list) => Outcome::Adapted(with_outputs(config_map.clone(), list, policy_name)),
             None => Outcome::Unchanged,
@@ -339,6 +384,163 @@ pub fn mutate(
         Some(list) => with_outputs(out, list, policy_name),
         None => out,
     }))
+}
+
+/// The text every executor of a refused task prints (and `c4gh.dev/refusal` holds).
+pub fn refusal_message(denial: &TeskDenial) -> String {
+    format!(
+        "c4gh: this TES task was refused before it ran, by the namespace's Crypt4ghPolicy: {denial}. Nothing was fetched and no command ran; resubmit the task once the input or the policy is fixed (ask the data steward or the cluster operator named in the reason)."
+    )
+}
+
+/// Refuses the task: see [`Outcome::Refused`]. A task whose executors cannot be rewritten
+/// (not TESK's shape) is denied with `denial` instead.
+fn refuse(
+    config_map: &Value,
+    task: &Value,
+    stored: Stored<'_>,
+    denial: TeskDenial,
+    namespace: &str,
+    policies: &EffectivePolicies,
+) -> Result<Outcome, TeskDenial> {
+    let policy_name = annotations::DEFAULT_POLICY_NAME;
+    let (image, pull_policy, applied) = match policies.lookup(namespace, policy_name) {
+        Lookup::Valid { effective, .. } => (
+            effective.image.clone(),
+            effective.image_pull_policy.clone(),
+            true,
+        ),
+        _ => (policies.defaults().sidecar_image.clone(), None, false),
+    };
+    let message = refusal_message(&denial);
+    let Some(refused) = refused_task(task, &image, pull_policy.as_deref(), &message) else {
+        return Err(denial);
+    };
+    let Ok(json) = serde_json::to_string(&refused) else {
+        return Err(denial);
+    };
+    let mut out = store_task(config_map.clone(), stored, json);
+    let mut notes = vec![
+        (annotations::STATUS, annotations::STATUS_REFUSED),
+        (annotations::REFUSAL, message.as_str()),
+    ];
+    if applied {
+        notes.push((annotations::APPLIED_POLICY, policy_name));
+    }
+    annotate(&mut out, &notes);
+    Ok(Outcome::Refused {
+        config_map: out,
+        reason: denial,
+    })
+}
+
+/// `task` with its `drs://` inputs removed and every container of every executor replaced by
+/// `c4gh-exec --refuse MESSAGE` in `image` (resources, name and mounts kept: the taskmaster
+/// reads `resources` and adds the task PVC). The pod templates lose the opt-in label and the
+/// inputs annotation, so the executor pods are not injected. `None` when the executors are not
+/// TESK's shape.
+fn refused_task(
+    task: &Value,
+    image: &str,
+    pull_policy: Option<&str>,
+    message: &str,
+) -> Option<Value> {
+    let mut out = task.as_object()?.clone();
+    if let Some(Value::Array(inputs)) = out.get_mut("inputs") {
+        inputs.retain(|i| {
+            !i.get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("drs://"))
+        });
+    }
+    let executors = out.get_mut("executors")?.as_array_mut()?;
+    if executors.is_empty() {
+        return None;
+    }
+    for job in executors.iter_mut() {
+        let template = job.pointer_mut("/spec/template")?.as_object_mut()?;
+        if let Some(meta) = template.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
+                labels.remove(annotations::INJECT_LABEL);
+            }
+            if let Some(notes) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                notes.remove(annotations::INPUTS);
+            }
+        }
+        let containers = template
+            .get_mut("spec")?
+            .get_mut("containers")?
+            .as_array_mut()?;
+        if containers.is_empty() {
+            return None;
+        }
+        for container in containers.iter_mut() {
+            let c = container.as_object_mut()?;
+            for key in [
+                "args",
+                "env",
+                "envFrom",
+                "env_from",
+                "workingDir",
+                "working_dir",
+                "imagePullPolicy",
+                "image_pull_policy",
+                "stdin",
+                "stdinOnce",
+                "stdin_once",
+                "tty",
+            ] {
+                c.remove(key);
+            }
+            c.insert("image".to_owned(), Value::String(image.to_owned()));
+            c.insert(
+                "command".to_owned(),
+                serde_json::json!([pod::EXEC_IN_SIDECAR_IMAGE, "--refuse", message]),
+            );
+            if let Some(pull) = pull_policy {
+                c.insert("imagePullPolicy".to_owned(), Value::String(pull.to_owned()));
+            }
+        }
+    }
+    Some(Value::Object(out))
+}
+
+/// `config_map` with the task JSON `json` stored where it was read from (re-gzipped).
+fn store_task(mut config_map: Value, stored: Stored<'_>, json: String) -> Value {
+    let (field, key, value) = match stored {
+        Stored::Gzip(_) => (
+            "binaryData",
+            GZIP_KEY,
+            STANDARD.encode(gzip(json.as_bytes())),
+        ),
+        Stored::Plain(_) => ("data", PLAIN_KEY, json),
+    };
+    if let Some(map) = config_map.get_mut(field).and_then(Value::as_object_mut) {
+        map.insert(key.to_owned(), Value::String(value));
+    }
+    config_map
+}
+
+/// Sets `notes` as annotations of `config_map`.
+fn annotate(config_map: &mut Value, notes: &[(&str, &str)]) {
+    let Some(obj) = config_map.as_object_mut() else {
+        return;
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    let slot = meta.entry("annotations").or_insert(Value::Null);
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    if let Some(ann) = slot.as_object_mut() {
+        for (key, value) in notes {
+            ann.insert((*key).to_owned(), Value::String((*value).to_owned()));
+        }
+    }
 }
 
 /// `config_map` with the output list in `data[`[`tesk_outputs::OUTPUTS_KEY`]`]` (where the
@@ -702,6 +904,23 @@ pub fn admit(
                 ),
             }
         }
+        Ok(Outcome::Refused { config_map, reason }) => {
+            let message = reason.to_string();
+            tracing::info!(
+                namespace,
+                configmap = name,
+                %message,
+                "TESK task refused: admitted with executors that print the reason"
+            );
+            match response.with_patch(json_patch::diff(&before, &config_map)) {
+                Ok(r) => (r, "denied"),
+                Err(e) => (
+                    AdmissionResponse::from(req)
+                        .deny(format!("internal error serializing the patch: {e}")),
+                    "error",
+                ),
+            }
+        }
         Err(denial) => {
             let message = denial.to_string();
             tracing::info!(namespace, configmap = name, %message, "TESK task denied");
@@ -794,6 +1013,14 @@ spec:
 
     fn denial(cm: &Value, namespace: &str) -> String {
         run(cm, namespace).unwrap_err().to_string()
+    }
+
+    /// The reason of a refused task (admitted with executors printing it).
+    fn refusal(cm: &Value, namespace: &str) -> String {
+        match run(cm, namespace) {
+            Ok(Outcome::Refused { reason, .. }) => reason.to_string(),
+            other => panic!("not refused: {other:?}"),
+        }
     }
 
     #[test]
@@ -926,7 +1153,7 @@ spec:
         let mut t = task();
         t["inputs"][1]["type"] = json!("DIRECTORY");
         assert_eq!(
-            denial(&config_map(&t), "tasks"),
+            refusal(&config_map(&t), "tasks"),
             "TES task task-1a2b3c4d: TES input 1 (drs://drs.example.org/obj-1) is a DIRECTORY; DRS bundles are not supported, list each file as a FILE input"
         );
     }
@@ -940,15 +1167,15 @@ spec:
             {"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}
         ]);
         assert_eq!(
-            denial(&config_map(&t), "tasks"),
+            refusal(&config_map(&t), "tasks"),
             "TES task task-1a2b3c4d, executor 0: input 2 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: drs.example.org); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
         );
         assert_eq!(
-            denial(&config_map(&task()), "elsewhere"),
+            refusal(&config_map(&task()), "elsewhere"),
             "TES task task-1a2b3c4d has drs:// inputs, but namespace \"elsewhere\" has no Crypt4ghPolicy \"default\"; ask the cluster operator to create one (see manifests/samples/)"
         );
         assert_eq!(
-            denial(&config_map(&task()), "broken"),
+            refusal(&config_map(&task()), "broken"),
             "TES task task-1a2b3c4d: Crypt4ghPolicy \"default\" in namespace \"broken\" is invalid: spec.allowedHosts is empty; list the DRS hosts pods may use; ask the cluster operator to fix it (kubectl describe crypt4ghpolicy default -n broken)"
         );
         // A streamable input where the taskmaster mounts the PVC (the output directory): the
@@ -956,13 +1183,13 @@ spec:
         let mut t = task();
         t["inputs"][1] = json!({"url": "drs://drs.example.org/obj-1", "path": "/data/out/reads.fq", "type": "FILE", "streamable": true});
         assert_eq!(
-            denial(&config_map(&t), "tasks"),
+            refusal(&config_map(&t), "tasks"),
             "TES task task-1a2b3c4d, executor 0: input 1: path \"/data/out/reads.fq\" needs a memory-backed volume at \"/data/out\" (stream inputs never touch disk), but volume \"task-volume\" is already mounted there; put stream inputs in a directory of their own (inputs are numbered as in the TES task)"
         );
         let mut t = task();
         t["executors"][0]["spec"]["template"]["spec"]["shareProcessNamespace"] = json!(true);
         assert_eq!(
-            denial(&config_map(&t), "tasks"),
+            refusal(&config_map(&t), "tasks"),
             "TES task task-1a2b3c4d, executor 0: the pod sets spec.shareProcessNamespace: true, which lets task containers see the c4gh-sidecar's processes (ephemeral key, DRS credentials); remove spec.shareProcessNamespace from pods that read Crypt4GH inputs (inputs are numbered as in the TES task)"
         );
     }
@@ -986,7 +1213,80 @@ spec:
         t["executors"][0]["spec"]["template"]["spec"]["share_process_namespace"] = json!(true);
         assert!(matches!(
             run(&config_map(&t), "tasks"),
-            Err(TeskDenial::Policy { .. })
+            Ok(Outcome::Refused {
+                reason: TeskDenial::Policy { .. },
+                ..
+            })
+        ));
+    }
+
+    /// A refused task keeps TESK's shape, but each executor runs `c4gh-exec --refuse` in the
+    /// sidecar image and prints the reason; nothing of it is injected or fetched.
+    #[test]
+    fn refused_tasks_run_executors_that_print_the_reason() {
+        let mut t = task();
+        t["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
+        t["executors"][0]["spec"]["template"]["spec"]["containers"][0]["workingDir"] =
+            json!("/data");
+        t["executors"][0]["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"requests": {"cpu": "1", "memory": "1Gi"}});
+        let before = config_map(&t);
+        let Ok(Outcome::Refused {
+            config_map: refused,
+            reason,
+        }) = run(&before, "tasks")
+        else {
+            panic!("not refused")
+        };
+        let message = refusal_message(&reason);
+        assert_eq!(
+            message,
+            "c4gh: this TES task was refused before it ran, by the namespace's Crypt4ghPolicy: TES task task-1a2b3c4d, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: drs.example.org); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task). Nothing was fetched and no command ran; resubmit the task once the input or the policy is fixed (ask the data steward or the cluster operator named in the reason)."
+        );
+        assert_eq!(
+            refused["metadata"]["annotations"],
+            json!({"tes-task-name": "align", "c4gh.dev/status": "refused",
+                   "c4gh.dev/refusal": message, "c4gh.dev/applied-policy": "default"})
+        );
+        let stored = stored_task(&refused);
+        assert_eq!(
+            stored["inputs"],
+            json!([t["inputs"][0]]),
+            "no drs:// input for the filer"
+        );
+        assert_eq!(stored["outputs"], t["outputs"]);
+        let template = &stored["executors"][0]["spec"]["template"];
+        assert_eq!(template["metadata"], json!({}), "not opted in");
+        assert_eq!(
+            template["spec"]["containers"][0],
+            json!({"name": "task-1a2b3c4d-ex-00",
+                   "image": OperatorDefaults::default().sidecar_image,
+                   "command": ["/usr/local/bin/c4gh-exec", "--refuse", message],
+                   "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}})
+        );
+        assert_eq!(
+            stored["executors"][0]["metadata"], t["executors"][0]["metadata"],
+            "the taskmaster still finds the task name and executor number"
+        );
+        // Without a policy the reason says so, and the operator's sidecar image is used.
+        let Ok(Outcome::Refused {
+            config_map: elsewhere,
+            reason,
+        }) = run(&before, "elsewhere")
+        else {
+            panic!("not refused")
+        };
+        assert!(matches!(reason, TeskDenial::NoPolicy { .. }));
+        assert_eq!(
+            elsewhere["metadata"]["annotations"].get("c4gh.dev/applied-policy"),
+            None
+        );
+        // A task TESK could not have written (no executors) is denied, not refused.
+        let mut odd = t.clone();
+        odd["executors"] = json!([]);
+        assert!(matches!(
+            run(&config_map(&odd), "tasks"),
+            Err(TeskDenial::Task { .. })
         ));
     }
 
@@ -1083,12 +1383,18 @@ spec:
         let mut t = task();
         t["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
         let response = post(state.clone(), "CREATE", &config_map(&t)).await;
+        assert_eq!(response["allowed"], true, "refused tasks are admitted");
+        assert_eq!(response["patchType"], "JSONPatch");
+        // A ConfigMap whose task input cannot be read is still denied.
+        let mut unreadable = config_map(&t);
+        unreadable["binaryData"][GZIP_KEY] = json!("not base64!");
+        let response = post(state.clone(), "CREATE", &unreadable).await;
         assert_eq!(response["allowed"], false);
         assert!(
             response["status"]["message"]
                 .as_str()
                 .unwrap()
-                .starts_with("TES task task-1a2b3c4d, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed")
+                .contains("is not valid base64")
         );
 
         let response = post(state.clone(), "UPDATE", &config_map(&t)).await;
@@ -1098,7 +1404,7 @@ spec:
         let metrics = state.metrics.encode();
         for line in [
             "c4gh_operator_tesk_admissions_total{result=\"adapted\"} 1",
-            "c4gh_operator_tesk_admissions_total{result=\"denied\"} 1",
+            "c4gh_operator_tesk_admissions_total{result=\"denied\"} 2",
             "c4gh_operator_tesk_admissions_total{result=\"skipped\"} 1",
         ] {
             assert!(metrics.contains(line), "{line} missing in\n{metrics}");

@@ -7,6 +7,12 @@
 //!   the pod fails with a readable message instead of hanging). Either way it leaves a
 //!   termination message ([`c4gh_contract::termination`]): the headline (the reason on failure), then a
 //!   summary of `status.json`, which `kubectl c4gh status` reads through the API.
+//! - `gate --exec-dir DIR` (TESK executor pods, whose TES user sees only the executor
+//!   container's log): the same wait, then the command wrapper `c4gh-exec` is copied into DIR
+//!   and the verdict written beside it ([`write_verdict`]: `ready`, or `failed` and the
+//!   reason), and the gate exits 0 either way. The executor's command runs behind the wrapper,
+//!   which runs it only on `ready` and otherwise prints the reason into the log TESK reports.
+//!   If the copy or the verdict cannot be written, the gate fails the pod as without DIR.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -18,6 +24,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::cli::{GateArgs, ProbeArgs};
+use c4gh_contract::pod::{EXEC_BINARY, VERDICT_FAILED, VERDICT_FILE, VERDICT_READY};
 
 use crate::key::SECRET_KEY_FILE;
 use crate::status::{InputState, Phase, STATUS_FILE, Status, StatusError, one_line};
@@ -187,6 +194,54 @@ fn write_or_warn(path: &Path, headline: &str, status: Option<&Status>) {
     }
 }
 
+/// The text of the verdict file: [`VERDICT_READY`], or [`VERDICT_FAILED`] and the reason,
+/// which names the inputs and what to do.
+pub fn verdict_text(outcome: &Result<Status, GateFailure>) -> String {
+    match outcome {
+        Ok(_) => format!("{VERDICT_READY}\n"),
+        Err(failure) => format!(
+            "{VERDICT_FAILED}\nc4gh: the task's inputs are not in place, so its command did not run: {}\n",
+            failure.reason
+        ),
+    }
+}
+
+/// Copies the wrapper `binary` into `dir` (mode 0755), then writes `dir/verdict`; each file is
+/// written under a temporary name and renamed, so the wrapper never reads half a verdict.
+///
+/// # Errors
+///
+/// The I/O error, naming the file.
+pub fn write_verdict(dir: &Path, binary: &Path, verdict: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let named = |what: &str, path: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    };
+    let wrapper = dir.join(EXEC_BINARY);
+    let part = dir.join(format!(".{EXEC_BINARY}.part"));
+    std::fs::copy(binary, &part).map_err(|e| named("copying the wrapper to", &part, e))?;
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| named("making executable", &part, e))?;
+    std::fs::rename(&part, &wrapper).map_err(|e| named("renaming", &part, e))?;
+    let file = dir.join(VERDICT_FILE);
+    let part = dir.join(format!(".{VERDICT_FILE}.part"));
+    std::fs::write(&part, verdict).map_err(|e| named("writing", &part, e))?;
+    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o444))
+        .map_err(|e| named("setting the mode of", &part, e))?;
+    std::fs::rename(&part, &file).map_err(|e| named("renaming", &part, e))
+}
+
+/// The wrapper binary to copy: `explicit`, else `c4gh-exec` next to the running program.
+fn exec_binary(explicit: Option<&Path>) -> std::io::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .map_or_else(|| PathBuf::from(EXEC_BINARY), |d| d.join(EXEC_BINARY)))
+}
+
 /// The `probe` subcommand: exit 0 when started, else 1 with the reason on stderr.
 pub fn probe_main(args: &ProbeArgs) -> ExitCode {
     match probe(&args.key_dir) {
@@ -207,7 +262,41 @@ pub async fn gate_main(args: &GateArgs) -> ExitCode {
         poll: Duration::from_millis(args.poll_ms.max(1)),
     };
     tracing::info!(key_dir = %config.key_dir.display(), "waiting for the sidecar's inputs");
-    match gate(&config).await {
+    let outcome = gate(&config).await;
+    if let Some(dir) = &args.exec_dir {
+        let written = exec_binary(args.exec_binary.as_deref())
+            .and_then(|binary| write_verdict(dir, &binary, &verdict_text(&outcome)));
+        match written {
+            Ok(()) => {
+                let headline = match &outcome {
+                    Ok(status) => format!("c4gh: {} inputs ready", status.inputs.len()),
+                    Err(failure) => failure.reason.clone(),
+                };
+                let status = match &outcome {
+                    Ok(status) => Some(status),
+                    Err(failure) => failure.status.as_ref(),
+                };
+                write_or_warn(&args.termination_log, &headline, status);
+                if outcome.is_err() {
+                    eprintln!("{headline}");
+                    tracing::warn!(
+                        reason = headline,
+                        "inputs not in place; the executor's wrapper reports it and does not run the command"
+                    );
+                }
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                let reason = format!(
+                    "c4gh-gate cannot hand its verdict to the executor ({e}); the task does not run"
+                );
+                write_or_warn(&args.termination_log, &reason, None);
+                eprintln!("{reason}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match outcome {
         Ok(status) => {
             tracing::info!(
                 inputs = status.inputs.len(),
@@ -317,6 +406,57 @@ mod tests {
             err.reason,
             "c4gh-sidecar failed: 1 of 1 inputs failed: drs://h/1 -> /d/a: DRS server answered 404"
         );
+    }
+
+    #[tokio::test]
+    async fn verdict_is_ready_or_failed_with_the_reason_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = setup(dir.path());
+        writer
+            .update(|s| {
+                s.phase = Phase::Failed;
+                s.message = "1 of 1 inputs failed".into();
+                s.inputs[0].state = InputState::Failed;
+                s.inputs[0].error = Some("404; check the id in the drs:// URI".into());
+            })
+            .unwrap();
+        let failed = gate(&config(dir.path(), 5000)).await;
+        assert_eq!(
+            verdict_text(&failed),
+            "failed\nc4gh: the task's inputs are not in place, so its command did not run: c4gh-sidecar failed: 1 of 1 inputs failed: drs://h/1 -> /d/a: 404; check the id in the drs:// URI\n"
+        );
+        writer.update(|s| s.phase = Phase::Ready).unwrap();
+        let ready = gate(&config(dir.path(), 5000)).await;
+        assert_eq!(verdict_text(&ready), "ready\n");
+
+        let exec = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("fake-exec");
+        std::fs::write(&binary, b"#!wrapper").unwrap();
+        write_verdict(exec.path(), &binary, &verdict_text(&failed)).unwrap();
+        write_verdict(exec.path(), &binary, &verdict_text(&ready)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let wrapper = exec.path().join(EXEC_BINARY);
+        assert_eq!(std::fs::read(&wrapper).unwrap(), b"#!wrapper");
+        assert_eq!(
+            std::fs::metadata(&wrapper).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            std::fs::read_to_string(exec.path().join(VERDICT_FILE)).unwrap(),
+            "ready\n"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(exec.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [EXEC_BINARY, VERDICT_FILE],
+            "no temporary files left"
+        );
+        let err = write_verdict(exec.path(), &dir.path().join("absent"), "ready\n").unwrap_err();
+        assert!(err.to_string().contains("copying the wrapper to"), "{err}");
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@
 //! adapted (its `drs://` inputs moved onto the executor pod template); the executor Job built
 //! from the adapted manifest, with the task PVC mounts TESK's taskmaster adds, gets a pod that
 //! the real Job controller creates and the webhook injects; a task fetching from a host outside
-//! the policy is refused with the webhook's message; ConfigMaps outside the opt-in never reach
-//! the operator.
+//! the policy is stored refused (its executor replaced by one printing the webhook's reason);
+//! ConfigMaps outside the opt-in never reach the operator.
 
 // Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -376,27 +376,36 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
             .any(|e| e.name == contract_env::SECRET_KEY)
     );
 
-    // A task fetching from a host outside the policy is refused with the webhook's message,
-    // and nothing is stored.
+    // A task fetching from a host outside the policy is refused: stored with every executor
+    // replaced by one printing the webhook's reason (TESK passes no admission message on), its
+    // drs:// inputs removed, and nothing injected.
     let evil = task_input(
         "task-deadbeef",
         json!([https_input, {"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}]),
     );
-    let err = config_maps
+    let stored = config_maps
         .create(
             &PostParams::default(),
             &task_config_map("task-deadbeef", &evil),
         )
         .await
-        .expect_err("a task fetching from a host outside the policy must be refused");
-    let message = err.to_string();
-    let expected = format!(
-        "admission webhook \"tesk.c4gh.dev\" denied the request: TES task task-deadbeef, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: {HOST}); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
+        .expect("a refused task is stored, to report the reason through its executors");
+    let notes = stored.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        notes.get(keys::STATUS).map(String::as_str),
+        Some(keys::STATUS_REFUSED)
     );
-    assert!(
-        message.contains(&expected),
-        "unexpected rejection: {message}"
+    let reason = format!(
+        "TES task task-deadbeef, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: {HOST}); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
     );
-    assert!(config_maps.get_opt("task-deadbeef").await?.is_none());
+    let refusal = notes.get(keys::REFUSAL).cloned().unwrap_or_default();
+    assert!(refusal.contains(&reason), "unexpected refusal: {refusal}");
+    let refused = stored_input(&stored);
+    assert_eq!(refused["inputs"], json!([https_input]));
+    let container = &refused["executors"][0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["command"],
+        json!([pod::EXEC_IN_SIDECAR_IMAGE, "--refuse", refusal])
+    );
     Ok(())
 }

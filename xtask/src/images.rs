@@ -3,7 +3,10 @@
 //! - `c4gh-operator`, `c4gh-sidecar`, `c4gh-drs-server`: the workspace's release binary (gnu
 //!   target, debug info stripped) and the shared libraries it links (read from `ldd`), plus `/etc/passwd` and
 //!   `/etc/group` naming the non-root user 65532 the image runs as, and the binary's man pages
-//!   and bash, zsh and fish completions (`c4gh-docgen`) under `/usr/share`. No shell.
+//!   and bash, zsh and fish completions (`c4gh-docgen`) under `/usr/share`. No shell. The
+//!   sidecar image also holds `/usr/local/bin/c4gh-exec` (crate `exec/`), linked statically
+//!   (`-C target-feature=+crt-static`, gnu target): the gate copies it into TESK executor pods,
+//!   whose task images may have any libc or none.
 //! - `c4gh-task`: what a TES user's task image looks like, a minimal Debian root file system
 //!   (`mmdebstrap`, Debian's Essential packages plus `python3`) with the reference Python
 //!   `crypt4gh` and its dependencies from PyPI (binary wheels for the image's Python). The root file system is cached under
@@ -100,6 +103,7 @@ pub fn build() -> Result<(), Error> {
         cargo = cargo.args(["-p", binary.package, "--bin", binary.image]);
     }
     cargo.run()?;
+    let exec = static_exec()?;
     let out = output_dir();
     let work = out.join("build");
     remove_dir(&work)?;
@@ -110,6 +114,14 @@ pub fn build() -> Result<(), Error> {
         let rootfs = work.join(binary.image).join("rootfs");
         binary_rootfs(&rootfs, &target_dir().join("release").join(binary.image))?;
         manuals(&rootfs, &dist, binary.image)?;
+        if binary.image == "c4gh-sidecar" {
+            let inside = rootfs.join("usr/local/bin").join(EXEC);
+            copy(&exec, &inside)?;
+            Cmd::new("strip")
+                .arg("--strip-debug")
+                .arg_path(&inside)
+                .run()?;
+        }
         let entrypoint = format!("/usr/local/bin/{}", binary.image);
         image(
             &work.join(binary.image),
@@ -182,6 +194,37 @@ pub fn build() -> Result<(), Error> {
     remove_dir(&work)?;
     eprintln!("images written to {}", out.display());
     Ok(())
+}
+
+/// The wrapper of TESK executors' commands, shipped in the sidecar image.
+const EXEC: &str = "c4gh-exec";
+/// The target `c4gh-exec` is built for, named explicitly so that `RUSTFLAGS` reach only it.
+const EXEC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds `c4gh-exec` (standard library only) statically linked; returns the binary's path.
+fn static_exec() -> Result<PathBuf, Error> {
+    Cmd::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            EXEC,
+            "--target",
+            EXEC_TARGET,
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .run()?;
+    let binary = target_dir().join(EXEC_TARGET).join("release").join(EXEC);
+    let listing = Cmd::new("ldd").arg_path(&binary).output()?;
+    if !linked_libraries(&listing).is_empty() {
+        return Err(Error::Message(format!(
+            "{} is not statically linked ({}); it must run in task images with any libc",
+            binary.display(),
+            listing.trim()
+        )));
+    }
+    Ok(binary)
 }
 
 /// An image's configuration.

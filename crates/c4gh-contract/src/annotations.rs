@@ -57,6 +57,14 @@ pub const TESK_NAMESPACE_LABEL: &str = "c4gh.dev/tesk";
 /// executor pods.
 pub const STATUS_ADAPTED: &str = "adapted";
 
+/// The value of [`STATUS`] on a TESK task ConfigMap the policy refused: admitted, with every
+/// executor replaced by one that prints the reason (TESK's API would not pass a denial's text
+/// on to the TES user).
+pub const STATUS_REFUSED: &str = "refused";
+
+/// Annotation on a refused TESK task ConfigMap: the reason, as the executors print it.
+pub const REFUSAL: &str = "c4gh.dev/refusal";
+
 /// Pod annotation keys under [`PREFIX`] that the operator accepts.
 pub const KNOWN_POD_ANNOTATIONS: &[&str] =
     &[INPUTS, OUTPUTS, POLICY, STATUS, APPLIED_POLICY, TES_TASK];

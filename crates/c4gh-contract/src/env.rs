@@ -59,5 +59,9 @@ pub const GATE_TIMEOUT: &str = "C4GH_GATE_TIMEOUT";
 /// Longest time in milliseconds between the gate's reads of `status.json` (it also reads it on
 /// every inotify event in the key directory).
 pub const GATE_POLL_MS: &str = "C4GH_GATE_POLL_MS";
+/// Set on the gate of a TESK executor pod: the directory ([`crate::pod::EXEC_DIR`]) where it
+/// puts the command wrapper and its verdict and then exits 0 whatever the verdict, so the
+/// executor's own container runs and prints the reason (see crate `c4gh-exec`).
+pub const GATE_EXEC_DIR: &str = "C4GH_GATE_EXEC_DIR";
 /// Where the gate writes its failure reason (default `/dev/termination-log`).
 pub const TERMINATION_LOG: &str = "C4GH_TERMINATION_LOG";

@@ -52,6 +52,27 @@ pub const CA_VOLUME: &str = "c4gh-ca";
 pub const CA_DIR: &str = "/c4gh/ca";
 /// File name of the CA bundle in [`CA_DIR`].
 pub const CA_FILE: &str = "ca.crt";
+/// emptyDir of a TESK executor pod holding the command wrapper and the gate's verdict:
+/// read-write in the gate, read-only in the task containers.
+pub const EXEC_VOLUME: &str = "c4gh-exec";
+/// Where [`EXEC_VOLUME`] is mounted.
+pub const EXEC_DIR: &str = "/c4gh/exec";
+/// The wrapper binary (crate `c4gh-exec`): in the sidecar image next to `c4gh-sidecar`, and
+/// copied by the gate into [`EXEC_DIR`].
+pub const EXEC_BINARY: &str = "c4gh-exec";
+/// Where the sidecar image holds [`EXEC_BINARY`] (the gate copies it from there; refused TESK
+/// executors run it there with `--refuse`).
+pub const EXEC_IN_SIDECAR_IMAGE: &str = "/usr/local/bin/c4gh-exec";
+/// The wrapper's path in task containers.
+pub const EXEC_PATH: &str = "/c4gh/exec/c4gh-exec";
+/// The gate's verdict in [`EXEC_DIR`]: `ready`, or `failed` and the reason on the next lines.
+pub const VERDICT_FILE: &str = "verdict";
+/// The verdict's path in task containers.
+pub const VERDICT_PATH: &str = "/c4gh/exec/verdict";
+/// The first line of a verdict that lets the task's command run.
+pub const VERDICT_READY: &str = "ready";
+/// The first line of a verdict that refuses it.
+pub const VERDICT_FAILED: &str = "failed";
 
 #[cfg(test)]
 mod tests {
@@ -60,7 +81,9 @@ mod tests {
     #[test]
     fn paths_are_built_from_their_parts() {
         assert_eq!(SECRET_KEY_PATH, format!("{KEY_DIR}/{SECRET_KEY_FILE}"));
-        for dir in [KEY_DIR, AUTH_DIR, PASSPORTS_DIR, CA_DIR] {
+        assert_eq!(EXEC_PATH, format!("{EXEC_DIR}/{EXEC_BINARY}"));
+        assert_eq!(VERDICT_PATH, format!("{EXEC_DIR}/{VERDICT_FILE}"));
+        for dir in [KEY_DIR, AUTH_DIR, PASSPORTS_DIR, CA_DIR, EXEC_DIR] {
             assert!(dir.starts_with(&format!("{RESERVED_DIR}/")), "{dir}");
         }
         for volume in [
@@ -70,6 +93,7 @@ mod tests {
             AUTH_VOLUME,
             PASSPORTS_VOLUME,
             CA_VOLUME,
+            EXEC_VOLUME,
         ] {
             assert!(volume.starts_with(OWN_VOLUME_PREFIX), "{volume}");
         }
