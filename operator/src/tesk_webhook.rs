@@ -154,6 +154,17 @@ pub enum TeskDenial {
         /// Its problems, `; `-separated.
         problems: String,
     },
+    /// A task from a tesk-api before 2023-01-24 (the task JSON in the taskmaster's environment)
+    /// whose outputs the policy wants encrypted: that era's outputs filer mounts no task
+    /// ConfigMap, so the seal step would have no output list and the outputs would leave in
+    /// plaintext.
+    #[error(
+        "TES task {task}: the namespace's Crypt4ghPolicy encrypts outputs for recipients, but this TESK API passes the task to its taskmaster in the JSON_INPUT environment variable (tesk-api before 2023-01-24, such as v1.1), where outputs cannot be encrypted before TESK's filer uploads them; ask the cluster operator to upgrade tesk-api (560fd03 or later)"
+    )]
+    EnvOutputs {
+        /// The task id (taskmaster Job name).
+        task: String,
+    },
     /// An executor pod would be denied by pod admission.
     #[error(
         "TES task {task}, executor {executor}: {denial} (inputs are numbered as in the TES task)"
@@ -179,6 +190,7 @@ impl TeskDenial {
                 | TeskDenial::NoPolicy { .. }
                 | TeskDenial::InvalidPolicy { .. }
                 | TeskDenial::Policy { .. }
+                | TeskDenial::EnvOutputs { .. }
         )
     }
 }
@@ -197,8 +209,9 @@ pub enum Outcome {
     /// image, the `drs://` inputs removed, and `c4gh.dev/status: refused` plus
     /// `c4gh.dev/refusal` (the reason). Counted as a denial.
     Refused {
-        /// The rewritten ConfigMap (the whole object).
-        config_map: Value,
+        /// The rewritten object (the whole ConfigMap, or the taskmaster Job of a tesk-api
+        /// before 2023-01-24).
+        object: Value,
         /// Why.
         reason: TeskDenial,
     },
@@ -429,7 +442,7 @@ fn refuse(
     }
     annotate(&mut out, &notes);
     Ok(Outcome::Refused {
-        config_map: out,
+        object: out,
         reason: denial,
     })
 }
@@ -578,22 +591,148 @@ fn with_outputs(mut config_map: Value, list: String, policy_name: &str) -> Value
     config_map
 }
 
-/// Decides about a Job (as JSON) created in `namespace`: TESK's outputs filer gets the seal
-/// step ([`tesk_outputs::seal_filer_job`]) when the namespace has a valid policy; every other
-/// Job passes unchanged.
-pub fn mutate_job(job: &Value, namespace: &str, policies: &EffectivePolicies) -> Outcome {
+/// Decides about a Job (as JSON) created in `namespace`: the taskmaster Job of a tesk-api
+/// before 2023-01-24 has its task JSON decided like a task ConfigMap's ([`mutate_env_task`]);
+/// TESK's outputs filer gets the seal step ([`tesk_outputs::seal_filer_job`]) when the
+/// namespace has a valid policy; every other Job passes unchanged.
+///
+/// # Errors
+///
+/// A [`TeskDenial`] when an older taskmaster Job's task JSON is not JSON.
+pub fn mutate_job(
+    job: &Value,
+    namespace: &str,
+    policies: &EffectivePolicies,
+) -> Result<Outcome, TeskDenial> {
+    if let Some(task) = env_task(job) {
+        return mutate_env_task(job, task, namespace, policies);
+    }
     if !tesk_outputs::is_outputs_filer(job) {
-        return Outcome::NotTesk;
+        return Ok(Outcome::NotTesk);
     }
     let Lookup::Valid { effective, .. } =
         policies.lookup(namespace, annotations::DEFAULT_POLICY_NAME)
     else {
-        return Outcome::Unchanged;
+        return Ok(Outcome::Unchanged);
     };
-    match tesk_outputs::seal_filer_job(job, &effective) {
+    Ok(match tesk_outputs::seal_filer_job(job, &effective) {
         Some(sealed) => Outcome::Adapted(sealed),
         None => Outcome::Unchanged,
+    })
+}
+
+/// Where a tesk-api before 2023-01-24 (tag `v1.1`) puts the task: the value of the
+/// `JSON_INPUT` environment variable of the taskmaster Job's container.
+#[derive(Clone, Copy)]
+struct EnvTask<'a> {
+    /// Index of the container.
+    container: usize,
+    /// Index of the variable in its `env`.
+    entry: usize,
+    /// The task JSON.
+    json: &'a str,
+}
+
+/// The task in `job`'s environment when `job` is such a taskmaster Job (named `task-…`, not
+/// one of the filer Jobs, which carry the same variable in that era).
+fn env_task(job: &Value) -> Option<EnvTask<'_>> {
+    let name = job.pointer("/metadata/name")?.as_str()?;
+    if !name.starts_with("task-") || name.ends_with("-filer") {
+        return None;
     }
+    let containers = job.pointer("/spec/template/spec/containers")?.as_array()?;
+    containers.iter().enumerate().find_map(|(container, c)| {
+        let env = c.get("env")?.as_array()?;
+        env.iter().enumerate().find_map(|(entry, var)| {
+            if var.get("name")?.as_str()? != PLAIN_KEY {
+                return None;
+            }
+            let json = var.get("value")?.as_str()?;
+            Some(EnvTask {
+                container,
+                entry,
+                json,
+            })
+        })
+    })
+}
+
+/// Decides about the task in an older taskmaster Job as [`mutate`] does about a ConfigMap's,
+/// writing the result back into the variable and the `c4gh.dev/…` annotations onto the Job.
+/// Outputs the policy wants encrypted refuse the task ([`TeskDenial::EnvOutputs`]): that era's
+/// outputs filer has no ConfigMap to read the output list from.
+fn mutate_env_task(
+    job: &Value,
+    found: EnvTask<'_>,
+    namespace: &str,
+    policies: &EffectivePolicies,
+) -> Result<Outcome, TeskDenial> {
+    let name = job
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let task: Value = serde_json::from_str(found.json).map_err(|e| TeskDenial::Json {
+        what: format!("Job {namespace}/{name} env {PLAIN_KEY}"),
+        error: e.to_string(),
+    })?;
+    let as_config_map = serde_json::json!({
+        "metadata": {"name": name},
+        "data": {PLAIN_KEY: found.json},
+    });
+    let stored = Stored::Plain(found.json);
+    let refuse_with = |denial| refuse(&as_config_map, &task, stored, denial, namespace, policies);
+    let decided = match decide(&as_config_map, &task, stored, name, namespace, policies) {
+        Err(denial) if denial.reaches_the_tes_user() => refuse_with(denial)?,
+        decided => decided?,
+    };
+    let decided = match decided {
+        Outcome::Adapted(adapted)
+            if adapted
+                .get("data")
+                .and_then(|d| d.get(tesk_outputs::OUTPUTS_KEY))
+                .is_some() =>
+        {
+            refuse_with(TeskDenial::EnvOutputs {
+                task: name.to_owned(),
+            })?
+        }
+        other => other,
+    };
+    Ok(match decided {
+        Outcome::Adapted(adapted) => Outcome::Adapted(onto_job(job, found, &adapted)),
+        Outcome::Refused { object, reason } => Outcome::Refused {
+            object: onto_job(job, found, &object),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// `job` with the task JSON of `config_map` in the variable `found` names, and the
+/// ConfigMap's annotations.
+fn onto_job(job: &Value, found: EnvTask<'_>, config_map: &Value) -> Value {
+    let mut out = job.clone();
+    let slot = format!(
+        "/spec/template/spec/containers/{}/env/{}/value",
+        found.container, found.entry
+    );
+    if let (Some(json), Some(value)) = (
+        config_map.pointer(&format!("/data/{PLAIN_KEY}")),
+        out.pointer_mut(&slot),
+    ) {
+        *value = json.clone();
+    }
+    let notes: Vec<(&str, &str)> = config_map
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|a| {
+            a.iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    annotate(&mut out, &notes);
+    out
 }
 
 /// Decompresses (every gzip member, as Python's `gzip.open` does) up to `limit` bytes.
@@ -886,7 +1025,7 @@ pub fn admit(
     let before = serde_json::to_value(object).unwrap_or_default();
     let name = object.metadata.name.clone().unwrap_or_default();
     let decided = if req.kind.kind == "Job" {
-        Ok(mutate_job(&before, &namespace, &state.policies))
+        mutate_job(&before, &namespace, &state.policies)
     } else {
         mutate(&before, &namespace, &state.policies)
     };
@@ -894,7 +1033,12 @@ pub fn admit(
         Ok(Outcome::NotTesk) => (response, "skipped"),
         Ok(Outcome::Unchanged) => (response, "unchanged"),
         Ok(Outcome::Adapted(after)) => {
-            tracing::info!(namespace, configmap = name, "TESK task adapted");
+            tracing::info!(
+                namespace,
+                kind = req.kind.kind,
+                object = name,
+                "TESK task adapted"
+            );
             match response.with_patch(json_patch::diff(&before, &after)) {
                 Ok(r) => (r, "adapted"),
                 Err(e) => (
@@ -904,15 +1048,16 @@ pub fn admit(
                 ),
             }
         }
-        Ok(Outcome::Refused { config_map, reason }) => {
+        Ok(Outcome::Refused { object, reason }) => {
             let message = reason.to_string();
             tracing::info!(
                 namespace,
-                configmap = name,
+                kind = req.kind.kind,
+                object = name,
                 %message,
                 "TESK task refused: admitted with executors that print the reason"
             );
-            match response.with_patch(json_patch::diff(&before, &config_map)) {
+            match response.with_patch(json_patch::diff(&before, &object)) {
                 Ok(r) => (r, "denied"),
                 Err(e) => (
                     AdmissionResponse::from(req)
@@ -923,7 +1068,7 @@ pub fn admit(
         }
         Err(denial) => {
             let message = denial.to_string();
-            tracing::info!(namespace, configmap = name, %message, "TESK task denied");
+            tracing::info!(namespace, kind = req.kind.kind, object = name, %message, "TESK task denied");
             (response.deny(message), "denied")
         }
     }
@@ -1232,7 +1377,7 @@ spec:
             json!({"requests": {"cpu": "1", "memory": "1Gi"}});
         let before = config_map(&t);
         let Ok(Outcome::Refused {
-            config_map: refused,
+            object: refused,
             reason,
         }) = run(&before, "tasks")
         else {
@@ -1270,7 +1415,7 @@ spec:
         );
         // Without a policy the reason says so, and the operator's sidecar image is used.
         let Ok(Outcome::Refused {
-            config_map: elsewhere,
+            object: elsewhere,
             reason,
         }) = run(&before, "elsewhere")
         else {
@@ -1288,6 +1433,145 @@ spec:
             run(&config_map(&odd), "tasks"),
             Err(TeskDenial::Task { .. })
         ));
+    }
+
+    /// The taskmaster Job of a tesk-api before 2023-01-24 (tag `v1.1`): the task JSON in the
+    /// container's `JSON_INPUT` variable, no task ConfigMap.
+    fn env_taskmaster(task: &Value) -> Value {
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "task-1a2b3c4d", "labels": {"job-type": "taskmaster"}},
+            "spec": {"template": {"metadata": {"name": "taskmaster"}, "spec": {
+                "serviceAccountName": "taskmaster",
+                "containers": [{"name": "taskmaster", "image": "eu.gcr.io/tes-wes/taskmaster:v0.10.0",
+                    "args": ["-n", "tasks", "-fn", "eu.gcr.io/tes-wes/filer", "-fv", "v0.10.0"],
+                    "env": [
+                        {"name": "TESK_FTP_USERNAME", "valueFrom": {"secretKeyRef":
+                            {"name": "ftp-secret", "key": "username", "optional": true}}},
+                        {"name": PLAIN_KEY, "value": task.to_string()}]}],
+                "restartPolicy": "Never"}}}
+        })
+    }
+
+    /// The task JSON in an [`env_taskmaster`] Job.
+    fn env_json(job: &Value) -> Value {
+        let value = job["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"]
+            .as_str()
+            .unwrap();
+        serde_json::from_str(value).unwrap()
+    }
+
+    #[test]
+    fn an_older_tesk_apis_taskmaster_job_has_its_task_adapted_in_place() {
+        let job = env_taskmaster(&task());
+        let Ok(Outcome::Adapted(adapted)) = mutate_job(&job, "tasks", &policies()) else {
+            panic!("not adapted: {:?}", mutate_job(&job, "tasks", &policies()));
+        };
+        let Ok(Outcome::Adapted(cm)) = run(&config_map(&task()), "tasks") else {
+            panic!("the ConfigMap is not adapted");
+        };
+        assert_eq!(
+            env_json(&adapted),
+            stored_task(&cm),
+            "the same adaptation as a task ConfigMap's"
+        );
+        let env = &adapted["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(
+            env[0],
+            job["spec"]["template"]["spec"]["containers"][0]["env"][0]
+        );
+        assert_eq!(
+            adapted["metadata"]["annotations"][annotations::STATUS],
+            annotations::STATUS_ADAPTED
+        );
+        assert_eq!(adapted["metadata"]["labels"], job["metadata"]["labels"]);
+
+        // That era's inputs filer carries the variable too; it is not a taskmaster.
+        let mut filer = job.clone();
+        filer["metadata"]["name"] = json!("task-1a2b3c4d-inputs-filer");
+        assert_eq!(
+            mutate_job(&filer, "tasks", &policies()),
+            Ok(Outcome::NotTesk)
+        );
+        // A task without drs:// inputs, in a namespace without output recipients, is left alone.
+        let mut plain = task();
+        plain["inputs"] = json!([plain["inputs"][0].clone()]);
+        assert_eq!(
+            mutate_job(&env_taskmaster(&plain), "tasks", &policies()),
+            Ok(Outcome::Unchanged)
+        );
+    }
+
+    #[test]
+    fn an_older_tesk_apis_task_that_breaks_the_policy_is_refused_with_the_reason() {
+        let mut evil = task();
+        evil["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
+        let Ok(Outcome::Refused { object, reason }) =
+            mutate_job(&env_taskmaster(&evil), "tasks", &policies())
+        else {
+            panic!("not refused");
+        };
+        assert!(
+            reason
+                .to_string()
+                .contains(r#"host "drs.evil.example" is not allowed"#),
+            "{reason}"
+        );
+        let container =
+            &env_json(&object)["executors"][0]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["command"],
+            json!([
+                pod::EXEC_IN_SIDECAR_IMAGE,
+                "--refuse",
+                refusal_message(&reason)
+            ])
+        );
+        assert_eq!(
+            object["metadata"]["annotations"][annotations::STATUS],
+            annotations::STATUS_REFUSED
+        );
+
+        let mut broken = env_taskmaster(&task());
+        broken["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!("{not json");
+        let error = mutate_job(&broken, "tasks", &policies())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("Job tasks/task-1a2b3c4d env JSON_INPUT is not JSON ("),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_older_tesk_apis_task_whose_outputs_must_be_encrypted_is_refused() {
+        let key = crate::outputs::canonical_key(&c4gh::SecretKey::generate().public_key().to_pem())
+            .unwrap();
+        let policy = json!({
+            "apiVersion": "c4gh.dev/v1alpha1", "kind": "Crypt4ghPolicy",
+            "metadata": {"name": "default", "namespace": "sealed"},
+            "spec": {"allowedHosts": ["drs.example.org"],
+                     "outputs": {"requiredRecipients": [key]}}
+        });
+        let policies = EffectivePolicies::new(
+            Arc::new(StaticPolicies::from_yaml(&policy.to_string()).unwrap()),
+            Arc::new(OperatorDefaults::default()),
+        );
+        let mut outputs_only = task();
+        outputs_only["inputs"] = json!([outputs_only["inputs"][0].clone()]);
+        for task in [task(), outputs_only] {
+            let decided = mutate_job(&env_taskmaster(&task), "sealed", &policies);
+            let Ok(Outcome::Refused { reason, .. }) = decided else {
+                panic!("not refused: {decided:?}");
+            };
+            assert_eq!(
+                reason,
+                TeskDenial::EnvOutputs {
+                    task: "task-1a2b3c4d".into()
+                }
+            );
+            assert!(reason.to_string().contains("upgrade tesk-api"), "{reason}");
+        }
     }
 
     #[test]

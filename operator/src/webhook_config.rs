@@ -28,9 +28,10 @@ pub const TESK_WEBHOOK_NAME: &str = "tesk.c4gh.dev";
 /// Name of the TESK outputs-filer webhook.
 pub const TESK_FILER_WEBHOOK_NAME: &str = "tesk-filer.c4gh.dev";
 
-/// CEL condition selecting TESK's outputs filer Jobs.
-pub const TESK_FILER_MATCH_CONDITION: &str =
-    "has(object.metadata.name) && object.metadata.name.endsWith('-outputs-filer')";
+/// CEL condition selecting the Jobs the TESK webhook handles: TESK's outputs filer, and the
+/// taskmaster Job of a tesk-api before 2023-01-24, whose container carries the task JSON in the
+/// `JSON_INPUT` environment variable (not the filer Jobs, which carry it too in that era).
+pub const TESK_FILER_MATCH_CONDITION: &str = "has(object.metadata.name) && (object.metadata.name.endsWith('-outputs-filer') || (object.metadata.name.startsWith('task-') && !object.metadata.name.endsWith('-filer') && object.spec.template.spec.containers.exists(c, has(c.env) && c.env.exists(e, e.name == 'JSON_INPUT'))))";
 
 /// CEL condition selecting TESK task ConfigMaps: named `task-…` and holding the taskmaster's
 /// input, so ordinary ConfigMaps in an opted-in namespace never reach the operator.
@@ -83,7 +84,8 @@ pub fn client_config_service(namespace: &str, service: &str) -> WebhookClientCon
 /// The configuration. Pods: CREATE of pods carrying the opt-in label, outside system
 /// namespaces and the operator's namespace. TESK: CREATE of ConfigMaps matching
 /// [`TESK_MATCH_CONDITION`] in namespaces labelled `c4gh.dev/tesk: enabled` (same exclusions),
-/// and there Jobs matching [`TESK_FILER_MATCH_CONDITION`] (TESK's outputs filer),
+/// and there Jobs matching [`TESK_FILER_MATCH_CONDITION`] (TESK's outputs filer; an older
+/// tesk-api's taskmaster),
 /// at `client_config`'s origin with path [`tesk_webhook::MUTATE_PATH`]. Both: `failurePolicy:
 /// Fail`, `timeoutSeconds: 10`, `sideEffects: None`, `reinvocationPolicy: IfNeeded`.
 pub fn configuration(
@@ -136,7 +138,7 @@ pub fn configuration(
     let tesk_filer = MutatingWebhook {
         name: TESK_FILER_WEBHOOK_NAME.to_owned(),
         match_conditions: Some(vec![MatchCondition {
-            name: "tesk-outputs-filer".to_owned(),
+            name: "tesk-jobs".to_owned(),
             expression: TESK_FILER_MATCH_CONDITION.to_owned(),
         }]),
         rules: Some(vec![RuleWithOperations {

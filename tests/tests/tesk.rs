@@ -4,7 +4,9 @@
 //! from the adapted manifest, with the task PVC mounts TESK's taskmaster adds, gets a pod that
 //! the real Job controller creates and the webhook injects; a task fetching from a host outside
 //! the policy is stored refused (its executor replaced by one printing the webhook's reason);
-//! ConfigMaps outside the opt-in never reach the operator.
+//! ConfigMaps outside the opt-in never reach the operator. The taskmaster Job of a tesk-api
+//! before 2023-01-24, whose task JSON is in its `JSON_INPUT` variable, is adapted or refused in
+//! place.
 
 // Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,7 +24,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{DynamicObject, ListParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -406,6 +408,112 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
     assert_eq!(
         container["command"],
         json!([pod::EXEC_IN_SIDECAR_IMAGE, "--refuse", refusal])
+    );
+    Ok(())
+}
+
+/// A tesk-api before 2023-01-24 (tag `v1.1`) writes no task ConfigMap: the task JSON travels in
+/// the taskmaster Job's `JSON_INPUT` variable. The apiserver sends that Job to the operator (the
+/// inputs filer Job of that era, which carries the variable too, it does not), which stores the
+/// task adapted in place, or refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_tesk_apis_taskmaster_job_is_adapted_in_its_environment() -> anyhow::Result<()> {
+    let plane = ControlPlane::start(Options::default()).await?;
+    let client = plane.client().await?;
+    let root = workspace::root().join("manifests");
+    manifests::apply(&plane, &root.join("overlays").join("local-process"))?;
+    let operator = Operator::start(&plane, &OperatorOptions::default()).await?;
+    namespace(&client, NS, json!({"c4gh.dev/tesk": "enabled"})).await;
+    create_policy(&client).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+
+    let https_input =
+        json!({"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"});
+    let drs_input = json!({"url": format!("drs://{HOST}/obj-1"), "path": "/data/in/sample.bam.c4gh", "type": "FILE"});
+    let taskmaster = |name: &str, input: &Value| -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "taskmaster", "image": "eu.gcr.io/tes-wes/taskmaster:v0.10.0",
+                    "args": ["-n", NS, "-fn", "eu.gcr.io/tes-wes/filer", "-fv", "v0.10.0"],
+                    "env": [{"name": "JSON_INPUT", "value": input.to_string()}]
+                }]
+            }}}
+        }))
+        .unwrap()
+    };
+    let in_env = |job: &Job| -> Value {
+        let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let env = spec.containers[0].env.as_ref().unwrap();
+        serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap()
+    };
+
+    let input = task_input(TASK, json!([https_input, drs_input]));
+    // The policy reaches the operator's cache asynchronously: retry the first creation briefly.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let stored = jobs
+            .create(&PostParams::default(), &taskmaster(TASK, &input))
+            .await?;
+        let status = stored
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(keys::STATUS).cloned());
+        if status.as_deref() == Some(keys::STATUS_ADAPTED) || Instant::now() >= deadline {
+            break stored;
+        }
+        // Background propagation: no garbage collector runs here to lift an orphan finalizer.
+        jobs.delete(TASK, &DeleteParams::background()).await?;
+        while jobs.get_opt(TASK).await?.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let adapted = in_env(&stored);
+    assert_eq!(
+        adapted["inputs"],
+        json!([https_input]),
+        "the drs:// input left the filer's list\n{}",
+        operator.log_tail(20)
+    );
+    let template = &adapted["executors"][0]["spec"]["template"]["metadata"];
+    assert_eq!(template["labels"]["c4gh.dev/inject"], "enabled");
+    assert!(
+        template["annotations"][keys::INPUTS]
+            .as_str()
+            .unwrap()
+            .contains(&format!("drs://{HOST}/obj-1"))
+    );
+
+    // That era's inputs filer Job carries the variable too, and is stored as written.
+    let filer = taskmaster(&format!("{TASK}-inputs-filer"), &input);
+    let stored_filer = jobs.create(&PostParams::default(), &filer).await?;
+    assert_eq!(in_env(&stored_filer), input);
+    assert_eq!(stored_filer.metadata.annotations, None);
+
+    // A host outside the policy: stored refused, the executor printing the reason.
+    let evil = task_input(
+        "task-deadbeef",
+        json!([{"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}]),
+    );
+    let refused = jobs
+        .create(&PostParams::default(), &taskmaster("task-deadbeef", &evil))
+        .await?;
+    let notes = refused.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        notes.get(keys::STATUS).map(String::as_str),
+        Some(keys::STATUS_REFUSED)
+    );
+    let container = &in_env(&refused)["executors"][0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"][0], pod::EXEC_IN_SIDECAR_IMAGE);
+    assert!(
+        container["command"][2]
+            .as_str()
+            .unwrap()
+            .contains("drs.evil.example"),
+        "{container}"
     );
     Ok(())
 }
