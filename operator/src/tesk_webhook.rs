@@ -633,11 +633,15 @@ struct EnvTask<'a> {
     json: &'a str,
 }
 
-/// The task in `job`'s environment when `job` is such a taskmaster Job (named `task-…`, not
-/// one of the filer Jobs, which carry the same variable in that era).
+/// The task in `job`'s environment when `job` is such a taskmaster Job: named `task-ID`, where
+/// the filer and executor Jobs are `task-ID-…` (that era's filers carry the same variable, and
+/// a TES executor may set one of that name).
 fn env_task(job: &Value) -> Option<EnvTask<'_>> {
-    let name = job.pointer("/metadata/name")?.as_str()?;
-    if !name.starts_with("task-") || name.ends_with("-filer") {
+    let id = job
+        .pointer("/metadata/name")?
+        .as_str()?
+        .strip_prefix("task-")?;
+    if id.is_empty() || id.contains('-') {
         return None;
     }
     let containers = job.pointer("/spec/template/spec/containers")?.as_array()?;
@@ -1491,6 +1495,14 @@ spec:
         filer["metadata"]["name"] = json!("task-1a2b3c4d-inputs-filer");
         assert_eq!(
             mutate_job(&filer, "tasks", &policies()),
+            Ok(Outcome::NotTesk)
+        );
+        // Nor is an executor Job whose TES executor sets a variable of that name.
+        let mut executor = job.clone();
+        executor["metadata"]["name"] = json!("task-1a2b3c4d-ex-00");
+        executor["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!("text");
+        assert_eq!(
+            mutate_job(&executor, "tasks", &policies()),
             Ok(Outcome::NotTesk)
         );
         // A task without drs:// inputs, in a namespace without output recipients, is left alone.

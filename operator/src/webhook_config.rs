@@ -30,8 +30,9 @@ pub const TESK_FILER_WEBHOOK_NAME: &str = "tesk-filer.c4gh.dev";
 
 /// CEL condition selecting the Jobs the TESK webhook handles: TESK's outputs filer, and the
 /// taskmaster Job of a tesk-api before 2023-01-24, whose container carries the task JSON in the
-/// `JSON_INPUT` environment variable (not the filer Jobs, which carry it too in that era).
-pub const TESK_FILER_MATCH_CONDITION: &str = "has(object.metadata.name) && (object.metadata.name.endsWith('-outputs-filer') || (object.metadata.name.startsWith('task-') && !object.metadata.name.endsWith('-filer') && object.spec.template.spec.containers.exists(c, has(c.env) && c.env.exists(e, e.name == 'JSON_INPUT'))))";
+/// `JSON_INPUT` environment variable, named `task-ID` (not the filer and executor Jobs,
+/// `task-ID-…`: the filers carry the variable too in that era, and an executor may).
+pub const TESK_FILER_MATCH_CONDITION: &str = "has(object.metadata.name) && (object.metadata.name.endsWith('-outputs-filer') || (object.metadata.name.matches('^task-[^-]+$') && object.spec.template.spec.containers.exists(c, has(c.env) && c.env.exists(e, e.name == 'JSON_INPUT'))))";
 
 /// CEL condition selecting TESK task ConfigMaps: named `task-…` and holding the taskmaster's
 /// input, so ordinary ConfigMaps in an opted-in namespace never reach the operator.
