@@ -273,12 +273,12 @@ pub struct GateArgs {
         value_name = "MS"
     )]
     pub poll_ms: u64,
-    /// TESK executor pods: copy the command wrapper `c4gh-exec` and write the verdict into DIR,
+    /// TESK executor pods: copy the command wrapper c4gh-exec and write the verdict into DIR,
     /// then exit 0 whatever the verdict (the wrapper in the executor's container prints the
-    /// reason and refuses to run the command unless the verdict is `ready`).
+    /// reason and refuses to run the command unless the verdict is "ready").
     #[arg(long, env = env::GATE_EXEC_DIR, value_name = "DIR")]
     pub exec_dir: Option<PathBuf>,
-    /// The `c4gh-exec` binary to copy (default: next to this program).
+    /// The c4gh-exec binary to copy (default: next to this program).
     #[arg(long, value_name = "FILE", requires = "exec_dir")]
     pub exec_binary: Option<PathBuf>,
 }

@@ -85,7 +85,7 @@ async fn every_fetch_through_faults_is_exact_or_clean() {
         &server.ca_pem(),
         ProxyConfig {
             seed,
-            fault_rate: 0.25,
+            fault_rate: 0.35,
             stall: response + Duration::from_millis(300),
             max_offset: 300_000,
         },
