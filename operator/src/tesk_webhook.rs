@@ -361,38 +361,14 @@ fn decide(
             "cannot serialize the adapted task: {e}"
         )))
     })?;
-    let mut out = config_map.clone();
-    let (field, key, value) = match stored {
-        Stored::Gzip(_) => (
-            "binaryData",
-            GZIP_KEY,
-            STANDARD.encode(gzip(json.as_bytes())),
-        ),
-        Stored::Plain(_) => ("data", PLAIN_KEY, json),
-    };
-    if let Some(map) = out.get_mut(field).and_then(Value::as_object_mut) {
-        map.insert(key.to_owned(), Value::String(value));
-    }
-    let meta = out.as_object_mut().map(|o| {
-        o.entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()))
-    });
-    if let Some(meta) = meta.and_then(Value::as_object_mut) {
-        let slot = meta.entry("annotations").or_insert(Value::Null);
-        if !slot.is_object() {
-            *slot = Value::Object(Map::new());
-        }
-        if let Some(ann) = slot.as_object_mut() {
-            ann.insert(
-                annotations::STATUS.to_owned(),
-                Value::String(annotations::STATUS_ADAPTED.to_owned()),
-            );
-            ann.insert(
-                annotations::APPLIED_POLICY.to_owned(),
-                Value::String(policy_name.to_owned()),
-            );
-        }
-    }
+    let mut out = store_task(config_map.clone(), stored, json);
+    annotate(
+        &mut out,
+        &[
+            (annotations::STATUS, annotations::STATUS_ADAPTED),
+            (annotations::APPLIED_POLICY, policy_name),
+        ],
+    );
     Ok(Outcome::Adapted(match outputs {
         Some(list) => with_outputs(out, list, policy_name),
         None => out,
