@@ -54,6 +54,16 @@ pub struct TeskApi {
     port: u16,
 }
 
+/// The TES states in which a task stays.
+pub const FINAL_STATES: &[&str] = &["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"];
+
+/// How long `SYSTEM_ERROR` must last before [`TeskApi::wait_final`] counts it as final. tesk-api
+/// derives the state from the taskmaster Job (`TesKubernetesConverter::extractStateFromK8sJobs`)
+/// and falls through to `SYSTEM_ERROR` while a just-created Job has neither an active pod nor a
+/// result yet: a fresh machine's CI run saw that 3.5 s after the POST, before the Job controller
+/// made the pod.
+pub const SYSTEM_ERROR_SETTLES: Duration = Duration::from_secs(15);
+
 impl TeskApi {
     /// Starts tesk-api on 127.0.0.1 for tasks in `namespace`, with the taskmaster and filer
     /// images of `cargo xtask images`, executor and filer retries off (`EXECUTOR_BACKOFF_LIMIT`
@@ -151,6 +161,43 @@ impl TeskApi {
     /// The base URL of the TES API (`http://127.0.0.1:PORT`, what TES clients are given).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Polls `GET /tasks/{id}?view=FULL` until the task is in a final state ([`FINAL_STATES`];
+    /// `SYSTEM_ERROR` only once it has lasted [`SYSTEM_ERROR_SETTLES`]) and returns the task.
+    ///
+    /// # Errors
+    ///
+    /// A non-200 answer, a body that is not JSON, or no final state within `timeout`.
+    pub async fn wait_final(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut system_error_since: Option<Instant> = None;
+        loop {
+            let (status, body) = self.request("GET", &format!("/tasks/{id}?view=FULL"), None)?;
+            anyhow::ensure!(status == 200, "GET task {id}: HTTP {status}: {body}");
+            let task: Value = serde_json::from_str(&body)?;
+            let state = task["state"].as_str().unwrap_or_default();
+            if state == "SYSTEM_ERROR" {
+                if system_error_since.is_none() {
+                    eprintln!("task {id} reads SYSTEM_ERROR; final only if it lasts");
+                }
+                let since = *system_error_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SYSTEM_ERROR_SETTLES {
+                    return Ok(task);
+                }
+            } else if FINAL_STATES.contains(&state) {
+                return Ok(task);
+            } else {
+                system_error_since = None;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "task {id} still {state} after {} s: {body}\ntesk-api:\n{}",
+                timeout.as_secs(),
+                self.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// The last `lines` lines of tesk-api's log.

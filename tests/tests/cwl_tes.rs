@@ -44,42 +44,8 @@ const STORE_ADDRESS: &str = "127.0.0.21";
 const NETRC_SECRET: &str = "tesk-netrc";
 /// The DRS object both tasks read.
 const OBJECT: &str = "sample-reads";
-/// The TES states in which a task stays.
-const FINAL: &[&str] = &["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"];
-/// How long `SYSTEM_ERROR` must last before it counts as final (see `tesk_node.rs`: tesk-api
-/// reports it by fallthrough while a just-created Job has no pod yet).
-const SYSTEM_ERROR_SETTLES: Duration = Duration::from_secs(15);
 /// How long one task may take.
 const TASK_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Polls `GET /tasks/{id}?view=FULL` until the task is in a final state.
-async fn wait_final(api: &TeskApi, id: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + TASK_TIMEOUT;
-    let mut system_error_since: Option<Instant> = None;
-    loop {
-        let (status, body) = api.request("GET", &format!("/tasks/{id}?view=FULL"), None)?;
-        ensure!(status == 200, "GET task {id}: HTTP {status}: {body}");
-        let task: Value = serde_json::from_str(&body)?;
-        let state = task["state"].as_str().unwrap_or_default();
-        if state == "SYSTEM_ERROR" {
-            let since = *system_error_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= SYSTEM_ERROR_SETTLES {
-                return Ok(task);
-            }
-        } else if FINAL.contains(&state) {
-            return Ok(task);
-        } else {
-            system_error_since = None;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "task {id} still {state} after {} s: {body}\ntesk-api:\n{}",
-            TASK_TIMEOUT.as_secs(),
-            api.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 /// The pods of task `id`'s Jobs with their status, and the PVC, for failure messages.
 async fn task_objects(client: &Client, id: &str) -> String {
@@ -218,7 +184,7 @@ async fn direct_task(
         .context("POST /tasks returned no id")?
         .to_owned();
     eprintln!("TES task {id} created");
-    let done = wait_final(api, &id).await?;
+    let done = api.wait_final(&id, TASK_TIMEOUT).await?;
     let state = done["state"].as_str().unwrap_or_default();
     if state != "COMPLETE" {
         bail!(

@@ -28,48 +28,6 @@ use serde_json::{Value, json};
 
 /// TESK's namespace.
 const NS: &str = "tesk";
-/// The TES states in which a task stays.
-const FINAL: &[&str] = &["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"];
-
-/// How long `SYSTEM_ERROR` must last before it counts as final. tesk-api derives the state from
-/// the taskmaster Job (`TesKubernetesConverter::extractStateFromK8sJobs`) and falls through to
-/// `SYSTEM_ERROR` while a just-created Job has neither an active pod nor a result yet: a fresh
-/// machine's CI run saw that 3.5 s after the POST, before the Job controller made the pod.
-const SYSTEM_ERROR_SETTLES: Duration = Duration::from_secs(15);
-
-/// Polls `GET /tasks/{id}?view=FULL` until the task is in a final state (`SYSTEM_ERROR` only
-/// once it has lasted [`SYSTEM_ERROR_SETTLES`]).
-async fn wait_final(api: &TeskApi, id: &str, timeout: Duration) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + timeout;
-    let mut system_error_since: Option<Instant> = None;
-    loop {
-        let (status, body) = api.request("GET", &format!("/tasks/{id}?view=FULL"), None)?;
-        ensure!(status == 200, "GET task {id}: HTTP {status}: {body}");
-        let task: Value = serde_json::from_str(&body)?;
-        let state = task["state"].as_str().unwrap_or_default();
-        if state == "SYSTEM_ERROR" {
-            if system_error_since.is_none() {
-                eprintln!("task {id} reads SYSTEM_ERROR; final only if it lasts");
-            }
-            let since = *system_error_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= SYSTEM_ERROR_SETTLES {
-                return Ok(task);
-            }
-        } else if FINAL.contains(&state) {
-            return Ok(task);
-        } else {
-            system_error_since = None;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "task {id} still {state} after {} s: {body}\ntesk-api:\n{}",
-            timeout.as_secs(),
-            api.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// What the pods of the task's Jobs ended as, for failure messages.
 async fn pods_of(client: &Client, id: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -134,7 +92,7 @@ async fn drs_task_completes(
         annotations.get(keys::STATUS).map(String::as_str) == Some(keys::STATUS_ADAPTED),
         "tesk-api's ConfigMap {id} is stored adapted: {annotations:?}"
     );
-    let done = wait_final(api, &id, Duration::from_secs(300)).await?;
+    let done = api.wait_final(&id, Duration::from_secs(300)).await?;
     let state = done["state"].as_str().unwrap_or_default();
     let want = &drs.objects["sample-reads"];
     let stdout = done["logs"][0]["logs"][0]["stdout"]
@@ -213,7 +171,7 @@ async fn ends_with_reason(
     id: &str,
     needles: &[&str],
 ) -> anyhow::Result<Value> {
-    let done = wait_final(api, id, Duration::from_secs(300)).await?;
+    let done = api.wait_final(id, Duration::from_secs(300)).await?;
     let state = done["state"].as_str().unwrap_or_default();
     let log = done["logs"][0]["logs"][0]["stdout"]
         .as_str()
@@ -392,7 +350,7 @@ async fn second_executor_fetches_headers_only(
         "executors": [read, read]
     });
     let id = post_task(api, &task)?;
-    let done = wait_final(api, &id, Duration::from_secs(300)).await?;
+    let done = api.wait_final(&id, Duration::from_secs(300)).await?;
     let want = format!("{}  -", drs.objects["sample-reads"]);
     let outs: Vec<&str> = (0..2)
         .map(|n| {
