@@ -112,102 +112,51 @@ fn check_packet_len(index: usize, len: u32, pos: usize) -> Result<usize> {
 
 /// Reads exactly one header off a stream, leaving it positioned at the first body byte.
 pub fn read_header<R: Read>(reader: &mut R) -> Result<Vec<u8>> {
-    let mut bytes = vec![0u8; PREAMBLE_LEN];
-    let got = read_full(reader, &mut bytes)?;
-    if got < PREAMBLE_LEN {
-        check_magic_prefix(&bytes[..got])?;
-        return Err(Error::TruncatedHeader {
-            got,
-            needed: PREAMBLE_LEN,
-        });
-    }
-    loop {
-        match header_len(&bytes)? {
-            HeaderLen::Complete(_) => return Ok(bytes),
-            HeaderLen::NeedMore(_) => {}
-        }
-        // Read the next length field, then the rest of that packet.
+    let mut bytes = Vec::new();
+    while let Some(wanted) = next_read(&bytes)? {
         let start = bytes.len();
-        bytes.resize(start + 4, 0);
+        bytes.resize(wanted, 0);
         let got = read_full(reader, &mut bytes[start..])?;
-        if got < 4 {
-            return Err(Error::TruncatedHeader {
-                got: start + got,
-                needed: start + 4,
-            });
-        }
-        let len = u32::from_le_bytes([
-            bytes[start],
-            bytes[start + 1],
-            bytes[start + 2],
-            bytes[start + 3],
-        ]);
-        let index = packets_seen(&bytes[..start]);
-        let end = check_packet_len(index, len, start)?;
-        bytes.resize(end, 0);
-        let got = read_full(reader, &mut bytes[start + 4..])?;
-        if start + 4 + got < end {
-            return Err(Error::TruncatedHeader {
-                got: start + 4 + got,
-                needed: end,
-            });
-        }
+        check_read(&mut bytes, start + got)?;
     }
+    Ok(bytes)
 }
 
 /// Reads exactly one header off an async stream, leaving it positioned at the first body byte.
 pub async fn read_header_async<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>> {
-    let mut bytes = vec![0u8; PREAMBLE_LEN];
-    let got = read_full_async(reader, &mut bytes).await?;
-    if got < PREAMBLE_LEN {
-        check_magic_prefix(&bytes[..got])?;
-        return Err(Error::TruncatedHeader {
-            got,
-            needed: PREAMBLE_LEN,
-        });
-    }
-    loop {
-        match header_len(&bytes)? {
-            HeaderLen::Complete(_) => return Ok(bytes),
-            HeaderLen::NeedMore(_) => {}
-        }
+    let mut bytes = Vec::new();
+    while let Some(wanted) = next_read(&bytes)? {
         let start = bytes.len();
-        bytes.resize(start + 4, 0);
+        bytes.resize(wanted, 0);
         let got = read_full_async(reader, &mut bytes[start..]).await?;
-        if got < 4 {
-            return Err(Error::TruncatedHeader {
-                got: start + got,
-                needed: start + 4,
-            });
-        }
-        let len = u32::from_le_bytes([
-            bytes[start],
-            bytes[start + 1],
-            bytes[start + 2],
-            bytes[start + 3],
-        ]);
-        let index = packets_seen(&bytes[..start]);
-        let end = check_packet_len(index, len, start)?;
-        bytes.resize(end, 0);
-        let got = read_full_async(reader, &mut bytes[start + 4..]).await?;
-        if start + 4 + got < end {
-            return Err(Error::TruncatedHeader {
-                got: start + 4 + got,
-                needed: end,
-            });
-        }
+        check_read(&mut bytes, start + got)?;
     }
+    Ok(bytes)
 }
 
-/// Number of complete packets in a header prefix that ends on a packet boundary.
-fn packets_seen(prefix: &[u8]) -> usize {
-    let mut pos = PREAMBLE_LEN;
-    let mut n = 0;
-    while let Some(len) = prefix.get(pos..pos + 4) {
-        pos += u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        n += 1;
+/// The total length the header prefix `bytes` must grow to before more is known, or `None`
+/// once it holds exactly one complete header. Reading only up to there never consumes a body
+/// byte.
+fn next_read(bytes: &[u8]) -> Result<Option<usize>> {
+    Ok(match header_len(bytes)? {
+        HeaderLen::Complete(len) if len == bytes.len() => None,
+        HeaderLen::Complete(wanted) | HeaderLen::NeedMore(wanted) => Some(wanted),
+    })
+}
+
+/// After a read that filled `bytes` up to `filled`: a short read is a truncated header, unless
+/// what did arrive is already malformed, which is the better error.
+fn check_read(bytes: &mut Vec<u8>, filled: usize) -> Result<()> {
+    if filled == bytes.len() {
+        return Ok(());
     }
-    n
+    let needed = bytes.len();
+    bytes.truncate(filled);
+    header_len(bytes)?;
+    Err(Error::TruncatedHeader {
+        got: filled,
+        needed,
+    })
 }
 
 fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
@@ -729,6 +678,40 @@ mod tests {
             EncryptedHeader::parse(&input),
             Err(Error::TrailingData { extra: 4 })
         ));
+    }
+
+    /// The blocking and the async reader agree on every prefix of a four-packet header (a data
+    /// key and an edit list for each of two recipients): the whole header and not one body
+    /// byte, or the same error.
+    #[tokio::test]
+    async fn read_header_and_read_header_async_agree_on_every_prefix() {
+        let sk = SecretKey::generate();
+        let recipients = [sk.public_key(), SecretKey::generate().public_key()];
+        let bytes = build(&sk, &recipients, &[&DataKey::generate()], Some(&[1, 2])).unwrap();
+        let mut input = bytes.clone();
+        input.extend_from_slice(b"body");
+        for len in 0..=input.len() {
+            let mut sync = std::io::Cursor::new(&input[..len]);
+            let mut not_sync = std::io::Cursor::new(&input[..len]);
+            let (a, b) = (
+                read_header(&mut sync),
+                read_header_async(&mut not_sync).await,
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "prefix of {len} bytes");
+            match a {
+                Ok(header) => {
+                    assert_eq!(header, bytes);
+                    assert_eq!(sync.position() as usize, bytes.len());
+                    assert_eq!(not_sync.position() as usize, bytes.len());
+                }
+                Err(Error::TruncatedHeader { got, needed }) => {
+                    assert!(len < bytes.len(), "prefix of {len} bytes");
+                    assert_eq!(got, len);
+                    assert!(needed > got && needed <= bytes.len(), "needed {needed}");
+                }
+                Err(e) => panic!("prefix of {len} bytes: {e:?}"),
+            }
+        }
     }
 
     /// Found by the `header` fuzz target: all length fields present, packet bytes missing.
