@@ -41,22 +41,6 @@ fn http_get(port: u16, path: &str) -> String {
     response
 }
 
-fn python_decrypt(file: &Path, key: &Path) -> Vec<u8> {
-    let output = Command::new(testkit::python_tool("crypt4gh"))
-        .arg("decrypt")
-        .env_clear()
-        .env("C4GH_SECRET_KEY", key)
-        .stdin(std::fs::File::open(file).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "crypt4gh decrypt failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
     let server = common::start_drs_server().await;
@@ -125,7 +109,10 @@ async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o440);
     let enc = data.join("enc/a.c4gh");
-    assert_eq!(python_decrypt(&enc, &key_file), a);
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&enc, &key_file).unwrap(),
+        a
+    );
 
     // Plaintext mode.
     assert_eq!(std::fs::read(data.join("plain/b.bin")).unwrap(), b);
@@ -311,8 +298,14 @@ async fn fetch_cli_encrypted_with_key_out_and_decrypt() {
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o400
     );
-    assert_eq!(python_decrypt(&work.path().join("1.c4gh"), &key), a);
-    assert_eq!(python_decrypt(&work.path().join("2.c4gh"), &key), b);
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&work.path().join("1.c4gh"), &key).unwrap(),
+        a
+    );
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&work.path().join("2.c4gh"), &key).unwrap(),
+        b
+    );
 
     let out = fetch(&[&u1, &u2, "-O", &w("plain"), "--decrypt"]);
     assert!(
@@ -369,9 +362,12 @@ async fn outputs_are_encrypted_at_sigterm() {
         message.starts_with("outputs encrypted: 2 files, 5242891 bytes, 0 absent"),
         "{message}"
     );
-    assert_eq!(python_decrypt(&out.join("result.bin"), &alice_sk), big);
     assert_eq!(
-        python_decrypt(&out.join("calls/a.vcf"), &alice_sk),
+        testkit::reference::decrypt_with_env_key(&out.join("result.bin"), &alice_sk).unwrap(),
+        big
+    );
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&out.join("calls/a.vcf"), &alice_sk).unwrap(),
         b"variant\n"
     );
     assert_eq!(entries_under(&out), ["calls", "calls/a.vcf", "result.bin"]);

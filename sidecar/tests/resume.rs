@@ -134,22 +134,6 @@ fn resumed_offset(log: &str) -> Option<u64> {
         .ok()
 }
 
-fn python_decrypt(file: &Path, key: &Path) -> Vec<u8> {
-    let output = Command::new(testkit::python_tool("crypt4gh"))
-        .arg("decrypt")
-        .env_clear()
-        .env("C4GH_SECRET_KEY", key)
-        .stdin(std::fs::File::open(file).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "crypt4gh decrypt failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_fetch_continues_on_rerun_and_a_damaged_partial_is_refetched() {
     let plain = pattern(SIZE, 21);
@@ -196,7 +180,10 @@ async fn a_killed_fetch_continues_on_rerun_and_a_damaged_partial_is_refetched() 
         "rerun: kept {offset} of {} body bytes, server sent {sent}",
         body_len(SIZE)
     );
-    assert_eq!(python_decrypt(&dest, &key), plain);
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&dest, &key).unwrap(),
+        plain
+    );
     assert!(
         !part.exists() && !record.exists(),
         "partial left after success"
@@ -241,7 +228,10 @@ async fn key_out_is_not_written_when_every_fetch_fails() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(python_decrypt(&s.path("big.c4gh"), &key), plain);
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&s.path("big.c4gh"), &key).unwrap(),
+        plain
+    );
 }
 
 /// Pod mode shares the code: a sidecar SIGKILLed mid-body (a container restart) leaves the
@@ -278,7 +268,10 @@ async fn a_restarted_pod_sidecar_continues_the_partial_of_the_killed_one() {
     assert!(offset + SEGMENT > 2 << 20, "offset {offset}");
     assert_eq!(s.body_bytes() - before, body_len(SIZE) - offset);
     let key = env.key_dir.join("ephemeral.sec");
-    assert_eq!(python_decrypt(&dest, &key), plain);
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&dest, &key).unwrap(),
+        plain
+    );
     assert!(second.signal_and_wait(Signal::SIGTERM).success());
     assert_eq!(
         entries_under(&data),
@@ -317,5 +310,8 @@ async fn a_fetch_that_gave_up_keeps_its_partial_for_the_rerun() {
     let offset = resumed_offset(&log).unwrap_or_else(|| panic!("no resume:\n{log}"));
     assert!(offset + SEGMENT > 2 << 20, "offset {offset}");
     assert_eq!(sent, body_len(SIZE) - offset);
-    assert_eq!(python_decrypt(&s.path("big.c4gh"), &s.path("k.sec")), plain);
+    assert_eq!(
+        testkit::reference::decrypt_with_env_key(&s.path("big.c4gh"), &s.path("k.sec")).unwrap(),
+        plain
+    );
 }

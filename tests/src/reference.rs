@@ -40,17 +40,10 @@ impl Submitter {
 
     /// The reference `crypt4gh decrypt --sk` of `file`: the plaintext.
     pub fn decrypt(&self, file: &Path) -> Result<Vec<u8>, Error> {
-        let input = std::fs::File::open(file).map_err(|source| Error::Io {
-            context: format!("opening {}", file.display()),
-            source,
-        })?;
-        let mut command = Command::new(testkit::python_tool("crypt4gh"));
-        command
-            .arg("decrypt")
-            .arg("--sk")
-            .arg(&self.sk)
-            .stdin(input);
-        run(command, &format!("crypt4gh decrypt {}", file.display()))
+        testkit::reference::decrypt(file, &self.sk).map_err(|e| Error::Command {
+            command: format!("crypt4gh decrypt {}", file.display()),
+            output: e.to_string(),
+        })
     }
 }
 

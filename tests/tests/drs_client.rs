@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
-use std::process::Command;
 
 use c4gh::keys::SecretKey;
 use drs::auth::{Auth, BearerToken};
@@ -75,18 +74,7 @@ async fn header_for_k_decrypts_only_with_k_in_both_implementations() {
     // The reference implementation reads it with K's secret key file.
     let sk = dir.path().join("k.sec");
     std::fs::write(&sk, k.to_pem(None, None).unwrap().as_bytes()).unwrap();
-    let py = Command::new(testkit::python_tool("crypt4gh"))
-        .args(["decrypt", "--sk"])
-        .arg(&sk)
-        .stdin(std::fs::File::open(&dest).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    assert_eq!(py.stdout, plaintext());
+    assert_eq!(testkit::reference::decrypt(&dest, &sk).unwrap(), plaintext());
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ use c4gh_contract::pod::SIDECAR_CONTAINER;
 use c4gh_e2e::cluster;
 use c4gh_e2e::node::{self, Node};
 use c4gh_e2e::operator::ensure_namespace;
+use c4gh_e2e::reference::Submitter;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
@@ -38,40 +39,6 @@ use serde_json::{Value, json};
 const NS: &str = "outputs";
 /// The task's UID (the sidecar runs as the pod's runAsUser).
 const TASK_UID: u32 = 1000;
-
-/// A Crypt4GH key pair made by the reference `crypt4gh-keygen`.
-struct Submitter {
-    sk: PathBuf,
-    pub_pem: String,
-}
-
-fn keygen(dir: &Path) -> anyhow::Result<Submitter> {
-    let (sk, pk) = (dir.join("alice.sec"), dir.join("alice.pub"));
-    let out = Command::new(testkit::python_tool("crypt4gh-keygen"))
-        .args(["--sk", &sk.to_string_lossy(), "--pk", &pk.to_string_lossy()])
-        .args(["--nocrypt", "-f"])
-        .output()?;
-    ensure!(out.status.success(), "crypt4gh-keygen: {out:?}");
-    Ok(Submitter {
-        sk,
-        pub_pem: std::fs::read_to_string(pk)?,
-    })
-}
-
-/// The reference `crypt4gh decrypt --sk` of `file`.
-fn reference_decrypt(file: &Path, sk: &Path) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new(testkit::python_tool("crypt4gh"))
-        .args(["decrypt", "--sk", &sk.to_string_lossy()])
-        .stdin(std::fs::File::open(file)?)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "crypt4gh decrypt {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(out.stdout)
-}
 
 /// A directory the task's UID owns, for a hostPath volume.
 fn task_dir(path: &Path) -> anyhow::Result<()> {
@@ -240,7 +207,7 @@ async fn outputs_are_crypt4gh_for_the_submitter(
         let file = host.join(name);
         let bytes = std::fs::read(&file)?;
         ensure!(bytes.starts_with(b"crypt4gh"), "{name} is not Crypt4GH");
-        let plain = reference_decrypt(&file, &alice.sk)?;
+        let plain = testkit::reference::decrypt(&file, &alice.sk)?;
         ensure!(
             plain == want,
             "{name} decrypts to {} bytes, not the task's {}",
@@ -513,7 +480,7 @@ async fn tesk_outputs_filer_uploads_crypt4gh(
         std::fs::read(&uploaded)?.starts_with(b"crypt4gh"),
         "the store received plaintext"
     );
-    let plain = reference_decrypt(&uploaded, &alice.sk)?;
+    let plain = testkit::reference::decrypt(&uploaded, &alice.sk)?;
     ensure!(
         plain == pattern(bytes),
         "the upload decrypts to {} bytes, not the task's",
@@ -574,7 +541,7 @@ async fn outputs_leave_the_pod_encrypted_on_a_real_node() -> anyhow::Result<()> 
         .prefix("c4gh-outputs-")
         .tempdir_in("/var/tmp")?;
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
-    let alice = keygen(work.path())?;
+    let alice = Submitter::keygen(work.path(), "alice")?;
     let node = Node::start().await?;
     let snapshot = node.snapshot();
     let client = node.client().await?;

@@ -66,24 +66,6 @@ fn failed(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The reference Python implementation decrypts `file` with `sk`.
-fn reference_decrypt(file: &Path, sk: &Path) -> Vec<u8> {
-    let out = Command::new(testkit::python_tool("crypt4gh"))
-        .args(["decrypt", "--sk"])
-        .arg(sk)
-        .stdin(fs::File::open(file).unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "crypt4gh decrypt: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn body_of(path: &Path, file: &ArchivedFile) -> Vec<u8> {
     let bytes = fs::read(path).unwrap();
     let header_len = bytes.len() - usize::try_from(file.body_len).unwrap();
@@ -116,7 +98,7 @@ fn both_modes_both_key_headers_and_sda_errors() {
     ok(&r);
     assert!(String::from_utf8_lossy(&r.stderr).contains("sda-v2"));
     assert_eq!(
-        reference_decrypt(&out.join("auto.c4gh"), &out.join("auto.sec")),
+        testkit::reference::decrypt(&out.join("auto.c4gh"), &out.join("auto.sec")).unwrap(),
         plain
     );
     let body = fs::read(&file.body).unwrap();
@@ -157,7 +139,7 @@ fn both_modes_both_key_headers_and_sda_errors() {
         ],
     ));
     assert_eq!(
-        reference_decrypt(&out.join("hts.c4gh"), &out.join("hts.sec")),
+        testkit::reference::decrypt(&out.join("hts.c4gh"), &out.join("hts.sec")).unwrap(),
         plain
     );
 
@@ -281,7 +263,7 @@ fn resumes_after_the_connection_is_cut_mid_body() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     ok(&out);
-    assert_eq!(reference_decrypt(&dest, &sk), plain);
+    assert_eq!(testkit::reference::decrypt(&dest, &sk).unwrap(), plain);
     let statuses = content_statuses(&sda, &file);
     assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
     assert!(
@@ -393,7 +375,7 @@ fn a_killed_fetch_continues_on_rerun_with_only_the_remainder_transferred() {
         "{moved} bytes crossed lo for a remainder of {remainder} (whole body {})",
         file.body_len
     );
-    assert_eq!(reference_decrypt(&dest, &sk), plain);
+    assert_eq!(testkit::reference::decrypt(&dest, &sk).unwrap(), plain);
     let statuses = content_statuses(&sda, &file);
     assert_eq!(statuses.last(), Some(&206), "{statuses:?}");
     let part = dest.with_file_name(".rerun.c4gh.part");

@@ -6,8 +6,9 @@
 //! tells tests where they are. A missing component is a **test failure** with a message that
 //! says how to install it — never a silent skip.
 //!
-//! [`tls`] is the one throw-away TLS CA (and rustls server/client configurations) that every
-//! crate's tests use for loopback HTTPS servers.
+//! [`reference`] runs the reference `crypt4gh decrypt`; [`tls`] is the one throw-away TLS CA
+//! (and rustls server/client configurations) that every crate's tests use for loopback HTTPS
+//! servers.
 //!
 //! ```
 //! let dir = testkit::cache_dir();
@@ -17,6 +18,7 @@
 //! }
 //! ```
 
+pub mod reference;
 pub mod tls;
 
 use std::env;
