@@ -139,6 +139,24 @@ pub fn fixtures_dir() -> PathBuf {
         .join("tesk")
 }
 
+/// The committed fixture `path` (relative to [`fixtures_dir`], e.g. `drs/configmap.json`)
+/// without its `metadata.namespace`, for a test to create it in a namespace of its own.
+///
+/// # Errors
+///
+/// The file is missing or not JSON.
+pub fn load(path: &str) -> anyhow::Result<Value> {
+    let file = fixtures_dir().join(path);
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut value: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("namespace");
+    }
+    Ok(value)
+}
+
 /// A capture: file path (relative to [`fixtures_dir`]) → normalised object.
 pub type Captured = BTreeMap<PathBuf, Value>;
 

@@ -120,13 +120,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// A TESK object captured from the real TESK (`operator/tests/fixtures/tesk/PATH`, see its
 /// README), without its namespace.
 fn captured(path: &str) -> Value {
-    let file = tesk_fixtures::fixtures_dir().join(path);
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let mut value: Value = serde_json::from_str(&text).unwrap();
-    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("namespace");
-    }
-    value
+    tesk_fixtures::load(path).unwrap()
 }
 
 /// The task ConfigMap tesk-api wrote for the captured `drs` task (inputs: `http://` ref, then
