@@ -1,5 +1,6 @@
 //! `kubectl c4gh check`: runs the operator's own admission code ([`webhook::admit`] for pods,
-//! [`tesk_webhook::admit`] for TESK task ConfigMaps) on an object read from a file, with the
+//! [`tesk_webhook::admit`] for TESK task ConfigMaps and for the Jobs of TESK's Job webhook: the
+//! outputs filer and an older tesk-api's taskmaster) on an object read from a file, with the
 //! namespace's policies from the cluster or from a file, and reports what the API server would
 //! do: store the object with the injection, or refuse it with the webhook's message.
 //!
@@ -19,9 +20,10 @@ use c4gh_operator::annotations;
 use c4gh_operator::effective::OperatorDefaults;
 use c4gh_operator::metrics::Metrics;
 use c4gh_operator::policy::Crypt4ghPolicy;
+use c4gh_operator::tesk_outputs;
 use c4gh_operator::tesk_webhook;
 use c4gh_operator::webhook::{self, WebhookState};
-use c4gh_operator::webhook_config::{TESK_WEBHOOK_NAME, WEBHOOK_NAME};
+use c4gh_operator::webhook_config::{TESK_FILER_WEBHOOK_NAME, TESK_WEBHOOK_NAME, WEBHOOK_NAME};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::{Value, json};
@@ -91,6 +93,8 @@ pub enum Object {
         pod: Box<Value>,
         /// `Job NAME` when it came from a Job's template.
         from: Option<String>,
+        /// The Job itself, when it came from one (TESK's Job webhook may change it first).
+        job: Option<Box<Value>>,
     },
     /// A ConfigMap (TESK task input when it holds JSON_INPUT.gz or JSON_INPUT).
     ConfigMap(Box<Value>),
@@ -127,6 +131,7 @@ impl Object {
             Some("Pod") => Ok(Object::Pod {
                 pod: Box::new(value),
                 from: None,
+                job: None,
             }),
             Some("ConfigMap") => Ok(Object::ConfigMap(Box::new(value))),
             Some("Job") => {
@@ -150,6 +155,7 @@ impl Object {
                 Ok(Object::Pod {
                     pod: Box::new(pod),
                     from: Some(format!("Job {name}")),
+                    job: Some(Box::new(value)),
                 })
             }
             Some(other) => bail!(
@@ -205,6 +211,14 @@ pub fn check(
         metrics: Arc::new(Metrics::new()),
         recorder: None,
     };
+    if let Object::Pod { job: Some(job), .. } = object {
+        // The TESK webhook sees TESK's Jobs (the outputs filer, an older tesk-api's taskmaster)
+        // before their pods exist; any other Job it leaves alone ("skipped").
+        let verdict = check_tesk_job(&state, job, namespace)?;
+        if verdict.outcome != "skipped" {
+            return Ok(verdict);
+        }
+    }
     let (object_json, resource, kind, webhook) = match object {
         Object::Pod { pod, .. } => (pod.as_ref(), "pods", "Pod", WEBHOOK_NAME),
         Object::ConfigMap(cm) => (cm.as_ref(), "configmaps", "ConfigMap", TESK_WEBHOOK_NAME),
@@ -244,6 +258,37 @@ pub fn check(
         }
     };
     verdict(response, outcome, webhook, before)
+}
+
+/// [`tesk_webhook::admit`] on a Job, as the TESK Job webhook ([`TESK_FILER_WEBHOOK_NAME`]) gets it.
+fn check_tesk_job(state: &WebhookState, job: &Value, namespace: &str) -> anyhow::Result<Verdict> {
+    let mut job = job.clone();
+    job["metadata"]["namespace"] = json!(namespace);
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "kubectl-c4gh-check",
+            "kind": {"group": "batch", "version": "v1", "kind": "Job"},
+            "resource": {"group": "batch", "version": "v1", "resource": "jobs"},
+            "namespace": namespace,
+            "name": job.pointer("/metadata/name").cloned().unwrap_or(json!("")),
+            "operation": "CREATE",
+            "userInfo": {"username": "kubectl-c4gh"},
+            "object": job,
+            "dryRun": true,
+        }
+    });
+    let review: AdmissionReview<kube::api::DynamicObject> =
+        serde_json::from_value(review).context("the object is not a valid Job")?;
+    let req: AdmissionRequest<kube::api::DynamicObject> = review.try_into()?;
+    let (response, outcome) = tesk_webhook::admit(state, &req);
+    verdict(
+        response,
+        outcome,
+        TESK_FILER_WEBHOOK_NAME,
+        serde_json::to_value(&req.object)?,
+    )
 }
 
 fn verdict(
@@ -324,6 +369,9 @@ pub fn render(object: &Object, namespace: &str, verdict: &Verdict, output: Check
         CheckOutput::Summary => {}
     }
     match object {
+        Object::Pod { .. } if verdict.webhook == TESK_FILER_WEBHOOK_NAME => {
+            tesk_job_summary(namespace, verdict)
+        }
         Object::Pod { from, .. } => pod_summary(namespace, verdict, from.as_deref()),
         Object::ConfigMap(_) => tesk_summary(namespace, verdict),
     }
@@ -505,6 +553,56 @@ fn tesk_summary(namespace: &str, verdict: &Verdict) -> String {
     out
 }
 
+/// What TESK's Job webhook does to one of TESK's Jobs.
+fn tesk_job_summary(namespace: &str, verdict: &Verdict) -> String {
+    let name = name_of(&verdict.before);
+    let filer = tesk_outputs::is_outputs_filer(&verdict.before);
+    let what = if filer {
+        format!("TESK's outputs filer Job {namespace}/{name}")
+    } else {
+        format!("the taskmaster Job {namespace}/{name} of a tesk-api before 2023-01-24")
+    };
+    if verdict.outcome != "adapted" {
+        let why = if filer {
+            format!(
+                "namespace {namespace} has no valid Crypt4ghPolicy {}, so no seal step",
+                annotations::DEFAULT_POLICY_NAME
+            )
+        } else {
+            "the task in its JSON_INPUT variable has no drs:// inputs and no outputs to encrypt"
+                .to_owned()
+        };
+        return format!(
+            "✔ admitted unchanged: {what} (webhook {}): {why}\n",
+            verdict.webhook
+        );
+    }
+    let mut out = format!(
+        "✔ admitted: {what} would be changed (webhook {})\n",
+        verdict.webhook
+    );
+    let seal = verdict
+        .after
+        .pointer("/spec/template/spec/initContainers")
+        .and_then(Value::as_array)
+        .and_then(|inits| inits.iter().find(|c| c["name"] == pod::SEAL_CONTAINER));
+    if let Some(seal) = seal {
+        out.push_str(&format!(
+            "  + init container {} ({}): encrypts the outputs the task ConfigMap lists in {} before the filer uploads them (none listed: it exits at once)\n",
+            pod::SEAL_CONTAINER,
+            seal["image"].as_str().unwrap_or("?"),
+            tesk_outputs::OUTPUTS_KEY
+        ));
+    } else {
+        out.push_str("  the task in its JSON_INPUT variable is adapted: its drs:// inputs move onto the executor pods\n");
+    }
+    out.push_str(&format!(
+        "  patch: {} operations (-o patch prints them, -o yaml the stored Job)\n",
+        verdict.patch.as_ref().map_or(0, |p| p.0.len())
+    ));
+    out
+}
+
 /// The task JSON of a (adapted) TESK ConfigMap.
 fn task_json(config_map: &Value) -> Option<Value> {
     if let Some(b64) = config_map
@@ -525,4 +623,65 @@ fn task_json(config_map: &Value) -> Option<Value> {
         .and_then(|d| d.get(tesk_webhook::PLAIN_KEY))
         .and_then(Value::as_str)
         .and_then(|s| serde_json::from_str(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+apiVersion: c4gh.dev/v1alpha1
+kind: Crypt4ghPolicy
+metadata: {name: default, namespace: tasks}
+spec:
+  allowedHosts: [drs.example.org]
+"#;
+
+    fn run(fixture: &str, namespace: &str) -> (Object, Verdict) {
+        let value: Value = serde_json::from_str(fixture).unwrap();
+        let object = Object::from_value(value).unwrap();
+        let policies = Policies::from_yaml(POLICY, "tasks").unwrap();
+        let verdict = check(
+            &object,
+            namespace,
+            Arc::new(policies),
+            OperatorDefaults::default(),
+        )
+        .unwrap();
+        (object, verdict)
+    }
+
+    /// TESK's outputs filer as the real taskmaster created it (the captured fixture): the
+    /// prediction is the TESK Job webhook's seal step, not the pod template's (which does not
+    /// opt in).
+    #[test]
+    fn the_real_outputs_filer_is_predicted_with_its_seal_step() {
+        let filer = include_str!("../../operator/tests/fixtures/tesk/files/outputs-filer.job.json");
+        let (object, verdict) = run(filer, "tasks");
+        assert!(verdict.allowed);
+        assert_eq!(
+            (verdict.webhook, verdict.outcome),
+            (TESK_FILER_WEBHOOK_NAME, "adapted")
+        );
+        let text = render(&object, "tasks", &verdict, CheckOutput::Summary);
+        assert!(
+            text.starts_with(
+                "✔ admitted: TESK's outputs filer Job tasks/task-2b3c4d5e-outputs-filer would be changed (webhook tesk-filer.c4gh.dev)\n  + init container c4gh-seal ("
+            ),
+            "{text}"
+        );
+        let (object, verdict) = run(filer, "elsewhere");
+        assert_eq!(verdict.outcome, "unchanged");
+        assert_eq!(
+            render(&object, "elsewhere", &verdict, CheckOutput::Summary),
+            "✔ admitted unchanged: TESK's outputs filer Job elsewhere/task-2b3c4d5e-outputs-filer (webhook tesk-filer.c4gh.dev): namespace elsewhere has no valid Crypt4ghPolicy default, so no seal step\n"
+        );
+        // The inputs filer is an ordinary Job to the operator: its pod template is checked.
+        let inputs = include_str!("../../operator/tests/fixtures/tesk/files/inputs-filer.job.json");
+        let (_, verdict) = run(inputs, "tasks");
+        assert_eq!(
+            (verdict.webhook, verdict.outcome),
+            (WEBHOOK_NAME, "skipped")
+        );
+    }
 }

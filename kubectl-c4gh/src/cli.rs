@@ -82,7 +82,7 @@ const CHECK_EXAMPLES: &str = "\
 EXAMPLES:
   kubectl c4gh check -f pod.yaml -n tasks              policy from the cluster
   kubectl c4gh check -f pod.yaml --policy policy.yaml  offline, no cluster needed
-  kubectl c4gh check -f job.yaml -o yaml               a Job is checked through its pod template
+  kubectl c4gh check -f job.yaml -o yaml               a Job: as TESK's Job webhook sees it, else its pod template
   kubectl c4gh check -f task-cm.yaml -n tesk           a TESK task ConfigMap (JSON_INPUT.gz)
 
 Exit status: 0 when the object would be admitted, 1 when it would be denied.";

@@ -1126,10 +1126,10 @@ mod tests {
                 "--verdict",
                 pod::VERDICT_PATH,
                 "--",
-                "sh",
-                "-c",
-                "ls -l /data/in /work/ref"
-            ]
+                "sha256sum",
+                "/data/in/sample.txt"
+            ],
+            "the captured executor's command, behind the wrapper"
         );
         assert!(hands_over(&gate_of(&injected)));
         assert_eq!(

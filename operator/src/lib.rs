@@ -40,6 +40,8 @@ pub mod policy;
 pub mod run;
 pub mod serving;
 pub mod tesk;
+#[cfg(test)]
+mod tesk_fixtures;
 pub mod tesk_outputs;
 pub mod tesk_webhook;
 pub mod tls;

@@ -203,6 +203,7 @@ mod tests {
     use super::*;
     use crate::effective::OperatorDefaults;
     use crate::policy::Crypt4ghPolicySpec;
+    use crate::tesk_fixtures::{DRS_ID, drs_task, files_task};
 
     fn policy(modes: &[Mode], default: Mode) -> EffectivePolicy {
         let spec = Crypt4ghPolicySpec {
@@ -219,38 +220,45 @@ mod tests {
         policy(&[Mode::Encrypted, Mode::Stream], Mode::Encrypted)
     }
 
+    /// The captured `drs` task (inputs: `http://` ref, `drs://` obj-1, `drs://` obj-2) with
+    /// its third input marked `streamable`. Derived: Java tesk-api rejects `streamable` (its
+    /// `TesInput` has no such field), so no captured task carries it.
     fn task() -> Value {
-        json!({
-            "executors": [
-                {"apiVersion": "batch/v1", "kind": "Job",
-                 "metadata": {"name": "task-1a2b3c4d-ex-00", "labels": {"job-type": "executor", "taskmaster-name": "task-1a2b3c4d"}},
-                 "spec": {"template": {"metadata": {"labels": {"executor-no": "0"}},
-                          "spec": {"containers": [{"name": "task-1a2b3c4d-ex-00", "image": "ubuntu"}], "restartPolicy": "Never"}}}},
-                {"apiVersion": "batch/v1", "kind": "Job",
-                 "metadata": {"name": "task-1a2b3c4d-ex-01"},
-                 "spec": {"template": {"spec": {"containers": [{"name": "ex1", "image": "ubuntu"}]}}}}
-            ],
-            "inputs": [
-                {"url": "drs://drs.example.org/obj-1", "path": "/data/in/sample.bam.c4gh", "type": "FILE"},
-                {"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"},
-                {"url": "drs://drs.example.org/obj-2", "path": "/data/stream/reads.fq", "type": "FILE", "streamable": true}
-            ],
-            "outputs": [{"url": "s3://bucket/out", "path": "/data/out", "type": "DIRECTORY"}],
-            "volumes": ["/data/out"],
-            "resources": {"disk_gb": 10}
-        })
+        let mut t = drs_task();
+        t["inputs"][2]["streamable"] = json!(true);
+        t
+    }
+
+    /// `job` without the keys [`adapt_task`] adds to its pod template.
+    fn without_ours(job: &Value) -> Value {
+        let mut job = job.clone();
+        let meta = &mut job["spec"]["template"]["metadata"];
+        for (map, key) in [
+            ("labels", annotations::INJECT_LABEL),
+            ("annotations", annotations::INPUTS),
+            ("annotations", annotations::TES_TASK),
+        ] {
+            let empty = meta[map].as_object_mut().is_some_and(|m| {
+                m.remove(key);
+                m.is_empty()
+            });
+            if empty && let Some(o) = meta.as_object_mut() {
+                o.remove(map);
+            }
+        }
+        job
     }
 
     #[test]
     fn drs_inputs_move_to_executor_pods() {
-        let adapted = adapt_task("task-1a2b3c4d", &task(), &encrypted_and_stream())
+        let adapted = adapt_task(DRS_ID, &task(), &encrypted_and_stream())
             .unwrap()
             .unwrap();
         let out = adapted.task;
-        assert_eq!(adapted.tes_index, vec![0, 2]);
+        assert_eq!(adapted.tes_index, vec![1, 2]);
         assert_eq!(
             out["inputs"],
-            json!([{"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"}])
+            json!([{"name": "ref", "url": "http://127.0.0.1:9/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"}])
         );
         // Only the encrypted input's directory goes onto the PVC; the stream input gets a
         // memory-backed volume from the webhook.
@@ -260,23 +268,36 @@ mod tests {
             let meta = &out["executors"][n]["spec"]["template"]["metadata"];
             assert_eq!(meta["labels"]["c4gh.dev/inject"], "enabled");
             assert_eq!(meta["annotations"]["c4gh.dev/inputs"], expected_inputs);
-            assert_eq!(meta["annotations"]["c4gh.dev/tes-task"], "task-1a2b3c4d");
+            assert_eq!(meta["annotations"]["c4gh.dev/tes-task"], DRS_ID);
+            // Everything tesk-api wrote stays: the Job's labels (the taskmaster finds the task
+            // name there), the template's name, the containers.
+            assert_eq!(
+                without_ours(&out["executors"][n]),
+                task()["executors"][n],
+                "executor {n}"
+            );
         }
-        assert_eq!(
-            out["executors"][0]["spec"]["template"]["metadata"]["labels"]["executor-no"],
-            "0"
-        );
         assert_eq!(out["outputs"], task()["outputs"]);
+        assert_eq!(out["resources"], task()["resources"]);
         // Adapting the result again changes nothing (no drs:// inputs left).
         assert!(!has_drs_inputs(&out));
         assert_eq!(
-            adapt_task("task-1a2b3c4d", &out, &encrypted_and_stream()).unwrap(),
+            adapt_task(DRS_ID, &out, &encrypted_and_stream()).unwrap(),
             None
         );
     }
 
     #[test]
     fn modes_follow_the_policy() {
+        // As captured (nothing streamable): both inputs get the default mode.
+        let out = adapt_task(DRS_ID, &drs_task(), &encrypted_and_stream())
+            .unwrap()
+            .unwrap()
+            .task;
+        assert_eq!(
+            out["volumes"],
+            json!(["/data/out", "/data/in", "/data/stream"])
+        );
         // Stream not allowed: streamable is a hint, the input gets the default mode and its
         // directory goes onto the PVC.
         let only_encrypted = policy(&[Mode::Encrypted], Mode::Encrypted);
@@ -302,7 +323,8 @@ mod tests {
 
     #[test]
     fn null_metadata_from_the_python_client() {
-        // TESK's Python API serializes executor Jobs with `to_dict()`: unset fields are null.
+        // Derived: TESK's Python API (unmerged PR #207, not among the peers) serializes
+        // executor Jobs with `to_dict()`, so unset fields are null.
         let mut t = task();
         t["executors"][0]["spec"]["template"]["metadata"] =
             json!({"labels": null, "annotations": null, "name": null});
@@ -323,8 +345,8 @@ mod tests {
 
     #[test]
     fn tasks_without_drs_are_untouched() {
-        let mut t = task();
-        t["inputs"] = json!([{"url": "ftp://x/y", "path": "/data/y"}]);
+        // The captured `files` task: an inline input, no drs://.
+        let mut t = files_task();
         assert!(!has_drs_inputs(&t));
         assert_eq!(adapt_task("t", &t, &encrypted_and_stream()).unwrap(), None);
         t["inputs"] = Value::Null;
@@ -335,16 +357,16 @@ mod tests {
     fn rejects_what_cannot_be_served() {
         let p = encrypted_and_stream();
         let mut t = task();
-        t["inputs"][0]["type"] = json!("DIRECTORY");
+        t["inputs"][1]["type"] = json!("DIRECTORY");
         assert_eq!(
             adapt_task("t", &t, &p).unwrap_err().to_string(),
-            "TES input 0 (drs://drs.example.org/obj-1) is a DIRECTORY; DRS bundles are not supported, list each file as a FILE input"
+            "TES input 1 (drs://drs.example.org/obj-1) is a DIRECTORY; DRS bundles are not supported, list each file as a FILE input"
         );
         let mut t = task();
-        t["inputs"][0]["content"] = json!("inline");
+        t["inputs"][1]["content"] = json!("inline");
         assert_eq!(
             adapt_task("t", &t, &p).unwrap_err().to_string(),
-            "TES input 0 (drs://drs.example.org/obj-1) needs an absolute `path` and no `content`"
+            "TES input 1 (drs://drs.example.org/obj-1) needs an absolute `path` and no `content`"
         );
         assert_eq!(
             adapt_task("t", &json!([]), &p).unwrap_err().to_string(),

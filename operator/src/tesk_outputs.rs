@@ -196,6 +196,7 @@ mod tests {
     use super::*;
     use crate::effective::OperatorDefaults;
     use crate::policy::{Crypt4ghPolicySpec, OutputsSpec};
+    use crate::tesk_fixtures::{drs_task, files_inputs_filer, files_outputs_filer, files_task};
 
     fn policy(required: Vec<String>) -> EffectivePolicy {
         let spec = Crypt4ghPolicySpec {
@@ -209,28 +210,14 @@ mod tests {
         EffectivePolicy::from_spec("default", &spec, &OperatorDefaults::default()).unwrap()
     }
 
-    fn filer() -> Value {
-        json!({
-            "kind": "Job", "apiVersion": "batch/v1",
-            "metadata": {"name": "task-1a2b3c4d-outputs-filer"},
-            "spec": {"template": {"metadata": {"name": "task-1a2b3c4d-outputs-filer"}, "spec": {
-                "containers": [{"name": "filer", "image": "filer:v0.10.2",
-                    "args": ["outputs", "/jsoninput/JSON_INPUT.gz"],
-                    "volumeMounts": [
-                        {"name": "jsoninput", "mountPath": "/jsoninput"},
-                        {"name": "task-volume", "mountPath": "/data/out", "subPath": "dir0"},
-                        {"name": "s3-conf", "mountPath": "/aws", "readOnly": true}]}],
-                "volumes": [{"name": "jsoninput", "configMap": {"name": "task-1a2b3c4d"}}],
-                "restartPolicy": "Never"}}}
-        })
-    }
-
     #[test]
     fn the_outputs_filer_gets_the_seal_step_once() {
         let key = crate::outputs::canonical_key(&c4gh::SecretKey::generate().public_key().to_pem())
             .unwrap();
         let p = policy(vec![key.clone()]);
-        let sealed = seal_filer_job(&filer(), &p).unwrap();
+        // The outputs filer Job the real taskmaster created for the `files` capture.
+        let filer = files_outputs_filer();
+        let sealed = seal_filer_job(&filer, &p).unwrap();
         let init = &sealed["spec"]["template"]["spec"]["initContainers"][0];
         assert_eq!(init["name"], "c4gh-seal");
         assert_eq!(init["args"], json!(["seal"]));
@@ -239,25 +226,37 @@ mod tests {
             init["volumeMounts"],
             json!([
                 {"name": "jsoninput", "mountPath": "/jsoninput", "readOnly": true},
-                {"name": "task-volume", "mountPath": "/data/out", "subPath": "dir0"}
+                {"name": "task-volume", "mountPath": "/work", "subPath": "dir0"},
+                {"name": "task-volume", "mountPath": "/data/in", "subPath": "dir1"},
+                {"name": "task-volume", "mountPath": "/data/out", "subPath": "dir2"}
             ])
         );
+        // Nothing of the filer's own changes.
+        let mut unsealed = sealed.clone();
+        unsealed["spec"]["template"]["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("initContainers");
+        assert_eq!(unsealed, filer);
         assert_eq!(seal_filer_job(&sealed, &p), None, "idempotent");
-        let mut inputs = filer();
-        inputs["spec"]["template"]["spec"]["containers"][0]["args"][0] = json!("inputs");
         assert_eq!(
-            seal_filer_job(&inputs, &p),
+            seal_filer_job(&files_inputs_filer(), &p),
             None,
             "the inputs filer is left alone"
         );
-        let task = json!({"outputs": [{"path": "/data/out/r.vcf", "url": "s3://b/r.vcf"},
-                                      {"path": "/data/out/dir/", "type": "DIRECTORY"}]});
+        // A FILE output (`files`) and a DIRECTORY output, the latter written with a trailing
+        // `/` (derived from the `drs` capture's: TES allows it, tesk-api passes it on).
+        let mut directory = drs_task()["outputs"][0].clone();
+        directory["path"] = json!("/data/out/dir/");
+        let task = json!({"outputs": [files_task()["outputs"][0], directory]});
         assert_eq!(
             output_list(&task, &p).unwrap(),
             format!(
-                r#"[{{"path":"/data/out/r.vcf","recipients":["{key}"]}},{{"path":"/data/out/dir","recipients":["{key}"]}}]"#
+                r#"[{{"path":"/data/out/count.txt","recipients":["{key}"]}},{{"path":"/data/out/dir","recipients":["{key}"]}}]"#
             )
         );
+        // What cwl-tes 0.3.0 declares (docs/e2e.md, "TESK with inputs and outputs"): stdout at
+        // OUTDIR/NAME and the whole OUTDIR; the repeated and sibling entries are edits.
         let cwl_tes = json!({"outputs": [
             {"name": "stdout", "path": "/var/spool/cwl/sum.txt", "url": "ftp://h/o/sum.txt"},
             {"name": "workdir", "path": "/var/spool/cwl", "type": "DIRECTORY"},

@@ -734,7 +734,8 @@ fn gunzip(gz: &[u8], limit: u64, what: &str) -> Result<Vec<u8>, TeskDenial> {
     Ok(out)
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// Gzip of `bytes` (default level, no name, mtime 0).
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(bytes);
@@ -1067,6 +1068,10 @@ mod tests {
     use crate::admission::StaticPolicies;
     use crate::effective::OperatorDefaults;
     use crate::metrics::Metrics;
+    use crate::tesk_fixtures::{
+        DRS_ID, FILES_ID, drs_config_map, drs_task, drs_taskmaster, files_config_map,
+        files_executor_job, files_inputs_filer, files_outputs_filer, files_task, with_task,
+    };
 
     const POLICIES: &str = r#"
 apiVersion: c4gh.dev/v1alpha1
@@ -1090,40 +1095,20 @@ spec:
         )
     }
 
-    /// A taskmaster input the way TESK's API builds it.
+    /// The taskmaster input of the `drs` capture: inputs `http://` ref (0), `drs://` obj-1 (1)
+    /// at `/data/in`, `drs://` obj-2 (2) at `/data/stream`; a DIRECTORY output `/data/out`,
+    /// `volumes: [/data/out]`, two executors.
     fn task() -> Value {
-        json!({
-            "executors": [{
-                "apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": "task-1a2b3c4d-ex-00",
-                             "labels": {"job-type": "executor", "taskmaster-name": "task-1a2b3c4d", "executor-no": "0"},
-                             "annotations": {"tes-task-name": "align"}},
-                "spec": {"template": {"metadata": {},
-                         "spec": {"containers": [{"name": "task-1a2b3c4d-ex-00", "image": "ubuntu",
-                                                  "command": ["/bin/sh", "-c", "ls /data/in"]}],
-                                  "restartPolicy": "Never"}}}
-            }],
-            "inputs": [
-                {"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"},
-                {"url": "drs://drs.example.org/obj-1", "path": "/data/in/sample.bam.c4gh", "type": "FILE"}
-            ],
-            "outputs": [{"url": "s3://bucket/out", "path": "/data/out", "type": "DIRECTORY"}],
-            "volumes": [],
-            "resources": {"disk_gb": 10.0}
-        })
+        drs_task()
+    }
+
+    /// The captured `drs` ConfigMap carrying `task` (an edit of the captured task).
+    fn config_map(task: &Value) -> Value {
+        with_task(&drs_config_map(), task)
     }
 
     fn gzip_b64(bytes: &[u8]) -> String {
         STANDARD.encode(gzip(bytes))
-    }
-
-    fn config_map(task: &Value) -> Value {
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "task-1a2b3c4d", "namespace": "tasks",
-                         "annotations": {"tes-task-name": "align"}},
-            "binaryData": {GZIP_KEY: gzip_b64(task.to_string().as_bytes())}
-        })
     }
 
     fn run(cm: &Value, namespace: &str) -> Result<Outcome, TeskDenial> {
@@ -1149,21 +1134,30 @@ spec:
     }
 
     #[test]
+    fn the_captured_config_map_holds_the_captured_task() {
+        assert_eq!(stored_task(&drs_config_map()), drs_task());
+        assert_eq!(stored_task(&files_config_map()), files_task());
+    }
+
+    #[test]
     fn gzip_round_trip_adapts_and_is_idempotent() {
-        let before = config_map(&task());
+        let before = drs_config_map();
         let Outcome::Adapted(after) = run(&before, "tasks").unwrap() else {
             panic!("not adapted")
         };
         let mut expected = task();
         expected["inputs"] = json!([task()["inputs"][0]]);
-        expected["volumes"] = json!(["/data/in"]);
-        expected["executors"][0]["spec"]["template"]["metadata"] = json!({
-            "labels": {"c4gh.dev/inject": "enabled"},
-            "annotations": {
-                "c4gh.dev/inputs": r#"[{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://drs.example.org/obj-1"}]"#,
-                "c4gh.dev/tes-task": "task-1a2b3c4d"
-            }
-        });
+        expected["volumes"] = json!(["/data/out", "/data/in", "/data/stream"]);
+        for n in 0..2 {
+            expected["executors"][n]["spec"]["template"]["metadata"] = json!({
+                "name": format!("{DRS_ID}-ex-0{n}"),
+                "labels": {"c4gh.dev/inject": "enabled"},
+                "annotations": {
+                    "c4gh.dev/inputs": r#"[{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://drs.example.org/obj-1"},{"mode":"encrypted","path":"/data/stream/reads.fq","url":"drs://drs.example.org/obj-2"}]"#,
+                    "c4gh.dev/tes-task": DRS_ID
+                }
+            });
+        }
         assert_eq!(stored_task(&after), expected);
         assert_eq!(
             after["metadata"]["annotations"],
@@ -1185,16 +1179,16 @@ spec:
 
     #[test]
     fn plain_json_in_data_is_adapted_in_place() {
-        let cm = json!({
-            "metadata": {"name": "task-1a2b3c4d"},
-            "data": {PLAIN_KEY: task().to_string()}
-        });
+        // Derived: no TESK API writes `data["JSON_INPUT"]`; the taskmaster would read it with -f.
+        let mut cm = drs_config_map();
+        cm.as_object_mut().unwrap().remove("binaryData");
+        cm["data"] = json!({PLAIN_KEY: task().to_string()});
         let Outcome::Adapted(after) = run(&cm, "tasks").unwrap() else {
             panic!("not adapted")
         };
         let stored: Value =
             serde_json::from_str(after["data"][PLAIN_KEY].as_str().unwrap()).unwrap();
-        let from_gzip = match run(&config_map(&task()), "tasks").unwrap() {
+        let from_gzip = match run(&drs_config_map(), "tasks").unwrap() {
             Outcome::Adapted(a) => stored_task(&a),
             other => panic!("{other:?}"),
         };
@@ -1205,11 +1199,15 @@ spec:
 
     #[test]
     fn tasks_without_drs_and_other_config_maps_pass_unchanged() {
-        let mut t = task();
-        t["inputs"] = json!([t["inputs"][0]]);
-        // No policy lookup either: namespace "elsewhere" has none.
+        // The captured `files` task: no drs://, an output. No policy lookup for the inputs
+        // either: namespace "elsewhere" has none.
         assert_eq!(
-            run(&config_map(&t), "elsewhere").unwrap(),
+            run(&files_config_map(), "elsewhere").unwrap(),
+            Outcome::Unchanged
+        );
+        // The policy of "tasks" names no output recipients.
+        assert_eq!(
+            run(&files_config_map(), "tasks").unwrap(),
             Outcome::Unchanged
         );
         let ordinary = json!({"metadata": {"name": "task-settings"}, "data": {"a": "b"}});
@@ -1220,7 +1218,7 @@ spec:
     fn gzip_bomb_is_refused_without_inflating_it() {
         // 17 MiB of zeros compress to ~17 KiB.
         let bomb = vec![0u8; (MAX_TASK_JSON_BYTES + (1 << 20)) as usize];
-        let mut cm = config_map(&task());
+        let mut cm = drs_config_map();
         cm["binaryData"][GZIP_KEY] = json!(gzip_b64(&bomb));
         assert!(cm["binaryData"][GZIP_KEY].as_str().unwrap().len() < 64 << 10);
         assert_eq!(
@@ -1242,14 +1240,14 @@ spec:
         let (a, b) = text.split_at(text.len() / 2);
         let mut two = gzip(a.as_bytes());
         two.extend(gzip(b.as_bytes()));
-        let mut cm = config_map(&task());
+        let mut cm = drs_config_map();
         cm["binaryData"][GZIP_KEY] = json!(STANDARD.encode(two));
         assert!(matches!(run(&cm, "tasks").unwrap(), Outcome::Adapted(_)));
     }
 
     #[test]
     fn malformed_task_input() {
-        let mut cm = config_map(&task());
+        let mut cm = drs_config_map();
         cm["binaryData"][GZIP_KEY] = json!("not base64!");
         assert_eq!(
             denial(&cm, "tasks"),
@@ -1265,12 +1263,15 @@ spec:
             denial(&cm, "tasks"),
             "ConfigMap tasks/task-1a2b3c4d binaryData[JSON_INPUT.gz] is not JSON (expected value at line 1 column 13); TESK writes the taskmaster's input JSON there"
         );
-        let text = json!({"metadata": {"name": "task-1a2b3c4d"}, "data": {GZIP_KEY: "H4sI..."}});
+        let mut text = drs_config_map();
+        text.as_object_mut().unwrap().remove("binaryData");
+        text["data"] = json!({GZIP_KEY: "H4sI..."});
         assert_eq!(
             denial(&text, "tasks"),
             "ConfigMap tasks/task-1a2b3c4d data[JSON_INPUT.gz] is text, but the taskmaster gunzips JSON_INPUT.gz; store the gzip bytes in binaryData[JSON_INPUT.gz] (as TESK does) or plain JSON in data[JSON_INPUT]"
         );
-        let plain = json!({"metadata": {"name": "task-1a2b3c4d"}, "data": {PLAIN_KEY: "{"}});
+        let mut plain = text.clone();
+        plain["data"] = json!({PLAIN_KEY: "{"});
         assert_eq!(
             denial(&plain, "tasks"),
             "ConfigMap tasks/task-1a2b3c4d data[JSON_INPUT] is not JSON (EOF while parsing an object at line 1 column 1); TESK writes the taskmaster's input JSON there"
@@ -1286,27 +1287,27 @@ spec:
     #[test]
     fn policy_denials_say_what_to_fix() {
         let mut t = task();
-        t["inputs"] = json!([
-            t["inputs"][0],
-            t["inputs"][1],
-            {"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}
-        ]);
-        assert_eq!(
-            refusal(&config_map(&t), "tasks"),
-            "TES task task-1a2b3c4d, executor 0: input 2 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: drs.example.org); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
+        t["inputs"].as_array_mut().unwrap().push(
+            json!({"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}),
         );
         assert_eq!(
-            refusal(&config_map(&task()), "elsewhere"),
+            refusal(&config_map(&t), "tasks"),
+            "TES task task-1a2b3c4d, executor 0: input 3 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: drs.example.org); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
+        );
+        assert_eq!(
+            refusal(&drs_config_map(), "elsewhere"),
             "TES task task-1a2b3c4d has drs:// inputs, but namespace \"elsewhere\" has no Crypt4ghPolicy \"default\"; ask the cluster operator to create one (see manifests/samples/)"
         );
         assert_eq!(
-            refusal(&config_map(&task()), "broken"),
+            refusal(&drs_config_map(), "broken"),
             "TES task task-1a2b3c4d: Crypt4ghPolicy \"default\" in namespace \"broken\" is invalid: spec.allowedHosts is empty; list the DRS hosts pods may use; ask the cluster operator to fix it (kubectl describe crypt4ghpolicy default -n broken)"
         );
-        // A streamable input where the taskmaster mounts the PVC (the output directory): the
-        // FIFO's memory-backed volume cannot go there.
+        // Derived (Java tesk-api rejects `streamable`): a streamable input where the
+        // taskmaster mounts the PVC (the output directory): the FIFO's memory-backed volume
+        // cannot go there.
         let mut t = task();
-        t["inputs"][1] = json!({"url": "drs://drs.example.org/obj-1", "path": "/data/out/reads.fq", "type": "FILE", "streamable": true});
+        t["inputs"][1]["path"] = json!("/data/out/reads.fq");
+        t["inputs"][1]["streamable"] = json!(true);
         assert_eq!(
             refusal(&config_map(&t), "tasks"),
             "TES task task-1a2b3c4d, executor 0: input 1: path \"/data/out/reads.fq\" needs a memory-backed volume at \"/data/out\" (stream inputs never touch disk), but volume \"task-volume\" is already mounted there; put stream inputs in a directory of their own (inputs are numbered as in the TES task)"
@@ -1321,8 +1322,9 @@ spec:
 
     #[test]
     fn python_client_shapes_are_read() {
-        // TESK's Python API writes executor Jobs with the client's `to_dict()`: snake_case keys,
-        // nulls for unset fields, numbers for quantities.
+        // Derived: TESK's Python API (unmerged PR #207, not among the peers) writes executor
+        // Jobs with the client's `to_dict()`: snake_case keys, nulls for unset fields, numbers
+        // for quantities.
         let mut t = task();
         t["executors"][0]["spec"]["template"] = json!({
             "metadata": {"labels": null, "annotations": null, "name": null},
@@ -1351,10 +1353,6 @@ spec:
     fn refused_tasks_run_executors_that_print_the_reason() {
         let mut t = task();
         t["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
-        t["executors"][0]["spec"]["template"]["spec"]["containers"][0]["workingDir"] =
-            json!("/data");
-        t["executors"][0]["spec"]["template"]["spec"]["containers"][0]["resources"] =
-            json!({"requests": {"cpu": "1", "memory": "1Gi"}});
         let before = config_map(&t);
         let Ok(Outcome::Refused {
             object: refused,
@@ -1380,18 +1378,32 @@ spec:
             "no drs:// input for the filer"
         );
         assert_eq!(stored["outputs"], t["outputs"]);
-        let template = &stored["executors"][0]["spec"]["template"];
-        assert_eq!(template["metadata"], json!({}), "not opted in");
-        assert_eq!(
-            template["spec"]["containers"][0],
-            json!({"name": "task-1a2b3c4d-ex-00",
-                   "image": OperatorDefaults::default().sidecar_image,
-                   "command": ["/usr/local/bin/c4gh-exec", "--refuse", message],
-                   "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}})
-        );
-        assert_eq!(
-            stored["executors"][0]["metadata"], t["executors"][0]["metadata"],
-            "the taskmaster still finds the task name and executor number"
+        for n in 0..2 {
+            let template = &stored["executors"][n]["spec"]["template"];
+            assert_eq!(
+                template["metadata"], t["executors"][n]["spec"]["template"]["metadata"],
+                "executor {n}: not opted in"
+            );
+            let original = &t["executors"][n]["spec"]["template"]["spec"]["containers"][0];
+            // Executor 1 sets env and workingDir in the capture; they go with the command.
+            assert_eq!(
+                template["spec"]["containers"][0],
+                json!({"name": format!("{DRS_ID}-ex-0{n}"),
+                       "image": OperatorDefaults::default().sidecar_image,
+                       "command": ["/usr/local/bin/c4gh-exec", "--refuse", message],
+                       "resources": original["resources"]}),
+                "executor {n}"
+            );
+            assert_eq!(
+                stored["executors"][n]["metadata"], t["executors"][n]["metadata"],
+                "the taskmaster still finds the task name and executor number"
+            );
+        }
+        assert!(
+            t["executors"][1]["spec"]["template"]["spec"]["containers"][0]
+                .get("workingDir")
+                .is_some(),
+            "the capture's executor 1 has a workdir"
         );
         // Without a policy the reason says so, and the operator's sidecar image is used.
         let Ok(Outcome::Refused {
@@ -1416,29 +1428,68 @@ spec:
     }
 
     /// The taskmaster Job of a tesk-api before 2023-01-24 (tag `v1.1`): the task JSON in the
-    /// container's `JSON_INPUT` variable, no task ConfigMap.
+    /// container's `JSON_INPUT` variable, no task ConfigMap. Derived from the captured
+    /// taskmaster Job (that era's tesk-api is not among the peers): without the `jsoninput`
+    /// volume and `-f /jsoninput/JSON_INPUT.gz`, with the variable (`KubernetesObjectsSupplier`
+    /// of v1.1 sets it in the template's `env`).
     fn env_taskmaster(task: &Value) -> Value {
-        json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": "task-1a2b3c4d", "labels": {"job-type": "taskmaster"}},
-            "spec": {"template": {"metadata": {"name": "taskmaster"}, "spec": {
-                "serviceAccountName": "taskmaster",
-                "containers": [{"name": "taskmaster", "image": "eu.gcr.io/tes-wes/taskmaster:v0.10.0",
-                    "args": ["-n", "tasks", "-fn", "eu.gcr.io/tes-wes/filer", "-fv", "v0.10.0"],
-                    "env": [
-                        {"name": "TESK_FTP_USERNAME", "valueFrom": {"secretKeyRef":
-                            {"name": "ftp-secret", "key": "username", "optional": true}}},
-                        {"name": PLAIN_KEY, "value": task.to_string()}]}],
-                "restartPolicy": "Never"}}}
-        })
+        let mut job = drs_taskmaster();
+        let spec = &mut job["spec"]["template"]["spec"];
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|v| v["name"] != "jsoninput");
+        let container = &mut spec["containers"][0];
+        container["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["name"] != "jsoninput");
+        let args = container["args"].as_array_mut().unwrap();
+        assert_eq!(args[..2], [json!("-f"), json!("/jsoninput/JSON_INPUT.gz")]);
+        args.drain(..2);
+        container["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": PLAIN_KEY, "value": task.to_string()}));
+        job
     }
 
     /// The task JSON in an [`env_taskmaster`] Job.
     fn env_json(job: &Value) -> Value {
-        let value = job["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"]
-            .as_str()
+        let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
             .unwrap();
-        serde_json::from_str(value).unwrap()
+        let var = env.iter().find(|e| e["name"] == PLAIN_KEY).unwrap();
+        serde_json::from_str(var["value"].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_captured_jobs_are_recognised() {
+        // tesk-api's taskmaster Job (task in the ConfigMap), the taskmaster's inputs filer and
+        // executor Jobs: not the operator's business.
+        for job in [drs_taskmaster(), files_inputs_filer(), files_executor_job()] {
+            assert_eq!(
+                mutate_job(&job, "tasks", &policies()),
+                Ok(Outcome::NotTesk),
+                "{}",
+                job["metadata"]["name"]
+            );
+        }
+        assert!(tesk_outputs::is_outputs_filer(&files_outputs_filer()));
+        // TESK's outputs filer gets the seal step wherever a valid policy is (without an output
+        // list in the ConfigMap the step exits 0 at once), and runs as TESK made it elsewhere.
+        let Ok(Outcome::Adapted(sealed)) = mutate_job(&files_outputs_filer(), "tasks", &policies())
+        else {
+            panic!("the outputs filer is not sealed");
+        };
+        assert_eq!(
+            sealed["spec"]["template"]["spec"]["initContainers"][0]["name"],
+            pod::SEAL_CONTAINER
+        );
+        assert_eq!(
+            mutate_job(&files_outputs_filer(), "elsewhere", &policies()),
+            Ok(Outcome::Unchanged)
+        );
     }
 
     #[test]
@@ -1447,7 +1498,7 @@ spec:
         let Ok(Outcome::Adapted(adapted)) = mutate_job(&job, "tasks", &policies()) else {
             panic!("not adapted: {:?}", mutate_job(&job, "tasks", &policies()));
         };
-        let Ok(Outcome::Adapted(cm)) = run(&config_map(&task()), "tasks") else {
+        let Ok(Outcome::Adapted(cm)) = run(&drs_config_map(), "tasks") else {
             panic!("the ConfigMap is not adapted");
         };
         assert_eq!(
@@ -1474,18 +1525,17 @@ spec:
             Ok(Outcome::NotTesk)
         );
         // Nor is an executor Job whose TES executor sets a variable of that name.
-        let mut executor = job.clone();
-        executor["metadata"]["name"] = json!("task-1a2b3c4d-ex-00");
-        executor["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!("text");
+        let mut executor = files_executor_job();
+        executor["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": PLAIN_KEY, "value": "text"}]);
         assert_eq!(
             mutate_job(&executor, "tasks", &policies()),
             Ok(Outcome::NotTesk)
         );
-        // A task without drs:// inputs, in a namespace without output recipients, is left alone.
-        let mut plain = task();
-        plain["inputs"] = json!([plain["inputs"][0].clone()]);
+        // A task without drs:// inputs (the `files` capture), in a namespace without output
+        // recipients, is left alone.
         assert_eq!(
-            mutate_job(&env_taskmaster(&plain), "tasks", &policies()),
+            mutate_job(&env_taskmaster(&files_task()), "tasks", &policies()),
             Ok(Outcome::Unchanged)
         );
     }
@@ -1521,7 +1571,11 @@ spec:
         );
 
         let mut broken = env_taskmaster(&task());
-        broken["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!("{not json");
+        let env = broken["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap();
+        let last = env.len() - 1;
+        env[last]["value"] = json!("{not json");
         let error = mutate_job(&broken, "tasks", &policies())
             .unwrap_err()
             .to_string();
@@ -1545,9 +1599,8 @@ spec:
             Arc::new(StaticPolicies::from_yaml(&policy.to_string()).unwrap()),
             Arc::new(OperatorDefaults::default()),
         );
-        let mut outputs_only = task();
-        outputs_only["inputs"] = json!([outputs_only["inputs"][0].clone()]);
-        for task in [task(), outputs_only] {
+        // The `drs` capture, and the `files` capture (outputs only).
+        for task in [task(), files_task()] {
             let decided = mutate_job(&env_taskmaster(&task), "sealed", &policies);
             let Ok(Outcome::Refused { reason, .. }) = decided else {
                 panic!("not refused: {decided:?}");
@@ -1568,9 +1621,15 @@ spec:
         t["volumes"] = json!(["/data/in", "/scratch"]);
         assert_eq!(
             taskmaster_dirs(&t),
-            vec!["/data/in", "/scratch", "/data/ref", "/data/out"]
+            vec![
+                "/data/in",
+                "/scratch",
+                "/data/ref",
+                "/data/stream",
+                "/data/out"
+            ]
         );
-        let pod = executor_pod(&t, 0, "task-1a2b3c4d");
+        let pod = executor_pod(&t, 0, DRS_ID);
         let spec = pod.spec.unwrap();
         let mounts = spec.containers[0].volume_mounts.clone().unwrap();
         assert_eq!(
@@ -1582,7 +1641,8 @@ spec:
                 ("/data/in", "dir0"),
                 ("/scratch", "dir1"),
                 ("/data/ref", "dir2"),
-                ("/data/out", "dir3")
+                ("/data/stream", "dir3"),
+                ("/data/out", "dir4")
             ]
         );
         let pvc = spec.volumes.unwrap()[0]
@@ -1590,6 +1650,23 @@ spec:
             .clone()
             .unwrap();
         assert_eq!(pvc.claim_name, "task-1a2b3c4d-pvc");
+    }
+
+    /// The pod admission checks the executor pod as the real taskmaster makes it: the mounts
+    /// and the PVC [`executor_pod`] predicts are those of the captured executor Job.
+    #[test]
+    fn the_predicted_executor_pod_is_the_real_taskmasters() {
+        let pod = executor_pod(&files_task(), 0, FILES_ID);
+        let spec = pod.spec.unwrap();
+        let predicted = serde_json::to_value(spec.containers[0].volume_mounts.clone()).unwrap();
+        let job = files_executor_job();
+        let real = &job["spec"]["template"]["spec"];
+        assert_eq!(predicted, real["containers"][0]["volumeMounts"]);
+        assert_eq!(
+            serde_json::to_value(spec.volumes).unwrap(),
+            real["volumes"],
+            "the task PVC"
+        );
     }
 
     fn state() -> WebhookState {
@@ -1635,7 +1712,7 @@ spec:
     #[tokio::test]
     async fn over_http_adapt_deny_and_skip() {
         let state = state();
-        let before = config_map(&task());
+        let before = drs_config_map();
         let response = post(state.clone(), "CREATE", &before).await;
         assert_eq!(response["allowed"], true);
         assert_eq!(response["patchType"], "JSONPatch");

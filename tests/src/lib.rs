@@ -32,6 +32,7 @@ pub mod scenario;
 pub mod sda;
 pub mod seaweed;
 pub mod tesk;
+pub mod tesk_fixtures;
 pub mod workspace;
 
 pub use control_plane::{ControlPlane, Options};

@@ -242,11 +242,9 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u1
 }
 
 /// Creates TESK's namespace `namespace`: opted in to the operator's TESK adapter
-/// (`c4gh.dev/tesk=enabled`) and to the pod-network stand-in; the taskmaster's ServiceAccount
-/// with the rights TESK's chart gives it (`taskmaster-rbac.yaml`: Jobs, pods and their logs,
-/// PVCs, ConfigMaps); the DRS CA bundle and a `Crypt4ghPolicy` `default` allowing `drs` with
-/// `spec` merged over the base (hosts, CA, token audience). Also installs the pod-network
-/// policy (cluster-wide, once).
+/// (`c4gh.dev/tesk=enabled`) and to the pod-network stand-in, with the taskmaster's
+/// ServiceAccount ([`taskmaster_namespace`]); the DRS CA bundle and a `Crypt4ghPolicy` `default`
+/// allowing `drs` with `spec` merged over the base (hosts, CA, token audience).
 pub async fn tesk_namespace(
     node: &Node,
     client: &Client,
@@ -254,14 +252,58 @@ pub async fn tesk_namespace(
     drs: &DrsPod,
     spec: &Value,
 ) -> Result<(), Error> {
+    taskmaster_namespace(
+        node,
+        client,
+        namespace,
+        &[(keys::TESK_NAMESPACE_LABEL, "enabled")],
+    )
+    .await?;
+    let post = PostParams::default();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("drs-ca".into());
+    cm.data = Some([("ca.crt".to_owned(), drs.ca_pem.clone())].into());
+    config_maps.create(&post, &cm).await?;
+    let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
+    let resource = ApiResource::from_gvk(&gvk);
+    let mut merged = json!({
+        "allowedHosts": [drs.authority],
+        "allowPort": true,
+        "caBundle": {"name": "drs-ca"},
+        "auth": {"serviceAccountToken": {"audience": DRS_AUDIENCE}},
+    });
+    if let (Some(base), Some(extra)) = (merged.as_object_mut(), spec.as_object()) {
+        for (key, value) in extra {
+            base.insert(key.clone(), value.clone());
+        }
+    }
+    let mut policy = DynamicObject::new("default", &resource).within(namespace);
+    policy.data = json!({ "spec": merged });
+    let policies: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    policies.create(&post, &policy).await?;
+    Ok(())
+}
+
+/// Creates the namespace `namespace` with `labels` and the pod-network stand-in's label, and in
+/// it the taskmaster's ServiceAccount with the rights TESK's chart gives it
+/// (`taskmaster-rbac.yaml`: Jobs, pods and their logs, PVCs, ConfigMaps). Also installs the
+/// pod-network policy (cluster-wide, once). Without [`keys::TESK_NAMESPACE_LABEL`] the operator
+/// never sees the namespace's TESK objects.
+pub async fn taskmaster_namespace(
+    node: &Node,
+    client: &Client,
+    namespace: &str,
+    labels: &[(&str, &str)],
+) -> Result<(), Error> {
     pod_network_policy(node, client).await?;
+    let mut all = serde_json::Map::new();
+    all.insert(POD_NETWORK_LABEL.to_owned(), json!("true"));
+    for (key, value) in labels {
+        all.insert((*key).to_owned(), json!(value));
+    }
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = object(json!({
-        "metadata": {"name": namespace, "labels": {
-            (keys::TESK_NAMESPACE_LABEL): "enabled",
-            POD_NETWORK_LABEL: "true",
-        }}
-    }))?;
+    let ns: Namespace = object(json!({"metadata": {"name": namespace, "labels": all}}))?;
     namespaces.create(&PostParams::default(), &ns).await?;
     let post = PostParams::default();
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
@@ -286,28 +328,6 @@ pub async fn tesk_namespace(
         "subjects": [{"kind": "ServiceAccount", "name": TASKMASTER_ACCOUNT, "namespace": namespace}]
     }))?;
     bindings.create(&post, &binding).await?;
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let mut cm = ConfigMap::default();
-    cm.metadata.name = Some("drs-ca".into());
-    cm.data = Some([("ca.crt".to_owned(), drs.ca_pem.clone())].into());
-    config_maps.create(&post, &cm).await?;
-    let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
-    let resource = ApiResource::from_gvk(&gvk);
-    let mut merged = json!({
-        "allowedHosts": [drs.authority],
-        "allowPort": true,
-        "caBundle": {"name": "drs-ca"},
-        "auth": {"serviceAccountToken": {"audience": DRS_AUDIENCE}},
-    });
-    if let (Some(base), Some(extra)) = (merged.as_object_mut(), spec.as_object()) {
-        for (key, value) in extra {
-            base.insert(key.clone(), value.clone());
-        }
-    }
-    let mut policy = DynamicObject::new("default", &resource).within(namespace);
-    policy.data = json!({ "spec": merged });
-    let policies: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    policies.create(&post, &policy).await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use c4gh_contract::{annotations as keys, env as contract_env, pod};
 use c4gh_e2e::operator::{Operator, OperatorOptions, ensure_namespace, webhook_ca_bundle};
-use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
+use c4gh_e2e::{ControlPlane, Options, manifests, tesk_fixtures, workspace};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{DynamicObject, ListParams, PostParams};
@@ -222,35 +222,45 @@ async fn webhook_injects_denies_and_rotates_through_the_real_apiserver() -> anyh
     assert_injected(&stored);
     assert_eq!(stored.status.unwrap().phase.as_deref(), Some("Pending"));
 
-    // A TESK-shaped executor Job: the Job controller creates the pod, the webhook injects it,
-    // and the sidecar mounts the task PVC with the same subPath as the executor.
+    // TESK's executor Job as the real taskmaster created it (captured, `files/ex-00.job.json`:
+    // the task PVC at /work, /data/in and /data/out, subPaths dir0..dir2), with the keys the
+    // TESK adapter puts on its template (derived: nothing adapted the captured task): the Job
+    // controller creates the pod, the webhook injects it, and the sidecar mounts the task PVC
+    // with the same subPath as the executor.
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
-    let job: Job = serde_json::from_value(json!({
-        "metadata": {"name": "task-1a2b-ex-00", "labels": {"taskmaster-name": "task-1a2b"}},
-        "spec": {"backoffLimit": 0, "template": {
-            "metadata": {
-                "labels": {"c4gh.dev/inject": "enabled"},
-                "annotations": {"c4gh.dev/inputs": r#"[{"url": "drs://127.0.0.1:8443/obj-1", "path": "/data/in/sample.bam.c4gh"}]"#}
-            },
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{
-                    "name": "task-1a2b-ex-00", "image": "ubuntu:24.04",
-                    "command": ["sh", "-c", "ls -l /data/in"],
-                    "volumeMounts": [
-                        {"name": "task-volume", "mountPath": "/data/in", "subPath": "dir0"},
-                        {"name": "task-volume", "mountPath": "/data/out", "subPath": "dir1"}
-                    ]
-                }],
-                "volumes": [{"name": "task-volume", "persistentVolumeClaim": {"claimName": "task-1a2b-pvc"}}]
-            }
-        }}
-    }))?;
+    let mut job = tesk_fixtures::load("files/ex-00.job.json")?;
+    // The apiserver's selector and labels come with each new Job.
+    if let Some(spec) = job["spec"].as_object_mut() {
+        spec.remove("selector");
+    }
+    let template = &mut job["spec"]["template"]["metadata"];
+    template["labels"] = json!({"c4gh.dev/inject": "enabled"});
+    template["annotations"] = json!({
+        "c4gh.dev/inputs": r#"[{"url": "drs://127.0.0.1:8443/obj-1", "path": "/data/in/sample.bam.c4gh"}]"#,
+        "c4gh.dev/tes-task": "task-2b3c4d5e"
+    });
+    let job: Job = serde_json::from_value(job)?;
+    let executor_mount = job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/data/in")
+        .cloned()
+        .expect("the taskmaster mounted /data/in from the task PVC");
     jobs.create(&PostParams::default(), &job).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let job_pod = loop {
         let list = pods
-            .list(&ListParams::default().labels("job-name=task-1a2b-ex-00"))
+            .list(&ListParams::default().labels("job-name=task-2b3c4d5e-ex-00"))
             .await?;
         if let Some(pod) = list.items.into_iter().next() {
             break pod;
@@ -280,9 +290,10 @@ async fn webhook_injects_denies_and_rotates_through_the_real_apiserver() -> anyh
         .expect("the sidecar mounts the input directory");
     assert_eq!(
         (mount.name.as_str(), mount.sub_path.as_deref()),
-        ("task-volume", Some("dir0")),
+        ("task-volume", Some("dir1")),
         "same PVC and subPath as the executor"
     );
+    assert_eq!(mount.sub_path, executor_mount.sub_path);
 
     // A pod that breaks the policy is rejected by the apiserver with the webhook's message.
     let err = pods

@@ -1,6 +1,7 @@
 //! `kubectl c4gh` against a real kube-apiserver with the operator running: `check` gives the
 //! webhook's decision before the object exists (allowed pod, denied pod with exactly the message
-//! the apiserver returns, TESK task ConfigMaps offline and online), and `doctor` passes on a
+//! the apiserver returns, TESK task ConfigMaps offline and online, TESK's outputs filer Job with
+//! its seal step; the TESK objects are captured from the real TESK), and `doctor` passes on a
 //! healthy installation and fails on a broken caBundle and an invalid policy. `status` needs pods
 //! a kubelet runs: it is tested on the real node (`tests/tests/node.rs`).
 //!
@@ -15,12 +16,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use c4gh_e2e::operator::{Operator, OperatorOptions, WEBHOOK_CONFIG, ensure_namespace};
-use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
+use c4gh_e2e::{ControlPlane, Options, manifests, tesk_fixtures, workspace};
 use drs_server::testing::TestServer;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -115,31 +117,29 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// TESK's task ConfigMap with one executor and the given TES inputs.
-fn tesk_config_map(task: &str, inputs: Value) -> ConfigMap {
-    let input = json!({
-        "inputs": inputs,
-        "outputs": [],
-        "volumes": [],
-        "resources": {"disk_gb": 1.0},
-        "executors": [{
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": format!("{task}-ex-00"), "labels": {"job-type": "executor"}},
-            "spec": {"template": {"metadata": {}, "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": format!("{task}-ex-00"), "image": "ubuntu:24.04",
-                                "command": ["sh", "-c", "ls /data/in"]}]
-            }}}
-        }]
-    });
-    let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": task}})).unwrap();
-    cm.binary_data = Some(
-        [(
-            "JSON_INPUT.gz".to_owned(),
-            ByteString(gzip(input.to_string().as_bytes())),
-        )]
-        .into(),
-    );
+/// A TESK object captured from the real TESK (`operator/tests/fixtures/tesk/PATH`, see its
+/// README), without its namespace.
+fn captured(path: &str) -> Value {
+    tesk_fixtures::load(path).unwrap()
+}
+
+/// The task ConfigMap tesk-api wrote for the captured `drs` task (inputs: `http://` ref, then
+/// `drs://drs.example.org/obj-1` and `obj-2`; two executors), named `task`; with `evil`, its
+/// input 1 is fetched from a host no policy allows (an edit).
+fn tesk_config_map(task: &str, evil: bool) -> ConfigMap {
+    let mut cm: ConfigMap = serde_json::from_value(captured("drs/configmap.json")).unwrap();
+    cm.metadata.name = Some(task.to_owned());
+    if evil {
+        let mut input = captured("drs/JSON_INPUT.json");
+        input["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
+        cm.binary_data = Some(
+            [(
+                "JSON_INPUT.gz".to_owned(),
+                ByteString(gzip(input.to_string().as_bytes())),
+            )]
+            .into(),
+        );
+    }
     cm
 }
 
@@ -286,13 +286,7 @@ async fn check_and_doctor_on_a_real_apiserver() {
             "metadata": {"name": "default"}, "spec": {"allowedHosts": ["drs.example.org"]}
         }),
     );
-    let tesk_ok = tesk_config_map(
-        "task-0001",
-        json!([
-            {"url": "drs://drs.example.org/obj-1", "path": "/data/in/sample.bam.c4gh", "type": "FILE"},
-            {"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"},
-        ]),
-    );
+    let tesk_ok = tesk_config_map("task-0001", false);
     let file = write_yaml(
         files.path(),
         "tesk-ok.yaml",
@@ -311,14 +305,14 @@ async fn check_and_doctor_on_a_real_apiserver() {
         ],
     );
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("executor 0: the sidecar fetches 1 input(s)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("drs://drs.example.org/obj-1 -> /data/in/sample.bam.c4gh (encrypted)"),
-        "{out}"
-    );
+    for executor in 0..2 {
+        assert!(
+            out.contains(&format!(
+                "executor {executor}: the sidecar fetches 2 input(s)\n    drs://drs.example.org/obj-1 -> /data/in/sample.bam.c4gh (encrypted)\n    drs://drs.example.org/obj-2 -> /data/stream/reads.fq (encrypted)\n"
+            )),
+            "{out}"
+        );
+    }
     assert!(out.contains("inputs left for TESK's filer: 1"), "{out}");
     ensure_namespace(&client, TESK_NS).await.unwrap();
     Api::<Namespace>::all(client.clone())
@@ -336,12 +330,7 @@ async fn check_and_doctor_on_a_real_apiserver() {
         json!({"allowedHosts": ["drs.example.org"]}),
     )
     .await;
-    let tesk_evil = tesk_config_map(
-        "task-0002",
-        json!([
-            {"url": "drs://drs.evil.example/x", "path": "/data/in/x", "type": "FILE"}
-        ]),
-    );
+    let tesk_evil = tesk_config_map("task-0002", true);
     let file = write_yaml(
         files.path(),
         "tesk-evil.yaml",
@@ -382,6 +371,44 @@ async fn check_and_doctor_on_a_real_apiserver() {
             "✘ denied\nwebhook \"tesk.c4gh.dev\" refused the TES task: it is admitted so that TESK runs, in place of each executor, one that prints this reason (TESK passes no admission message on to the TES user):\n{refusal}\n"
         )
     );
+
+    // check: TESK's outputs filer Job (captured from the real taskmaster) gets the seal step
+    // from the TESK Job webhook, and that is what the apiserver stores.
+    let mut filer = captured("files/outputs-filer.job.json");
+    // The apiserver's selector and labels come with each new Job.
+    filer["spec"].as_object_mut().unwrap().remove("selector");
+    for meta in ["/metadata", "/spec/template/metadata"] {
+        filer
+            .pointer_mut(meta)
+            .and_then(Value::as_object_mut)
+            .unwrap()
+            .remove("labels");
+    }
+    let file = write_yaml(files.path(), "outputs-filer.yaml", &filer);
+    let (code, out) = plugin(&kubeconfig, &["check", "-f", &file, "-n", TESK_NS]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(
+            "✔ admitted: TESK's outputs filer Job tesk/task-2b3c4d5e-outputs-filer would be changed (webhook tesk-filer.c4gh.dev)\n  + init container c4gh-seal ("
+        ),
+        "{out}"
+    );
+    let stored = Api::<Job>::namespaced(client.clone(), TESK_NS)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(filer).unwrap(),
+        )
+        .await
+        .unwrap();
+    let inits: Vec<String> = stored
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.init_containers)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(inits, ["c4gh-seal"], "what check predicted is stored");
 
     // doctor: healthy.
     let (code, out) = plugin(&kubeconfig, &["doctor"]);

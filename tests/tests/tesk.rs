@@ -1,12 +1,12 @@
-//! The TESK adapter through a real kube-apiserver: a TESK task ConfigMap (gzip + base64, as
-//! TESK's API writes it) created in a namespace labelled `c4gh.dev/tesk=enabled` is stored
-//! adapted (its `drs://` inputs moved onto the executor pod template); the executor Job built
+//! The TESK adapter through a real kube-apiserver: the task ConfigMap the real tesk-api wrote
+//! (captured, `operator/tests/fixtures/tesk/`, see its README) created in a namespace labelled
+//! `c4gh.dev/tesk=enabled` is stored adapted (its `drs://` inputs moved onto the executor pod template); the executor Job built
 //! from the adapted manifest, with the task PVC mounts TESK's taskmaster adds, gets a pod that
 //! the real Job controller creates and the webhook injects; a task fetching from a host outside
 //! the policy is stored refused (its executor replaced by one printing the webhook's reason);
 //! ConfigMaps outside the opt-in never reach the operator. The taskmaster Job of a tesk-api
-//! before 2023-01-24, whose task JSON is in its `JSON_INPUT` variable, is adapted or refused in
-//! place.
+//! before 2023-01-24, whose task JSON is in its `JSON_INPUT` variable (derived from the captured
+//! taskmaster Job: that era's tesk-api is not among the peers), is adapted or refused in place.
 
 // Assertion helpers outside #[test] functions panic on purpose, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use c4gh_contract::{annotations as keys, env as contract_env, pod};
 use c4gh_e2e::operator::{Operator, OperatorOptions, WEBHOOK_CONFIG};
-use c4gh_e2e::{ControlPlane, Options, manifests, workspace};
+use c4gh_e2e::{ControlPlane, Options, manifests, tesk_fixtures, workspace};
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -33,8 +33,10 @@ use serde_json::{Value, json};
 const NS: &str = "tesk";
 /// Namespace without the opt-in label.
 const OFF: &str = "tesk-off";
+/// The task id of the captured `drs` task.
 const TASK: &str = "task-1a2b3c4d";
-const HOST: &str = "127.0.0.1:8443";
+/// The DRS host of the captured `drs` task.
+const DRS_HOST: &str = "drs.example.org";
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
@@ -48,48 +50,22 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An executor Job the way TESK's API builds it (labels `job-type`, `taskmaster-name`,
-/// `executor-no`; the container runs the TES executor's command).
-fn executor(task: &str) -> Value {
-    json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {
-            "name": format!("{task}-ex-00"),
-            "labels": {"job-type": "executor", "taskmaster-name": task, "executor-no": "0"},
-            "annotations": {"tes-task-name": "align"}
-        },
-        "spec": {"backoffLimit": 0, "template": {
-            "metadata": {},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{
-                    "name": format!("{task}-ex-00"), "image": "ubuntu:24.04",
-                    "command": ["/bin/sh", "-c", "crypt4gh decrypt < /data/in/sample.bam.c4gh | wc -c > /data/out/n"],
-                    "resources": {"requests": {"cpu": "1"}}
-                }]
-            }
-        }}
-    })
+/// A TESK object captured from the real TESK (`operator/tests/fixtures/tesk/PATH`, see its
+/// README), without its namespace.
+fn captured(path: &str) -> Value {
+    tesk_fixtures::load(path).unwrap()
 }
 
-/// The taskmaster input (`JSON_INPUT`) of a TES task.
-fn task_input(task: &str, inputs: Value) -> Value {
-    json!({
-        "inputs": inputs,
-        "outputs": [{"url": "s3://bucket/out", "path": "/data/out", "type": "DIRECTORY"}],
-        "volumes": [],
-        "resources": {"disk_gb": 10.0},
-        "executors": [executor(task)]
-    })
+/// The captured `drs` task's taskmaster input.
+fn drs_input() -> Value {
+    captured("drs/JSON_INPUT.json")
 }
 
-/// TESK's task ConfigMap: named after the task, the input gzip-compressed in
-/// `binaryData["JSON_INPUT.gz"]` (base64 on the wire).
-fn task_config_map(name: &str, input: &Value) -> ConfigMap {
-    let mut cm: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": {"tes-task-name": "align"}}
-    }))
-    .unwrap();
+/// The captured task ConfigMap of `dir`, named `name` and carrying `input`.
+fn task_config_map(dir: &str, name: &str, input: &Value) -> ConfigMap {
+    let mut cm: ConfigMap =
+        serde_json::from_value(captured(&format!("{dir}/configmap.json"))).unwrap();
+    cm.metadata.name = Some(name.to_owned());
     cm.binary_data = Some(
         [(
             "JSON_INPUT.gz".to_owned(),
@@ -151,11 +127,12 @@ async fn namespace(client: &Client, name: &str, labels: Value) {
         .unwrap();
 }
 
+/// The policy `default` of [`NS`], allowing the captured task's DRS host.
 async fn create_policy(client: &Client) {
     let gvk = GroupVersionKind::gvk("c4gh.dev", "v1alpha1", "Crypt4ghPolicy");
     let resource = ApiResource::from_gvk(&gvk);
     let mut policy = DynamicObject::new("default", &resource).within(NS);
-    policy.data = json!({"spec": {"allowedHosts": [HOST], "allowPort": true}});
+    policy.data = json!({"spec": {"allowedHosts": [DRS_HOST]}});
     Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource)
         .create(&PostParams::default(), &policy)
         .await
@@ -207,17 +184,13 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
     create_policy(&client).await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
 
-    // A TES task with one https:// and one drs:// input.
-    let https_input = json!({"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE", "name": "ref"});
-    let drs_input = json!({"url": format!("drs://{HOST}/obj-1"), "path": "/data/in/sample.bam.c4gh", "type": "FILE", "name": "bam"});
-    let input = task_input(TASK, json!([https_input, drs_input]));
+    // The captured TES task: an http:// input and two drs:// inputs, two executors.
+    let input = drs_input();
+    let created: ConfigMap = serde_json::from_value(captured("drs/configmap.json"))?;
     // The policy reaches the operator's cache asynchronously: retry the first creation briefly.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match config_maps
-            .create(&PostParams::default(), &task_config_map(TASK, &input))
-            .await
-        {
+        match config_maps.create(&PostParams::default(), &created).await {
             Ok(_) => break,
             Err(err)
                 if Instant::now() < deadline && err.to_string().contains("no Crypt4ghPolicy") =>
@@ -234,27 +207,29 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
     // What the apiserver stored is the adapted task, compared in full.
     let stored = config_maps.get(TASK).await?;
     let inputs_annotation = format!(
-        r#"[{{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://{HOST}/obj-1"}}]"#
+        r#"[{{"mode":"encrypted","path":"/data/in/sample.bam.c4gh","url":"drs://{DRS_HOST}/obj-1"}},{{"mode":"encrypted","path":"/data/stream/reads.fq","url":"drs://{DRS_HOST}/obj-2"}}]"#
     );
     let mut expected = input.clone();
-    expected["inputs"] = json!([https_input]);
-    expected["volumes"] = json!(["/data/in"]);
-    expected["executors"][0]["spec"]["template"]["metadata"] = json!({
-        "labels": {"c4gh.dev/inject": "enabled"},
-        "annotations": {"c4gh.dev/inputs": inputs_annotation, "c4gh.dev/tes-task": TASK}
-    });
+    expected["inputs"] = json!([input["inputs"][0]]);
+    expected["volumes"] = json!(["/data/out", "/data/in", "/data/stream"]);
+    for n in 0..2 {
+        expected["executors"][n]["spec"]["template"]["metadata"] = json!({
+            "name": format!("{TASK}-ex-0{n}"),
+            "labels": {"c4gh.dev/inject": "enabled"},
+            "annotations": {"c4gh.dev/inputs": inputs_annotation, "c4gh.dev/tes-task": TASK}
+        });
+    }
     let adapted = stored_input(&stored);
     assert_eq!(adapted, expected);
     let annotations = stored.metadata.annotations.clone().unwrap();
     assert_eq!(annotations[keys::STATUS], keys::STATUS_ADAPTED);
     assert_eq!(annotations[keys::APPLIED_POLICY], keys::DEFAULT_POLICY_NAME);
     assert_eq!(annotations["tes-task-name"], "align");
+    assert_eq!(stored.metadata.labels, created.metadata.labels);
 
-    // A task without drs:// inputs is stored byte for byte as TESK wrote it.
-    let plain = task_config_map(
-        "task-00c0ffee",
-        &task_input("task-00c0ffee", json!([https_input])),
-    );
+    // A task without drs:// inputs (the captured `files` task) is stored byte for byte as TESK
+    // wrote it.
+    let plain: ConfigMap = serde_json::from_value(captured("files/configmap.json"))?;
     let stored_plain = config_maps.create(&PostParams::default(), &plain).await?;
     assert_eq!(stored_plain.binary_data, plain.binary_data);
     assert_eq!(
@@ -270,11 +245,10 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
     config_maps
         .create(&PostParams::default(), &ordinary)
         .await?;
-    let off = task_config_map(TASK, &input);
     let stored_off = Api::<ConfigMap>::namespaced(client.clone(), OFF)
-        .create(&PostParams::default(), &off)
+        .create(&PostParams::default(), &created)
         .await?;
-    assert_eq!(stored_off.binary_data, off.binary_data);
+    assert_eq!(stored_off.binary_data, created.binary_data);
     let metrics = operator.metrics();
     assert_eq!(
         metric(&metrics, "adapted").as_deref(),
@@ -350,7 +324,7 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
         .and_then(|e| e.value.clone())
         .unwrap();
     assert!(
-        c4gh_inputs.contains(&format!("drs://{HOST}/obj-1")),
+        c4gh_inputs.contains(&format!("drs://{DRS_HOST}/obj-1")),
         "{c4gh_inputs}"
     );
     let sidecar_mount = init[0]
@@ -381,14 +355,12 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
     // A task fetching from a host outside the policy is refused: stored with every executor
     // replaced by one printing the webhook's reason (TESK passes no admission message on), its
     // drs:// inputs removed, and nothing injected.
-    let evil = task_input(
-        "task-deadbeef",
-        json!([https_input, {"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}]),
-    );
+    let mut evil = input.clone();
+    evil["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
     let stored = config_maps
         .create(
             &PostParams::default(),
-            &task_config_map("task-deadbeef", &evil),
+            &task_config_map("drs", "task-deadbeef", &evil),
         )
         .await
         .expect("a refused task is stored, to report the reason through its executors");
@@ -398,17 +370,20 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
         Some(keys::STATUS_REFUSED)
     );
     let reason = format!(
-        "TES task task-deadbeef, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: {HOST}); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
+        "TES task task-deadbeef, executor 0: input 1 (drs://drs.evil.example/x): host \"drs.evil.example\" is not allowed by Crypt4ghPolicy \"default\" (allowed: {DRS_HOST}); use an allowed DRS server or ask the cluster operator to add the host to spec.allowedHosts (inputs are numbered as in the TES task)"
     );
     let refusal = notes.get(keys::REFUSAL).cloned().unwrap_or_default();
     assert!(refusal.contains(&reason), "unexpected refusal: {refusal}");
     let refused = stored_input(&stored);
-    assert_eq!(refused["inputs"], json!([https_input]));
-    let container = &refused["executors"][0]["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(
-        container["command"],
-        json!([pod::EXEC_IN_SIDECAR_IMAGE, "--refuse", refusal])
-    );
+    assert_eq!(refused["inputs"], json!([input["inputs"][0]]));
+    for n in 0..2 {
+        let container = &refused["executors"][n]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["command"],
+            json!([pod::EXEC_IN_SIDECAR_IMAGE, "--refuse", refusal]),
+            "executor {n}"
+        );
+    }
     Ok(())
 }
 
@@ -427,30 +402,42 @@ async fn an_older_tesk_apis_taskmaster_job_is_adapted_in_its_environment() -> an
     create_policy(&client).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
 
-    let https_input =
-        json!({"url": "https://example.org/ref.fa", "path": "/data/ref/ref.fa", "type": "FILE"});
-    let drs_input = json!({"url": format!("drs://{HOST}/obj-1"), "path": "/data/in/sample.bam.c4gh", "type": "FILE"});
+    // That era's taskmaster Job, derived from the captured one: no `jsoninput` volume and no
+    // `-f /jsoninput/JSON_INPUT.gz`; the task JSON in the `JSON_INPUT` variable.
     let taskmaster = |name: &str, input: &Value| -> Job {
-        serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{
-                    "name": "taskmaster", "image": "eu.gcr.io/tes-wes/taskmaster:v0.10.0",
-                    "args": ["-n", NS, "-fn", "eu.gcr.io/tes-wes/filer", "-fv", "v0.10.0"],
-                    "env": [{"name": "JSON_INPUT", "value": input.to_string()}]
-                }]
-            }}}
-        }))
-        .unwrap()
+        let mut job = captured("drs/taskmaster.job.json");
+        job["metadata"]["name"] = json!(name);
+        let spec = &mut job["spec"]["template"]["spec"];
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|v| v["name"] != "jsoninput");
+        let container = &mut spec["containers"][0];
+        container["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["name"] != "jsoninput");
+        container["args"].as_array_mut().unwrap().drain(..2);
+        container["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "JSON_INPUT", "value": input.to_string()}));
+        // The Job controller's selector and labels come with the new object.
+        job["spec"].as_object_mut().unwrap().remove("selector");
+        job["spec"]["template"]["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
+        serde_json::from_value(job).unwrap()
     };
     let in_env = |job: &Job| -> Value {
         let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         let env = spec.containers[0].env.as_ref().unwrap();
-        serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap()
+        let var = env.iter().find(|e| e.name == "JSON_INPUT").unwrap();
+        serde_json::from_str(var.value.as_deref().unwrap()).unwrap()
     };
 
-    let input = task_input(TASK, json!([https_input, drs_input]));
+    let input = drs_input();
     // The policy reaches the operator's cache asynchronously: retry the first creation briefly.
     let deadline = Instant::now() + Duration::from_secs(30);
     let stored = loop {
@@ -474,8 +461,8 @@ async fn an_older_tesk_apis_taskmaster_job_is_adapted_in_its_environment() -> an
     let adapted = in_env(&stored);
     assert_eq!(
         adapted["inputs"],
-        json!([https_input]),
-        "the drs:// input left the filer's list\n{}",
+        json!([input["inputs"][0]]),
+        "the drs:// inputs left the filer's list\n{}",
         operator.log_tail(20)
     );
     let template = &adapted["executors"][0]["spec"]["template"]["metadata"];
@@ -484,20 +471,21 @@ async fn an_older_tesk_apis_taskmaster_job_is_adapted_in_its_environment() -> an
         template["annotations"][keys::INPUTS]
             .as_str()
             .unwrap()
-            .contains(&format!("drs://{HOST}/obj-1"))
+            .contains(&format!("drs://{DRS_HOST}/obj-1"))
     );
 
     // That era's inputs filer Job carries the variable too, and is stored as written.
     let filer = taskmaster(&format!("{TASK}-inputs-filer"), &input);
     let stored_filer = jobs.create(&PostParams::default(), &filer).await?;
     assert_eq!(in_env(&stored_filer), input);
-    assert_eq!(stored_filer.metadata.annotations, None);
+    assert_eq!(
+        stored_filer.metadata.annotations, filer.metadata.annotations,
+        "nothing of the operator's"
+    );
 
     // A host outside the policy: stored refused, the executor printing the reason.
-    let evil = task_input(
-        "task-deadbeef",
-        json!([{"url": "drs://drs.evil.example/x", "path": "/data/in/x.c4gh", "type": "FILE"}]),
-    );
+    let mut evil = input.clone();
+    evil["inputs"][1]["url"] = json!("drs://drs.evil.example/x");
     let refused = jobs
         .create(&PostParams::default(), &taskmaster("task-deadbeef", &evil))
         .await?;
