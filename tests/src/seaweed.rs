@@ -168,10 +168,12 @@ impl SeaweedFs {
             .arg(format!("-dir={}", data.display()))
             .arg(format!("-master.port={}", p[0]))
             .arg(format!("-master.port.grpc={}", p[1]))
+            // 16 volumes of 512 MiB at most: room for the 4 GiB body of `bench s3-memory`
+            // (volumes are made as data arrives, so small runs use little disk).
             .arg("-master.volumeSizeLimitMB=512")
             .arg(format!("-volume.port={}", p[2]))
             .arg(format!("-volume.port.grpc={}", p[3]))
-            .arg("-volume.max=4")
+            .arg("-volume.max=16")
             .arg("-filer")
             .arg(format!("-filer.port={}", p[4]))
             .arg(format!("-filer.port.grpc={}", p[5]))
