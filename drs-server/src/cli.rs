@@ -12,8 +12,9 @@ use crate::auth::jwt::{JwksSource, JwtConfig};
 use crate::auth::passport::{PassportConfig, VisaIssuer};
 use crate::auth::tokenreview::{IN_CLUSTER_DIR, ReviewerCredential, TokenReviewConfig};
 use crate::auth::tokens::StaticTokens;
+use crate::credentials::{SharedFiles, StsSettings};
 use crate::secret::SecretString;
-use crate::store::{S3Config, S3Store, SharedFiles, load_credentials};
+use crate::store::{S3Config, S3Store};
 use crate::telemetry::LogFormat;
 use crate::tls::TlsConfig;
 use crate::{Config, Settings};
@@ -117,8 +118,10 @@ fn read_passphrase(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
 struct S3Args {
     /// Keep the bodies in this S3 bucket instead of the catalog directory: readers get a
     /// short-lived pre-signed URL of the body, and the add command uploads bodies there. Credentials:
-    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else the profile of
-    /// ~/.aws/credentials or ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE).
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else web identity
+    /// (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [+ AWS_ROLE_SESSION_NAME], exchanged with STS
+    /// and refreshed before expiry), else the profile of ~/.aws/credentials or ~/.aws/config
+    /// (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE).
     #[arg(long, env = "C4GH_DRS_S3_BUCKET")]
     s3_bucket: Option<String>,
     /// Prefix of the body keys in the bucket (e.g. archive/); a body is PREFIX + ID.c4gh-body.
@@ -138,6 +141,14 @@ struct S3Args {
     /// The profile of the shared credentials/config files (default: AWS_PROFILE, else default).
     #[arg(long, env = "C4GH_DRS_S3_PROFILE")]
     s3_profile: Option<String>,
+    /// STS endpoint for web identity credentials (default: AWS_ENDPOINT_URL_STS, else
+    /// AWS_ENDPOINT_URL, else https://sts.REGION.amazonaws.com).
+    #[arg(long, env = "C4GH_DRS_S3_STS_ENDPOINT")]
+    s3_sts_endpoint: Option<String>,
+    /// DurationSeconds asked of STS for web identity credentials (default: STS's, one hour on
+    /// AWS; 900 to the role's maximum).
+    #[arg(long, env = "C4GH_DRS_S3_STS_DURATION_SECONDS")]
+    s3_sts_duration_seconds: Option<u64>,
     /// Lifetime in seconds of the pre-signed body URLs handed to readers (a client whose URL
     /// expires mid-download asks for a new one and resumes).
     #[arg(long, env = "C4GH_DRS_SIGNED_URL_SECONDS", default_value_t = 300)]
@@ -145,8 +156,9 @@ struct S3Args {
 }
 
 impl S3Args {
-    /// The store, if a bucket is given.
-    fn store(&self) -> anyhow::Result<Option<Arc<S3Store>>> {
+    /// The store, if a bucket is given, with its credentials resolved (one STS exchange for web
+    /// identity) and their refresh started on the current runtime.
+    async fn store(&self) -> anyhow::Result<Option<Arc<S3Store>>> {
         let Some(bucket) = &self.s3_bucket else {
             return Ok(None);
         };
@@ -164,8 +176,19 @@ impl S3Args {
             path_style: self.s3_path_style,
             url_lifetime: Duration::from_secs(self.signed_url_seconds),
         };
-        let credentials = load_credentials(self.s3_profile.as_deref(), &SharedFiles::from_env())?;
-        Ok(Some(Arc::new(S3Store::new(&config, credentials)?)))
+        let sts = StsSettings {
+            endpoint: self.s3_sts_endpoint.clone(),
+            region: self.s3_region.clone(),
+            duration: self.s3_sts_duration_seconds.map(Duration::from_secs),
+        };
+        let credentials =
+            crate::credentials::resolve(self.s3_profile.as_deref(), &SharedFiles::from_env(), &sts)
+                .await?;
+        credentials.spawn_refresh();
+        Ok(Some(Arc::new(S3Store::with_provider(
+            &config,
+            credentials,
+        )?)))
     }
 }
 
@@ -360,17 +383,17 @@ fn add(mut args: AddArgs) -> anyhow::Result<()> {
         dataset: args.dataset.take(),
         readers: args.readers.clone(),
     };
-    let record = match args.s3.store()? {
-        Some(store) => tokio::runtime::Runtime::new()
+    let record = if args.s3.s3_bucket.is_some() {
+        tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
-            .block_on(add_to_store(
-                &args.catalog,
-                &public,
-                &args.file,
-                &options,
-                &store,
-            ))?,
-        None => add_file(&args.catalog, &public, &args.file, &options)?,
+            .block_on(async {
+                let Some(store) = args.s3.store().await? else {
+                    bail!("no object store configured");
+                };
+                Ok(add_to_store(&args.catalog, &public, &args.file, &options, &store).await?)
+            })?
+    } else {
+        add_file(&args.catalog, &public, &args.file, &options)?
     };
     println!("{}", serde_json::to_string_pretty(&record)?);
     Ok(())
@@ -482,6 +505,8 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
              --oidc-audience, --tokenreview-audience, and/or --visa-issuer"
         );
     }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let body_store = runtime.block_on(args.s3.store())?;
     let mut config = Config::new(args.catalog.clone(), server_key, tls);
     config.listen = args.listen;
     config.tokens = tokens;
@@ -496,12 +521,11 @@ fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         static_binding_ttl: Duration::from_secs(args.static_binding_ttl_seconds),
         dataset_readers,
         body_token_ttl: Duration::from_secs(args.body_token_seconds),
-        body_store: args.s3.store()?,
+        body_store,
         ..Settings::default()
     };
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_seconds);
     config.max_connections = args.max_connections;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(crate::serve(config, shutdown_signal()))?;
     Ok(())
 }

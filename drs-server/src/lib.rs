@@ -5,6 +5,7 @@
 //!
 //! - [`catalog`]: objects stored as header + body + JSON record in one directory;
 //! - [`store`]: bodies in an S3-compatible object store (pre-signed URLs, multipart upload);
+//! - [`credentials`]: the object store's credentials (AWS chain, STS web identity, refresh);
 //! - [`cli`]: the command line of the binary;
 //! - [`admin`]: encrypt a plain file for the server key and register it;
 //! - [`auth`]: static bearer tokens, JWTs (OIDC / Kubernetes ServiceAccount issuers),
@@ -54,6 +55,7 @@ pub mod body;
 pub mod body_token;
 pub mod catalog;
 pub mod cli;
+pub mod credentials;
 pub mod crypt;
 pub mod metrics;
 pub mod problem;

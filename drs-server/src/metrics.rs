@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::store::S3Store;
+
 /// Labels of a request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -63,7 +65,16 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric under the `c4gh_drs` prefix.
     pub fn new() -> Arc<Self> {
+        Self::with_store(None)
+    }
+
+    /// As [`Metrics::new`], with the object store's credential metrics (see
+    /// [`crate::credentials::CredentialProvider::register_metrics`]) when there is one.
+    pub fn with_store(store: Option<&S3Store>) -> Arc<Self> {
         let mut registry = Registry::with_prefix("c4gh_drs");
+        if let Some(store) = store {
+            store.credentials().register_metrics(&mut registry);
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests handled", requests.clone());
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {

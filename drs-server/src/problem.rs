@@ -221,7 +221,8 @@ impl Problem {
         )
     }
 
-    /// 503 with `Retry-After: retry_after_s`: a dependency (the token issuer) is unreachable.
+    /// 503 with `Retry-After: retry_after_s`: a dependency (the token issuer, the object
+    /// store's STS) is unreachable.
     pub fn unavailable(detail: impl Into<String>, retry_after_s: u32) -> Self {
         let mut problem = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

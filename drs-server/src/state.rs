@@ -94,7 +94,7 @@ impl AppState {
             catalog,
             server_key,
             auth,
-            metrics: Metrics::new(),
+            metrics: Metrics::with_store(settings.body_store.as_deref()),
             settings,
             key_bindings,
         })

@@ -8,23 +8,24 @@
 //! own). The store's ETag of the body is recorded at upload (`store_etag` in the record) and
 //! sent as the header's `X-C4GH-Content-ETag`, so a client notices a body that was replaced.
 //!
-//! Credentials ([`load_credentials`]) follow the AWS conventions: `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; else the profile (`AWS_PROFILE`, default
-//! `default`) of the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default
-//! `~/.aws/credentials`) or config file (`AWS_CONFIG_FILE`, default `~/.aws/config`). They are
-//! read once, at start-up. Signing is [`rusty_s3`] (SigV4 only, no HTTP client of its own).
+//! Credentials come from the AWS chain (environment keys, web identity through STS, shared
+//! profile files) and temporary ones are refreshed: see [`crate::credentials`]. A signed URL
+//! never outlives the credentials that signed it. Signing is [`rusty_s3`] (SigV4 only, no HTTP
+//! client of its own).
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{StatusCode, Url};
 pub use rusty_s3::Credentials;
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload};
 use rusty_s3::{Bucket, S3Action, UrlStyle};
 use tokio::sync::mpsc;
-use zeroize::Zeroizing;
+
+use crate::credentials::CredentialProvider;
 
 /// Default lifetime of a pre-signed body URL.
 pub const DEFAULT_URL_LIFETIME: Duration = Duration::from_secs(300);
@@ -68,8 +69,9 @@ pub enum StoreError {
     Config(String),
     /// No credentials were found.
     #[error(
-        "no object-store credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give a \
-         profile (AWS_PROFILE / --s3-profile) of {credentials} or {config}"
+        "no object-store credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+         AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or give a profile (AWS_PROFILE / \
+         --s3-profile) of {credentials} or {config}"
     )]
     NoCredentials {
         /// The shared credentials file looked at.
@@ -114,6 +116,45 @@ pub enum StoreError {
         /// What to do.
         hint: &'static str,
     },
+    /// The web identity token file could not be read.
+    #[error(
+        "reading the web identity token {path} (AWS_WEB_IDENTITY_TOKEN_FILE): {source}; in a pod, \
+         check the projected service-account token volume"
+    )]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// STS refused the web identity.
+    #[error(
+        "assuming role {role_arn} with the web identity: STS at {host} answered {status}: {code}{hint}"
+    )]
+    Sts {
+        /// The role.
+        role_arn: String,
+        /// STS's `host:port`.
+        host: String,
+        /// The HTTP status.
+        status: u16,
+        /// The STS error code and message.
+        code: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The temporary credentials expired and could not be refreshed.
+    #[error(
+        "the object-store credentials expired at {expired} and refreshing them failed: \
+         {last_failure}"
+    )]
+    CredentialsExpired {
+        /// When they expired (RFC 3339).
+        expired: String,
+        /// The last refresh failure.
+        last_failure: String,
+    },
     /// Reading the parts to upload failed.
     #[error("reading the body to upload as {key}: {source}")]
     Source {
@@ -129,7 +170,7 @@ pub enum StoreError {
 pub struct S3Store {
     bucket: Bucket,
     prefix: String,
-    credentials: Credentials,
+    credentials: Arc<CredentialProvider>,
     url_lifetime: Duration,
     host: String,
     http: reqwest::Client,
@@ -142,17 +183,31 @@ impl fmt::Debug for S3Store {
             .field("prefix", &self.prefix)
             .field("host", &self.host)
             .field("url_lifetime", &self.url_lifetime)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
 
 impl S3Store {
-    /// A store for `config` signing with `credentials`.
+    /// A store for `config` signing with fixed `credentials`.
     ///
     /// # Errors
     ///
     /// [`StoreError::Config`] for an unusable endpoint, bucket name or lifetime.
     pub fn new(config: &S3Config, credentials: Credentials) -> Result<Self, StoreError> {
+        Self::with_provider(config, CredentialProvider::fixed(credentials))
+    }
+
+    /// A store for `config` signing with what `credentials` holds at the time of each request
+    /// (see [`crate::credentials::resolve`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] for an unusable endpoint, bucket name or lifetime.
+    pub fn with_provider(
+        config: &S3Config,
+        credentials: Arc<CredentialProvider>,
+    ) -> Result<Self, StoreError> {
         if config.url_lifetime.is_zero() || config.url_lifetime > Duration::from_secs(7 * 86_400) {
             return Err(StoreError::Config(format!(
                 "the signed URL lifetime {} s is not between 1 s and 7 days (SigV4's limit)",
@@ -211,13 +266,33 @@ impl S3Store {
         self.url_lifetime
     }
 
-    /// A pre-signed `GET` of object `id`'s body, valid for [`S3Store::url_lifetime`]. The URL
-    /// is a credential until it expires: never log it.
-    pub fn signed_get(&self, id: &str) -> Url {
+    /// The credentials (for their metrics and state).
+    pub fn credentials(&self) -> &Arc<CredentialProvider> {
+        &self.credentials
+    }
+
+    /// A pre-signed `GET` of object `id`'s body, valid for [`S3Store::url_lifetime`] or until
+    /// the signing credentials expire, whichever is sooner. The URL is a credential until it
+    /// expires: never log it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::CredentialsExpired`] when temporary credentials expired unrefreshed.
+    pub fn signed_get(&self, id: &str) -> Result<Url, StoreError> {
         let key = self.key(id);
-        self.bucket
-            .get_object(Some(&self.credentials), &key)
-            .sign(self.url_lifetime)
+        let signing = self.credentials.signing()?;
+        let lifetime = match signing.expires() {
+            Some(expires) => expires
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .min(self.url_lifetime)
+                .max(Duration::from_secs(1)),
+            None => self.url_lifetime,
+        };
+        Ok(self
+            .bucket
+            .get_object(Some(signing.credentials()), &key)
+            .sign(lifetime))
     }
 
     /// Creates the bucket (first set-up and tests); one that exists already is fine.
@@ -226,7 +301,8 @@ impl S3Store {
     ///
     /// [`StoreError::Transport`], [`StoreError::Refused`].
     pub async fn create_bucket(&self) -> Result<(), StoreError> {
-        let action = self.bucket.create_bucket(&self.credentials);
+        let signing = self.credentials.signing()?;
+        let action = self.bucket.create_bucket(signing.credentials());
         let url = action.sign(REQUEST_SIGNATURE);
         let body = action.body();
         let resp = self
@@ -246,9 +322,10 @@ impl S3Store {
     /// [`StoreError::Transport`], [`StoreError::Refused`].
     pub async fn etag(&self, id: &str) -> Result<Option<String>, StoreError> {
         let key = self.key(id);
+        let signing = self.credentials.signing()?;
         let url = self
             .bucket
-            .head_object(Some(&self.credentials), &key)
+            .head_object(Some(signing.credentials()), &key)
             .sign(REQUEST_SIGNATURE);
         let resp = self.send(self.http.head(url), "looking up", &key).await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -279,9 +356,10 @@ impl S3Store {
         mut parts: mpsc::Receiver<io::Result<Vec<u8>>>,
     ) -> Result<String, StoreError> {
         let key = self.key(id);
+        let signing = self.credentials.signing()?;
         let action = self
             .bucket
-            .create_multipart_upload(Some(&self.credentials), &key);
+            .create_multipart_upload(Some(signing.credentials()), &key);
         let url = action.sign(REQUEST_SIGNATURE);
         let resp = self
             .send(self.http.post(url), "starting the upload of", &key)
@@ -304,9 +382,10 @@ impl S3Store {
         match result {
             Ok(etag) => Ok(etag),
             Err(e) => {
+                let signing = self.credentials.current();
                 let url = self
                     .bucket
-                    .abort_multipart_upload(Some(&self.credentials), &key, &upload_id)
+                    .abort_multipart_upload(Some(signing.credentials()), &key, &upload_id)
                     .sign(REQUEST_SIGNATURE);
                 if let Err(abort) = self.http.delete(url).send().await {
                     tracing::warn!(key, error = %abort.without_url(), "could not abort the failed multipart upload; the bucket's lifecycle rules must remove it");
@@ -334,9 +413,10 @@ impl S3Store {
                 .ok_or_else(|| {
                     StoreError::Config(format!("{key} needs more than {MAX_PARTS} parts"))
                 })?;
+            let signing = self.credentials.signing()?;
             let url = self
                 .bucket
-                .upload_part(Some(&self.credentials), key, number, upload_id)
+                .upload_part(Some(signing.credentials()), key, number, upload_id)
                 .sign(REQUEST_SIGNATURE);
             let resp = self
                 .send(self.http.put(url).body(part), "uploading a part of", key)
@@ -354,8 +434,9 @@ impl S3Store {
                 })?;
             etags.push(etag);
         }
+        let signing = self.credentials.signing()?;
         let action: CompleteMultipartUpload<'_, _> = self.bucket.complete_multipart_upload(
-            Some(&self.credentials),
+            Some(signing.credentials()),
             key,
             upload_id,
             etags.iter().map(String::as_str),
@@ -431,6 +512,9 @@ impl S3Store {
                 "; check the object-store credentials (AWS_ACCESS_KEY_ID / profile) and --s3-region"
             }
             (_, "NoSuchBucket") => "; create the bucket or fix --s3-bucket",
+            (_, "ExpiredToken") => {
+                "; the temporary credentials expired (see the credential refresh errors)"
+            }
             (403, _) => "; the credentials may not write to this bucket",
             _ => "",
         };
@@ -480,145 +564,9 @@ pub fn s3_error_code(xml: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// Where the shared credentials and config files are.
-#[derive(Debug, Clone)]
-pub struct SharedFiles {
-    /// `AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`.
-    pub credentials: PathBuf,
-    /// `AWS_CONFIG_FILE`, default `~/.aws/config`.
-    pub config: PathBuf,
-}
-
-impl SharedFiles {
-    /// The locations the AWS tools use, from the environment.
-    pub fn from_env() -> Self {
-        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
-        let pick = |var: &str, default: &str| {
-            std::env::var_os(var)
-                .filter(|v| !v.is_empty())
-                .map_or_else(|| home.join(".aws").join(default), PathBuf::from)
-        };
-        SharedFiles {
-            credentials: pick("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
-            config: pick("AWS_CONFIG_FILE", "config"),
-        }
-    }
-}
-
-/// The credentials to sign with: the environment's `AWS_ACCESS_KEY_ID` /
-/// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), else `profile` (default: `AWS_PROFILE`,
-/// else `default`) of the shared credentials file, else of the shared config file.
-///
-/// # Errors
-///
-/// [`StoreError::NoCredentials`], [`StoreError::File`] for an unreadable file that exists.
-pub fn load_credentials(
-    profile: Option<&str>,
-    files: &SharedFiles,
-) -> Result<Credentials, StoreError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-        let secret = Zeroizing::new(secret);
-        return Ok(match var("AWS_SESSION_TOKEN") {
-            Some(token) => Credentials::new_with_token(key, secret.as_str(), token),
-            None => Credentials::new(key, secret.as_str()),
-        });
-    }
-    let profile = profile
-        .map(str::to_owned)
-        .or_else(|| var("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".into());
-    // The credentials file names sections `[NAME]`; the config file `[profile NAME]`, except
-    // `[default]`.
-    let config_section = if profile == "default" {
-        profile.clone()
-    } else {
-        format!("profile {profile}")
-    };
-    for (path, section) in [
-        (&files.credentials, profile.as_str()),
-        (&files.config, config_section.as_str()),
-    ] {
-        if let Some(credentials) = from_ini_file(path, section)? {
-            return Ok(credentials);
-        }
-    }
-    Err(StoreError::NoCredentials {
-        credentials: files.credentials.clone(),
-        config: files.config.clone(),
-    })
-}
-
-fn from_ini_file(path: &Path, section: &str) -> Result<Option<Credentials>, StoreError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => Zeroizing::new(text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StoreError::File {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    Ok(ini_credentials(&text, section))
-}
-
-/// `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token` of `[section]` in an
-/// INI text, when both of the first two are there.
-fn ini_credentials(text: &str, section: &str) -> Option<Credentials> {
-    let mut inside = false;
-    let (mut key, mut secret, mut token) = (None, None::<Zeroizing<String>>, None);
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = name.trim() == section;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim().to_owned();
-        match name.trim() {
-            "aws_access_key_id" => key = Some(value),
-            "aws_secret_access_key" => secret = Some(Zeroizing::new(value)),
-            "aws_session_token" => token = Some(value),
-            _ => {}
-        }
-    }
-    let (key, secret) = (key?, secret?);
-    Some(match token {
-        Some(token) => Credentials::new_with_token(key, secret.as_str(), token),
-        None => Credentials::new(key, secret.as_str()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ini_profiles() {
-        let text = "[default]\naws_access_key_id = A\naws_secret_access_key=B\n\n\
-                    # comment\n[archive]\naws_access_key_id=C\naws_secret_access_key = D\n\
-                    aws_session_token = T\n[profile other]\naws_access_key_id=E\n";
-        let default = ini_credentials(text, "default").unwrap();
-        assert_eq!((default.key(), default.secret()), ("A", "B"));
-        assert_eq!(default.token(), None);
-        let archive = ini_credentials(text, "archive").unwrap();
-        assert_eq!((archive.key(), archive.secret()), ("C", "D"));
-        assert_eq!(archive.token(), Some("T"));
-        assert!(
-            ini_credentials(text, "profile other").is_none(),
-            "no secret"
-        );
-        assert!(ini_credentials(text, "missing").is_none());
-    }
 
     #[test]
     fn error_documents() {
@@ -639,7 +587,7 @@ mod tests {
             url_lifetime: Duration::from_secs(60),
         };
         let store = S3Store::new(&config, Credentials::new("AK", "SK")).unwrap();
-        let url = store.signed_get("EGAF1");
+        let url = store.signed_get("EGAF1").unwrap();
         assert_eq!(url.path(), "/archive/bodies/EGAF1.c4gh-body");
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert!(

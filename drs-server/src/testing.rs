@@ -249,7 +249,9 @@ impl TestServer {
 
 /// A local GA4GH visa issuer for tests: an ES256 key made at start, its JWKS served over HTTPS
 /// on `127.0.0.1` (certificate from its own [`TestCa`]), and signed `ControlledAccessGrants`
-/// visas. [`LocalVisaIssuer::passport_config`] is what a server needs to trust it.
+/// visas. [`LocalVisaIssuer::passport_config`] is what a server needs to trust it. It also
+/// signs any claims ([`LocalVisaIssuer::sign`]), so it serves as the OpenID Connect issuer of
+/// other tokens (e.g. web identity tokens for an STS).
 pub struct LocalVisaIssuer {
     issuer: String,
     jwks_url: String,
@@ -342,6 +344,29 @@ impl LocalVisaIssuer {
         config
     }
 
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The URL of the JWKS (HTTPS on loopback).
+    pub fn jwks_url(&self) -> &str {
+        &self.jwks_url
+    }
+
+    /// The CA of the JWKS server's certificate (PEM).
+    pub fn ca_pem(&self) -> String {
+        self.ca.ca_pem()
+    }
+
+    /// `claims` signed with ES256 under [`LocalVisaIssuer::KID`] (empty if they cannot be
+    /// serialised).
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(Self::KID.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+    }
+
     /// A `ControlledAccessGrants` visa for `dataset`, held by `holder`, valid for an hour.
     pub fn grant(&self, holder: &str, dataset: &str) -> String {
         let now = std::time::SystemTime::now()
@@ -352,8 +377,6 @@ impl LocalVisaIssuer {
             "ga4gh_visa_v1": {"type": "ControlledAccessGrants", "value": dataset,
                 "source": "https://dac.test/local", "by": "dac", "asserted": now - 60}
         });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(Self::KID.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap_or_default()
+        self.sign(&claims)
     }
 }

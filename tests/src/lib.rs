@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod balancer;
 pub mod bench;
 pub mod cluster;
 pub mod control_plane;

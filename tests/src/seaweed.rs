@@ -4,6 +4,11 @@
 //! in a temporary directory and one S3 identity whose keys are generated per run (written to
 //! the run's `s3.json`, never checked in). Dropping [`SeaweedFs`] stops the process group (by
 //! PID) and removes the directory.
+//!
+//! [`SeaweedFs::start_with_sts`] also turns on SeaweedFS's STS (`AssumeRoleWithWebIdentity` on
+//! the S3 port, configured by the run's `iam.json`): it trusts one OpenID Connect issuer (the
+//! test's, its JWKS over loopback HTTPS) for role [`ROLE_ARN`], whose policy allows everything
+//! on bucket [`BUCKET`], and its sessions last [`StsOptions::session`].
 
 use std::fs;
 use std::net::TcpListener;
@@ -25,6 +30,26 @@ pub const BUCKET: &str = "c4gh-bodies";
 
 /// The region signed for (SeaweedFS accepts any).
 pub const REGION: &str = "us-east-1";
+
+/// The role web identities assume on a store started with [`SeaweedFs::start_with_sts`].
+pub const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/C4ghDrsServer";
+
+/// The audience STS accepts in web identity tokens (what EKS uses).
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// The OpenID Connect issuer SeaweedFS's STS trusts, and how long its sessions last.
+#[derive(Debug, Clone)]
+pub struct StsOptions {
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// Where the issuer's JWKS is (HTTPS on loopback).
+    pub jwks_url: String,
+    /// The CA of the JWKS server's certificate (PEM).
+    pub jwks_ca_pem: String,
+    /// Lifetime of the temporary credentials: SeaweedFS's `maxSessionLength`, which caps any
+    /// `DurationSeconds` (STS itself accepts 900 s and more only).
+    pub session: Duration,
+}
 
 /// Where `cargo xtask setup` puts `weed` (same rule as `testkit::cache_dir`).
 pub fn weed_binary() -> PathBuf {
@@ -84,6 +109,15 @@ impl SeaweedFs {
     /// [`Error::Missing`] without the binary (run `cargo xtask setup`), [`Error::Exited`] /
     /// [`Error::Timeout`] with the log's tail when it does not come up.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with_sts(None)
+    }
+
+    /// As [`SeaweedFs::start`], with STS trusting `sts`'s issuer when given.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeaweedFs::start`].
+    pub fn start_with_sts(sts: Option<&StsOptions>) -> Result<Self, Error> {
         let weed = weed_binary();
         if !weed.is_file() {
             return Err(Error::Missing {
@@ -115,6 +149,10 @@ impl SeaweedFs {
         });
         let config_path = dir.path().join("s3.json");
         write_private(&config_path, &config.to_string())?;
+        let iam_path = match sts {
+            Some(sts) => Some(write_iam_config(dir.path(), sts)?),
+            None => None,
+        };
         let p = free_ports(9)?;
         let (s3_port, https_port) = (p[6], p[8]);
         let ca = testkit::tls::TestCa::new("c4gh SeaweedFS test CA")?;
@@ -130,10 +168,12 @@ impl SeaweedFs {
             .arg(format!("-dir={}", data.display()))
             .arg(format!("-master.port={}", p[0]))
             .arg(format!("-master.port.grpc={}", p[1]))
+            // 16 volumes of 512 MiB at most: room for the 4 GiB body of `bench s3-memory`
+            // (volumes are made as data arrives, so small runs use little disk).
             .arg("-master.volumeSizeLimitMB=512")
             .arg(format!("-volume.port={}", p[2]))
             .arg(format!("-volume.port.grpc={}", p[3]))
-            .arg("-volume.max=4")
+            .arg("-volume.max=16")
             .arg("-filer")
             .arg(format!("-filer.port={}", p[4]))
             .arg(format!("-filer.port.grpc={}", p[5]))
@@ -151,6 +191,9 @@ impl SeaweedFs {
             ))
             .arg(format!("-s3.config={}", config_path.display()))
             .current_dir(dir.path());
+        if let Some(iam) = &iam_path {
+            command.arg(format!("-s3.iam.config={}", iam.display()));
+        }
         let process = Supervised::spawn("weed server", command, &dir.path().join("weed.log"))?;
         let mut weed = SeaweedFs {
             process,
@@ -194,6 +237,11 @@ impl SeaweedFs {
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// The STS endpoint (`AssumeRoleWithWebIdentity` is a `POST` to the S3 gateway's root).
+    pub fn sts_endpoint(&self) -> String {
+        self.endpoint()
     }
 
     /// The HTTPS address of the S3 gateway.
@@ -274,6 +322,70 @@ impl SeaweedFs {
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)
     }
+}
+
+/// Writes the advanced IAM configuration of SeaweedFS's STS: its signing key, session length,
+/// the OIDC provider, role [`ROLE_ARN`] trusting it, and the role's policy.
+fn write_iam_config(dir: &Path, sts: &StsOptions) -> Result<PathBuf, Error> {
+    use base64::Engine;
+    let ca = dir.join("oidc-ca.pem");
+    write_private(&ca, &sts.jwks_ca_pem)?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::thread_rng().fill(&mut key[..]);
+    let session = format!("{}s", sts.session.as_secs().max(1));
+    let config = Zeroizing::new(
+        serde_json::json!({
+            "sts": {
+                "tokenDuration": session,
+                "maxSessionLength": session,
+                "issuer": "c4gh-test-seaweedfs-sts",
+                "signingKey": base64::engine::general_purpose::STANDARD.encode(&key[..]),
+            },
+            "policy": {"defaultEffect": "Deny", "storeType": "memory"},
+            "providers": [{
+                "name": "c4gh-test-oidc",
+                "type": "oidc",
+                "enabled": true,
+                "config": {
+                    "issuer": sts.issuer,
+                    "clientId": STS_AUDIENCE,
+                    "jwksUri": sts.jwks_url,
+                    "tlsCaCert": ca.display().to_string(),
+                },
+            }],
+            "policies": [{
+                "name": "C4ghBodies",
+                "document": {
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Effect": "Allow",
+                        "Action": ["s3:*"],
+                        "Resource": [
+                            format!("arn:aws:s3:::{BUCKET}"),
+                            format!("arn:aws:s3:::{BUCKET}/*"),
+                        ],
+                    }],
+                },
+            }],
+            "roles": [{
+                "roleName": "C4ghDrsServer",
+                "roleArn": ROLE_ARN,
+                "trustPolicy": {
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Effect": "Allow",
+                        "Principal": {"Federated": "c4gh-test-oidc"},
+                        "Action": ["sts:AssumeRoleWithWebIdentity"],
+                    }],
+                },
+                "attachedPolicies": ["C4ghBodies"],
+            }],
+        })
+        .to_string(),
+    );
+    let path = dir.join("iam.json");
+    write_private(&path, &config)?;
+    Ok(path)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), Error> {

@@ -47,7 +47,7 @@ commands:
   images        build the OCI image archives into target/images/ (needs root: umoci, mmdebstrap)
   test          setup, cargo fmt --check, cargo clippy -D warnings, images, cargo test --workspace
   demo          run the end-to-end demo on this machine (no cluster or cloud account needed)
-  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, s3, seal, drs, operator, e2e, sda; default: all)
+  bench [NAME]  run the benchmarks (NAME: c4gh, sidecar, s3, s3-memory, seal, drs, operator, e2e, sda; default: all)
   completions [--out DIR]
                 shell completions (bash, zsh, fish) and man pages of every binary into DIR
                 (default: target/dist): DIR/completions/{bash,zsh,fish}/, DIR/man/man1/
@@ -151,6 +151,7 @@ fn bench(name: Option<&str>) -> Result<(), Error> {
         Some("c4gh") => bench_c4gh::bench(),
         Some("sidecar") => bench_sidecar::bench().and_then(|()| seaweedfs::bench()),
         Some("s3") => seaweedfs::bench(),
+        Some("s3-memory") => seaweedfs::bench_memory(),
         Some("seal") => bench_seal::bench(),
         Some("drs") => bench_drs::bench(),
         Some("operator") => bench_operator::bench(),

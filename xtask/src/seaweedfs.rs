@@ -3,7 +3,8 @@
 //! `tests/seaweedfs/go.mod` (the module proxy serves it only as a pseudo-version) into the cache
 //! directory. The script stamps what it built, so only the first setup pays for the Go build.
 //! Also `cargo xtask bench s3` (part of `bench sidecar`): a body from SeaweedFS via a signed URL,
-//! the sidecar vs curl (`tests/src/bin/c4gh-s3-bench.rs`).
+//! the sidecar vs curl (`tests/src/bin/c4gh-s3-bench.rs`); `cargo xtask bench s3-memory`: the
+//! sidecar's peak RSS for a small and a 4 GiB body from the same store.
 
 use std::path::Path;
 
@@ -31,6 +32,19 @@ pub fn ensure() -> Result<(), Error> {
 /// `cargo xtask bench s3`: builds the release `c4gh-sidecar` and `c4gh-drs-server`, then runs the
 /// driver (a debug build: it only starts processes) with `C4GH_BENCH_MIB` MiB (default 1024).
 pub fn bench() -> Result<(), Error> {
+    let mib = std::env::var("C4GH_BENCH_MIB").unwrap_or_else(|_| "1024".into());
+    run_driver(&[mib])
+}
+
+/// `cargo xtask bench s3-memory`: the driver's `memory` mode, a body of `C4GH_BENCH_MIB` MiB
+/// (default 4096) and one of `C4GH_BENCH_SMALL_MIB` MiB (default 16).
+pub fn bench_memory() -> Result<(), Error> {
+    let large = std::env::var("C4GH_BENCH_MIB").unwrap_or_else(|_| "4096".into());
+    let small = std::env::var("C4GH_BENCH_SMALL_MIB").unwrap_or_else(|_| "16".into());
+    run_driver(&["memory".into(), large, small])
+}
+
+fn run_driver(args: &[String]) -> Result<(), Error> {
     Cmd::new("cargo")
         .args([
             "build",
@@ -46,7 +60,6 @@ pub fn bench() -> Result<(), Error> {
     Cmd::new("cargo")
         .args(["build", "--quiet", "-p", "c4gh-sidecar"])
         .run()?;
-    let mib = std::env::var("C4GH_BENCH_MIB").unwrap_or_else(|_| "1024".into());
     Cmd::new("cargo")
         .args([
             "run",
@@ -57,6 +70,6 @@ pub fn bench() -> Result<(), Error> {
             "c4gh-s3-bench",
             "--",
         ])
-        .arg(&mib)
+        .args(args)
         .run()
 }

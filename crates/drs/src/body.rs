@@ -709,7 +709,13 @@ impl Client {
                 }
                 _ => String::new(),
             };
-            if status == 403 && crate::error::is_expiry(&code) {
+            // S3 answers 403 for an expired signature and 400 `ExpiredToken` for a URL signed
+            // with temporary credentials that have expired since (SeaweedFS: 403
+            // `InvalidAccessKeyId`, the session being gone): once the URL's own lifetime is
+            // over, any refusal is worth a new URL (bounded by MAX_URL_RENEWALS).
+            let lapsed = crate::error::signed_url_expiry(&target.url)
+                .is_some_and(|t| t <= std::time::SystemTime::now());
+            if matches!(status, 400 | 403) && (crate::error::is_expiry(&code) || lapsed) {
                 return Ok(Some(Interrupted::Expired(code)));
             }
             return Err(Error::SignedUrlRefused {

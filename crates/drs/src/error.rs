@@ -5,7 +5,7 @@
 //! error can be logged or written to a pod's termination message as is.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::types::{InvalidObject, Problem, ProblemCode, redact_url};
 use crate::uri::UriError;
@@ -340,6 +340,41 @@ pub(crate) fn is_expiry(code: &str) -> bool {
     ) || (name == "AccessDenied" && code.to_ascii_lowercase().contains("expired"))
 }
 
+/// When a pre-signed URL stops being valid by its own query, if it says: `X-Amz-Date` +
+/// `X-Amz-Expires` (S3 SigV4) or `X-Goog-Date` + `X-Goog-Expires` (GCS V4), the date as
+/// `YYYYMMDDTHHMMSSZ`.
+pub(crate) fn signed_url_expiry(url: &reqwest::Url) -> Option<SystemTime> {
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.into_owned())
+    };
+    let (date, expires) = match (param("X-Amz-Date"), param("X-Amz-Expires")) {
+        (Some(d), Some(e)) => (d, e),
+        _ => (param("X-Goog-Date")?, param("X-Goog-Expires")?),
+    };
+    let expires: u64 = expires.parse().ok()?;
+    let b = date.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| date.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let signed = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(signed.checked_add(expires)?))
+}
+
 /// `host[:port]` of a URL.
 pub(crate) fn authority_of(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("?");
@@ -438,6 +473,26 @@ mod tests {
         assert!(!msg.contains('\n'));
         assert_eq!(e.problem_code(), Some(ProblemCode::KeyMissing));
         assert_eq!(e.status(), Some(400));
+    }
+
+    #[test]
+    fn signed_url_lifetimes() {
+        let at = |q: &str| {
+            signed_url_expiry(&reqwest::Url::parse(&format!("https://s3.test/b/k?{q}")).unwrap())
+        };
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        // 2026-12-02T07:29:36Z is 1796196576.
+        assert_eq!(
+            at("X-Amz-Date=20261202T072936Z&X-Amz-Expires=300&X-Amz-Signature=s").map(secs),
+            Some(1_796_196_576 + 300)
+        );
+        assert_eq!(
+            at("X-Goog-Date=20000301T000000Z&X-Goog-Expires=0").map(secs),
+            Some(951_868_800)
+        );
+        assert_eq!(at("X-Amz-Date=2026-12-02&X-Amz-Expires=300"), None);
+        assert_eq!(at("X-Amz-Date=20261302T072936Z&X-Amz-Expires=300"), None);
+        assert_eq!(at("sig=abc"), None);
     }
 
     #[test]

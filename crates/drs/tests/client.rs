@@ -866,6 +866,58 @@ async fn credentials_go_only_to_the_object_origin() {
 }
 
 #[tokio::test]
+async fn a_lapsed_signed_url_is_renewed_whatever_the_store_calls_it() {
+    // SeaweedFS answers a URL signed with temporary credentials that have expired with
+    // `403 InvalidAccessKeyId` (the session is gone), AWS with `400 ExpiredToken`: once the
+    // URL's own X-Amz-Date + X-Amz-Expires is over, both get a new URL. The same refusal of a
+    // URL still within its lifetime is final.
+    let ca = TestCa::new();
+    let body = bytes(20_000, 31);
+    let store_body = body.clone();
+    let refused = "<Error><Code>InvalidAccessKeyId</Code><Message>The access key ID you provided \
+                   does not exist in our records.</Message></Error>";
+    let store = FaultServer::start(&ca, move |req, _| {
+        if req.target.contains("X-Amz-Date=20000101T000000Z") || req.target.contains("live=no") {
+            Reply::status(403).body(refused.as_bytes().to_vec())
+        } else {
+            serve_range(req, &store_body, "\"s3\"")
+        }
+    })
+    .await;
+    let lapsed = store.url("/b/o?X-Amz-Date=20000101T000000Z&X-Amz-Expires=60&X-Amz-Signature=s");
+    let fresh = store.url("/b/o?X-Amz-Date=20990101T000000Z&X-Amz-Expires=60&X-Amz-Signature=t");
+    let sc = Scenario::new(body.clone(), move |kind, n, _, _| {
+        (kind == "access-body").then(|| {
+            let url = if n == 0 { &lapsed } else { &fresh };
+            Reply::json(200, &serde_json::json!({ "url": url }))
+        })
+    });
+    sc.body.lock().unwrap().1 = "\"s3\"".into();
+    let server = start(&ca, &sc).await;
+    let client = Client::new(config(&ca)).unwrap();
+    let dest = ca.dir.path().join("o");
+    fetch(&client, &server, &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap()[124..], body[..]);
+    assert_eq!(sc.hits("access-body"), 2, "the lapsed URL was renewed");
+
+    let live = store.url("/b/o?X-Amz-Date=20990101T000000Z&X-Amz-Expires=60&live=no");
+    let sc = Scenario::new(body.clone(), move |kind, _, _, _| {
+        (kind == "access-body").then(|| Reply::json(200, &serde_json::json!({ "url": live })))
+    });
+    sc.body.lock().unwrap().1 = "\"s3\"".into();
+    let server = start(&ca, &sc).await;
+    let e = fetch(&client, &server, &ca.dir.path().join("o2"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("InvalidAccessKeyId"), "{e}");
+    assert_eq!(
+        sc.hits("access-body"),
+        1,
+        "a URL within its lifetime is not renewed"
+    );
+}
+
+#[tokio::test]
 async fn unreachable_signed_url_errors_do_not_leak_the_query() {
     let ca = TestCa::new();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

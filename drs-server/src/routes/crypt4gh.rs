@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use drs::types::{CONTENT_ETAG_HEADER, HEADER_MEDIA_TYPE, PostObjectBody};
 
-use super::{ObjectId, json_body};
+use super::{ObjectId, SIGNING_UNAVAILABLE, json_body};
 use crate::audit::{HeaderAudit, RequestId};
 use crate::binding::BindingError;
 use crate::problem::Problem;
@@ -163,7 +163,11 @@ async fn body_handler(
     if let Some(store) = &state.settings.body_store {
         // The body is in the object store: send the reader there with a fresh signed URL (a
         // client follows it without its credential, which is for this server only).
-        let url = HeaderValue::try_from(store.signed_get(&object.record.id).as_str())
+        let signed = store.signed_get(&object.record.id).map_err(|err| {
+            tracing::error!(object = %object.record.id, error = %err, "cannot sign a body URL");
+            Problem::unavailable(SIGNING_UNAVAILABLE, 30)
+        })?;
+        let url = HeaderValue::try_from(signed.as_str())
             .map_err(|e| Problem::internal(format!("a signed URL is not a header value: {e}")))?;
         let mut response = axum::http::StatusCode::TEMPORARY_REDIRECT.into_response();
         response.headers_mut().insert(header::LOCATION, url);

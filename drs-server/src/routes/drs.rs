@@ -26,7 +26,7 @@ use drs::types::{
     Organization, PostObjectBody, ServiceInfo, ServiceType, Summary, Unresolved,
 };
 
-use super::{AccessPath, ObjectId, json_body};
+use super::{AccessPath, ObjectId, SIGNING_UNAVAILABLE, json_body};
 use crate::catalog::{MAX_HEADER_BYTES, Object};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -184,21 +184,34 @@ async fn options_object(State(state): State<Arc<AppState>>, ObjectId(id): Object
 
 /// The access URL of `access_id` on `id`: for the body with an object store, a pre-signed URL
 /// of the store (a credential until it expires: never logged).
-fn access_url(state: &AppState, base: &str, id: &str, access_id: &str) -> Option<AccessUrl> {
+///
+/// # Errors
+///
+/// 404 for an unknown access ID; 503 when the store's credentials expired unrefreshed.
+fn access_url(
+    state: &AppState,
+    base: &str,
+    id: &str,
+    access_id: &str,
+) -> Result<AccessUrl, Problem> {
     let path = match access_id {
         HEADER_ACCESS_ID => "header",
         BODY_ACCESS_ID => {
             if let Some(store) = &state.settings.body_store {
-                return Some(AccessUrl {
-                    url: store.signed_get(id).into(),
+                let url = store.signed_get(id).map_err(|err| {
+                    tracing::error!(object = %id, error = %err, "cannot sign a body URL");
+                    Problem::unavailable(SIGNING_UNAVAILABLE, 30)
+                })?;
+                return Ok(AccessUrl {
+                    url: url.into(),
                     headers: Vec::new(),
                 });
             }
             "body"
         }
-        _ => return None,
+        _ => return Err(Problem::access_not_found(id, access_id)),
     };
-    Some(AccessUrl {
+    Ok(AccessUrl {
         url: format!("{base}/c4gh/v1/objects/{id}/{path}"),
         headers: Vec::new(),
     })
@@ -232,8 +245,7 @@ async fn access_response(
     let principal = state.authenticate_with(headers, passports).await?;
     state.readable(id, &principal)?;
     let base = state.base_url(headers)?;
-    let mut url = access_url(state, &base, id, access_id)
-        .ok_or_else(|| Problem::access_not_found(id, access_id))?;
+    let mut url = access_url(state, &base, id, access_id)?;
     url.headers = body_headers(state, &principal, id, access_id);
     let mut response = Json(url).into_response();
     response.headers_mut().insert(
@@ -399,13 +411,13 @@ async fn bulk_access(
         }
         for access_id in &entry.bulk_access_ids {
             match access_url(&state, &base, id, access_id) {
-                Some(url) => resolved.push(BulkAccessUrl {
+                Ok(url) => resolved.push(BulkAccessUrl {
                     drs_object_id: Some(id.clone()),
                     drs_access_id: Some(access_id.clone()),
                     url: url.url,
                     headers: body_headers(&state, &principal, id, access_id),
                 }),
-                None => unresolved.add(&Problem::access_not_found(id, access_id), id),
+                Err(problem) => unresolved.add(&problem, id),
             }
         }
     }

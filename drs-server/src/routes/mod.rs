@@ -16,6 +16,11 @@ use crate::problem::Problem;
 /// Largest accepted JSON request body.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
+/// The detail of the 503 answered when a body URL cannot be signed (the cause, which names the
+/// role and STS, is in the server log only).
+pub const SIGNING_UNAVAILABLE: &str = "the server cannot sign object-store URLs now: its \
+     temporary object-store credentials expired and refreshing them fails (the server log says why)";
+
 /// The `{object_id}` path parameter (checked against the catalog's ID rules on lookup).
 #[derive(Debug)]
 pub struct ObjectId(pub String);
