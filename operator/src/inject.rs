@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use c4gh_contract::exits::{self, RestartPolicy, TaskContainer};
 use c4gh_contract::{InputEntry, Mode, OutputEntry, env, pod};
 
 use crate::annotations;
@@ -149,22 +150,50 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
             .unwrap_or(30)
             .max(i64::from(policy.output_grace_seconds))
     });
-    let wrap = wraps_commands(pod, spec, &tasks);
-    if wrap {
-        ensure_volume(
-            &mut volumes,
-            Volume {
-                name: pod::EXEC_VOLUME.to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    medium: None,
-                    size_limit: Some(Quantity(EXEC_VOLUME_SIZE.to_owned())),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        );
+    let wrapped: Vec<usize> = tasks
+        .iter()
+        .copied()
+        .filter(|&i| has_command(&spec.containers[i]))
+        .collect();
+    let hand_over = hands_over_verdict(pod, &tasks, &wrapped);
+    ensure_env(
+        &mut sidecar,
+        env::TASK_CONTAINERS,
+        &TaskContainer::list_to_json(&task_containers(spec, &tasks, &wrapped)),
+    );
+    if !wrapped.is_empty() {
+        for (name, size, medium) in [
+            (pod::EXEC_VOLUME, EXEC_VOLUME_SIZE, None),
+            (
+                pod::EXIT_VOLUME,
+                pod::EXIT_VOLUME_SIZE,
+                Some("Memory".to_owned()),
+            ),
+        ] {
+            ensure_volume(
+                &mut volumes,
+                Volume {
+                    name: name.to_owned(),
+                    empty_dir: Some(EmptyDirVolumeSource {
+                        medium,
+                        size_limit: Some(Quantity(size.to_owned())),
+                        ..EmptyDirVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            );
+        }
+        ensure_env(&mut sidecar, env::EXIT_DIR, pod::EXIT_DIR);
+        ensure_mount(&mut sidecar, read_only(pod::EXIT_VOLUME, pod::EXIT_DIR));
     }
-    let gate = gate_container(policy, security, wrap);
+    let gate_mode = if hand_over {
+        GateMode::HandOver
+    } else if wrapped.is_empty() {
+        GateMode::Plain
+    } else {
+        GateMode::CopyWrapper
+    };
+    let gate = gate_container(policy, security, gate_mode);
     let mut init_containers: Vec<Container> = spec
         .init_containers
         .iter()
@@ -190,9 +219,17 @@ pub fn injection(pod: &Pod, policy: &EffectivePolicy) -> Result<Option<Injection
             ensure_mount(c, m.clone());
         }
         ensure_env(c, env::SECRET_KEY, SECRET_KEY_PATH);
-        if wrap {
+        if wrapped.contains(&i) {
             ensure_mount(c, read_only(pod::EXEC_VOLUME, pod::EXEC_DIR));
-            wrap_command(c);
+            ensure_mount(
+                c,
+                VolumeMount {
+                    name: pod::EXIT_VOLUME.to_owned(),
+                    mount_path: pod::EXIT_DIR.to_owned(),
+                    ..VolumeMount::default()
+                },
+            );
+            wrap_command(c, hand_over);
         }
     }
 
@@ -858,52 +895,118 @@ fn sidecar_container(
 /// Size limit of the [`pod::EXEC_VOLUME`] emptyDir (the wrapper is about 1.5 MiB).
 pub const EXEC_VOLUME_SIZE: &str = "16Mi";
 
-/// The command line the wrapper puts in front of a task container's `command`.
-pub fn wrapper_prefix() -> [&'static str; 4] {
-    [pod::EXEC_PATH, "--verdict", pod::VERDICT_PATH, "--"]
+/// The command line put in front of the `command` of task container `name`: `c4gh-exec
+/// --notice` (it tells the sidecar when the command ended, [`c4gh_contract::exits`]), and with
+/// `verdict` also `--verdict` (the command runs only on the gate's `ready`).
+pub fn wrapper_prefix(name: &str, verdict: bool) -> Vec<String> {
+    let mut prefix = vec![
+        pod::EXEC_PATH.to_owned(),
+        "--notice".to_owned(),
+        exits::notice_path(name),
+    ];
+    if verdict {
+        prefix.extend(["--verdict".to_owned(), pod::VERDICT_PATH.to_owned()]);
+    }
+    prefix.push("--".to_owned());
+    prefix
 }
 
-/// Whether the task containers' commands run behind `c4gh-exec`: for TESK executors (the pod
-/// carries `c4gh.dev/tes-task`, which the TESK webhook writes), whose TES user sees only the
-/// executor container's log, and only when every task container sets `command` (TESK always
-/// does). Then the gate does not fail the pod on a failed fetch: it leaves the verdict for the
-/// wrapper, which prints the reason into that log and does not run the command.
-fn wraps_commands(pod: &Pod, spec: &PodSpec, tasks: &[usize]) -> bool {
+/// Whether the container sets `command`, which the wrapper can then be put in front of (the
+/// operator cannot know an image's entrypoint, so a container without one runs unwrapped).
+fn has_command(container: &Container) -> bool {
+    container.command.as_ref().is_some_and(|c| !c.is_empty())
+}
+
+/// Whether the gate hands its verdict to the wrappers instead of failing the pod: for TESK
+/// executors (the pod carries `c4gh.dev/tes-task`, which the TESK webhook writes), whose TES
+/// user sees only the executor container's log, and only when every task container is wrapped
+/// (TESK always sets `command`). Then the wrapper prints the reason of a failed fetch into that
+/// log and does not run the command.
+fn hands_over_verdict(pod: &Pod, tasks: &[usize], wrapped: &[usize]) -> bool {
     let tesk = pod
         .metadata
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(annotations::TES_TASK));
-    tesk && tasks.iter().all(|&i| {
-        spec.containers[i]
-            .command
-            .as_ref()
-            .is_some_and(|c| !c.is_empty())
-    })
+    tesk && tasks.len() == wrapped.len()
 }
 
-/// Puts [`wrapper_prefix`] in front of the container's command, once.
-fn wrap_command(container: &mut Container) {
+/// What the sidecar is told about the task containers: name, effective restart policy (the
+/// container's own, else the pod's; `Always` when restart rules could restart it after any
+/// exit or the policy is unknown) and whether it is wrapped.
+fn task_containers(spec: &PodSpec, tasks: &[usize], wrapped: &[usize]) -> Vec<TaskContainer> {
+    tasks
+        .iter()
+        .map(|&i| {
+            let c = &spec.containers[i];
+            let rules = c
+                .restart_policy_rules
+                .as_ref()
+                .is_some_and(|r| !r.is_empty());
+            let policy = c
+                .restart_policy
+                .as_deref()
+                .or(spec.restart_policy.as_deref());
+            TaskContainer {
+                name: c.name.clone(),
+                restart_policy: if rules {
+                    RestartPolicy::Always
+                } else {
+                    RestartPolicy::parse(policy).unwrap_or(RestartPolicy::Always)
+                },
+                wrapped: wrapped.contains(&i),
+            }
+        })
+        .collect()
+}
+
+/// Puts [`wrapper_prefix`] in front of the container's command; a command that already runs
+/// behind the wrapper (an injected pod seen again, perhaps by an earlier operator) gets the
+/// current prefix in place of its old one.
+fn wrap_command(container: &mut Container, verdict: bool) {
     let command = container.command.get_or_insert_with(Vec::new);
-    if command.first().map(String::as_str) == Some(pod::EXEC_PATH) {
-        return;
+    let mut original = std::mem::take(command);
+    if original.first().map(String::as_str) == Some(pod::EXEC_PATH)
+        && let Some(end) = original.iter().position(|a| a == "--")
+    {
+        original.drain(..=end);
     }
-    let original = std::mem::take(command);
-    command.extend(wrapper_prefix().iter().map(|s| (*s).to_owned()));
+    command.extend(wrapper_prefix(&container.name, verdict));
     command.extend(original);
 }
 
+/// What the gate does besides waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GateMode {
+    /// Nothing: no task container is wrapped.
+    Plain,
+    /// Copies the wrapper for the wrapped task containers ([`env::GATE_WRAPPER_DIR`]).
+    CopyWrapper,
+    /// Copies the wrapper and hands it the verdict ([`env::GATE_EXEC_DIR`]).
+    HandOver,
+}
+
 /// The gate: an ordinary init container that waits for `Ready` and fails the pod on `Failed`;
-/// with `wrap` it hands the verdict to the wrapper in [`pod::EXEC_DIR`] instead.
-fn gate_container(policy: &EffectivePolicy, security: SecurityContext, wrap: bool) -> Container {
+/// it copies the wrapper into [`pod::EXEC_DIR`] unless `mode` is [`GateMode::Plain`], and with
+/// [`GateMode::HandOver`] it hands the verdict to the wrapper instead of failing the pod.
+fn gate_container(
+    policy: &EffectivePolicy,
+    security: SecurityContext,
+    mode: GateMode,
+) -> Container {
     let mut envs = vec![
         env(env::KEY_DIR, KEY_DIR),
         env(env::GATE_TIMEOUT, policy.gate_timeout_seconds.to_string()),
         env(env::LOG_FORMAT, policy.log_format.clone()),
     ];
     let mut mounts = vec![read_only(KEY_VOLUME, KEY_DIR)];
-    if wrap {
-        envs.push(env(env::GATE_EXEC_DIR, pod::EXEC_DIR));
+    let dir_env = match mode {
+        GateMode::Plain => None,
+        GateMode::CopyWrapper => Some(env::GATE_WRAPPER_DIR),
+        GateMode::HandOver => Some(env::GATE_EXEC_DIR),
+    };
+    if let Some(name) = dir_env {
+        envs.push(env(name, pod::EXEC_DIR));
         mounts.push(VolumeMount {
             name: pod::EXEC_VOLUME.to_owned(),
             mount_path: pod::EXEC_DIR.to_owned(),
@@ -1092,37 +1195,51 @@ mod tests {
         }
     }
 
-    /// TESK executors (with `c4gh.dev/tes-task` and a `command`) run behind the wrapper, once;
-    /// plain pods and TESK pods without a command keep the gate that fails the pod.
+    fn gate_of(pod: &Pod) -> Container {
+        pod.spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == GATE_CONTAINER)
+            .cloned()
+            .unwrap()
+    }
+
+    fn sidecar_of(pod: &Pod) -> Container {
+        pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0].clone()
+    }
+
+    fn env_value(container: &Container, name: &str) -> Option<String> {
+        container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    }
+
+    fn listed(pod: &Pod) -> Vec<TaskContainer> {
+        let json = env_value(&sidecar_of(pod), env::TASK_CONTAINERS).unwrap();
+        TaskContainer::parse_list(&json).unwrap()
+    }
+
+    /// Every task container with a `command` runs it behind `c4gh-exec --notice` (with
+    /// `--verdict` in TESK executors, whose gate hands over its verdict), once; the sidecar is
+    /// told every task container, its restart policy and whether it is wrapped, and reads the
+    /// notices from a memory-backed volume the wrapped containers write.
     #[test]
-    fn only_tesk_executors_with_a_command_run_behind_the_wrapper() {
-        let gate_of = |pod: &Pod| {
-            pod.spec
-                .as_ref()
-                .unwrap()
-                .init_containers
-                .iter()
-                .flatten()
-                .find(|c| c.name == GATE_CONTAINER)
-                .cloned()
-                .unwrap()
-        };
-        let hands_over = |gate: &Container| {
-            gate.env
-                .iter()
-                .flatten()
-                .any(|e| e.name == env::GATE_EXEC_DIR && e.value.as_deref() == Some(pod::EXEC_DIR))
-        };
+    fn task_containers_with_a_command_run_behind_the_wrapper() {
         let tesk: Pod = serde_yaml_ng::from_str(INPUTS[1]).unwrap();
         let injected = mutate(&tesk, &policy()).unwrap();
-        let command = injected.spec.as_ref().unwrap().containers[0]
-            .command
-            .clone()
-            .unwrap();
+        let task = &injected.spec.as_ref().unwrap().containers[0];
         assert_eq!(
-            command,
+            task.command.clone().unwrap(),
             [
                 pod::EXEC_PATH,
+                "--notice",
+                &exits::notice_path(&task.name),
                 "--verdict",
                 pod::VERDICT_PATH,
                 "--",
@@ -1131,40 +1248,168 @@ mod tests {
             ],
             "the captured executor's command, behind the wrapper"
         );
-        assert!(hands_over(&gate_of(&injected)));
+        let mounts: Vec<(String, Option<bool>)> = task
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name == pod::EXEC_VOLUME || m.name == pod::EXIT_VOLUME)
+            .map(|m| (m.mount_path.clone(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (pod::EXEC_DIR.to_owned(), Some(true)),
+                (pod::EXIT_DIR.to_owned(), None)
+            ]
+        );
+        let gate = gate_of(&injected);
+        assert_eq!(
+            env_value(&gate, env::GATE_EXEC_DIR).as_deref(),
+            Some(pod::EXEC_DIR)
+        );
+        assert_eq!(env_value(&gate, env::GATE_WRAPPER_DIR), None);
+        let sidecar = sidecar_of(&injected);
+        assert_eq!(
+            env_value(&sidecar, env::EXIT_DIR).as_deref(),
+            Some(pod::EXIT_DIR)
+        );
+        assert!(
+            sidecar
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == pod::EXIT_VOLUME
+                    && m.mount_path == pod::EXIT_DIR
+                    && m.read_only == Some(true))
+        );
+        assert_eq!(
+            listed(&injected),
+            [TaskContainer {
+                name: task.name.clone(),
+                restart_policy: RestartPolicy::Never,
+                wrapped: true
+            }]
+        );
+        let exit_volume = injected
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == pod::EXIT_VOLUME)
+            .and_then(|v| v.empty_dir.clone())
+            .unwrap();
+        assert_eq!(exit_volume.medium.as_deref(), Some("Memory"));
         assert_eq!(
             mutate(&injected, &policy()).unwrap(),
             injected,
             "wrapped once"
         );
 
+        // A pod injected by an earlier operator (`--verdict` only) gets the current prefix.
+        let mut earlier = injected.clone();
+        earlier.spec.as_mut().unwrap().containers[0].command = Some(
+            [
+                pod::EXEC_PATH,
+                "--verdict",
+                pod::VERDICT_PATH,
+                "--",
+                "sha256sum",
+                "/data/in/sample.txt",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        assert_eq!(mutate(&earlier, &policy()).unwrap(), injected);
+
+        // Without a command: no wrapper, the gate fails the pod, the sidecar waits for SIGTERM.
         let mut no_command = tesk.clone();
         no_command.spec.as_mut().unwrap().containers[0].command = None;
         let injected = mutate(&no_command, &policy()).unwrap();
-        assert!(!hands_over(&gate_of(&injected)));
+        let gate = gate_of(&injected);
+        assert_eq!(env_value(&gate, env::GATE_EXEC_DIR), None);
+        assert_eq!(env_value(&gate, env::GATE_WRAPPER_DIR), None);
         assert_eq!(injected.spec.as_ref().unwrap().containers[0].command, None);
-
-        let plain: Pod = serde_yaml_ng::from_str(INPUTS[0]).unwrap();
-        let injected = mutate(&plain, &policy()).unwrap();
-        assert!(!hands_over(&gate_of(&injected)));
-        let spec = injected.spec.unwrap();
+        assert!(!listed(&injected)[0].wrapped);
+        assert_eq!(env_value(&sidecar_of(&injected), env::EXIT_DIR), None);
         assert!(
-            !spec
+            !injected
+                .spec
+                .as_ref()
+                .unwrap()
                 .volumes
                 .iter()
                 .flatten()
-                .any(|v| v.name == pod::EXEC_VOLUME)
+                .any(|v| v.name == pod::EXEC_VOLUME || v.name == pod::EXIT_VOLUME)
         );
-        let commands = |containers: &[Container]| {
-            containers
-                .iter()
-                .map(|c| c.command.clone())
-                .collect::<Vec<_>>()
-        };
+
+        // A plain pod: the notice, no verdict; the gate copies the wrapper and still fails the
+        // pod on a failed input.
+        let plain: Pod = serde_yaml_ng::from_str(INPUTS[0]).unwrap();
+        let injected = mutate(&plain, &policy()).unwrap();
+        let gate = gate_of(&injected);
+        assert_eq!(env_value(&gate, env::GATE_EXEC_DIR), None);
         assert_eq!(
-            commands(&spec.containers),
-            commands(&plain.spec.unwrap().containers)
+            env_value(&gate, env::GATE_WRAPPER_DIR).as_deref(),
+            Some(pod::EXEC_DIR)
         );
+        let before = &plain.spec.as_ref().unwrap().containers[0];
+        let after = &injected.spec.as_ref().unwrap().containers[0];
+        let mut expected = wrapper_prefix(&before.name, false);
+        expected.extend(before.command.clone().unwrap());
+        assert_eq!(after.command.clone().unwrap(), expected);
+        assert!(!expected.iter().any(|a| a == "--verdict"));
+        assert_eq!(after.args, before.args, "args stay the command's");
+    }
+
+    /// The restart policy the sidecar is told: the container's own, else the pod's; `Always`
+    /// (never ended for good) with restart rules, or for a policy Kubernetes does not know.
+    #[test]
+    fn the_sidecar_is_told_each_containers_effective_restart_policy() {
+        let mut pod: Pod = serde_yaml_ng::from_str(INPUTS[0]).unwrap();
+        let spec = pod.spec.as_mut().unwrap();
+        spec.restart_policy = Some("OnFailure".to_owned());
+        let first = spec.containers[0].clone();
+        let named = |name: &str| Container {
+            name: name.to_owned(),
+            ..first.clone()
+        };
+        let own = Container {
+            restart_policy: Some("Never".to_owned()),
+            ..named("own")
+        };
+        let ruled: Container = serde_json::from_value(serde_json::json!({
+            "name": "ruled",
+            "image": "busybox",
+            "command": ["true"],
+            "restartPolicy": "Never",
+            "restartPolicyRules": [{"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]
+        }))
+        .unwrap();
+        let unwrapped = Container {
+            command: None,
+            args: Some(vec!["run".to_owned()]),
+            ..named("unwrapped")
+        };
+        spec.containers.extend([own, ruled, unwrapped]);
+        let injected = mutate(&pod, &policy()).unwrap();
+        let got: Vec<(String, RestartPolicy, bool)> = listed(&injected)
+            .into_iter()
+            .map(|c| (c.name, c.restart_policy, c.wrapped))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (first.name.clone(), RestartPolicy::OnFailure, true),
+                ("own".to_owned(), RestartPolicy::Never, true),
+                ("ruled".to_owned(), RestartPolicy::Always, true),
+                ("unwrapped".to_owned(), RestartPolicy::OnFailure, false),
+            ]
+        );
+        let containers = &injected.spec.as_ref().unwrap().containers;
+        assert_eq!(containers[3].command, None);
+        assert_eq!(containers[3].args, Some(vec!["run".to_owned()]));
     }
 
     #[test]

@@ -60,8 +60,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pod mode: harden the process, generate the ephemeral key, write it to the key directory,
-    /// fetch every input, report progress in status.json, then wait; on SIGTERM/SIGINT overwrite
-    /// and unlink the key file, remove plaintext and FIFOs written, and exit 0.
+    /// fetch every input, report progress in status.json, then wait; when the task containers'
+    /// exit notices say the task ended, or on SIGTERM/SIGINT, overwrite and unlink the key file;
+    /// on SIGTERM/SIGINT remove plaintext and FIFOs written, and exit 0.
     Run(RunArgs),
     /// Startup probe: exit 0 once the key file exists and status.json has left phase Starting.
     Probe(ProbeArgs),
@@ -212,6 +213,20 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = env::METRICS_ADDR, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Directory of the task containers' exit notices (written by c4gh-exec --notice): the key
+    /// is destroyed as soon as they say the task ended for good, before SIGTERM.
+    #[arg(
+        long,
+        env = env::EXIT_DIR,
+        default_value = pod::EXIT_DIR,
+        value_name = "DIR"
+    )]
+    pub exit_dir: PathBuf,
+    /// The pod's task containers as JSON: [{"name": "…", "restartPolicy":
+    /// "Never"|"OnFailure"|"Always", "wrapped": true|false}]. Unset: the key is destroyed at
+    /// SIGTERM.
+    #[arg(long, env = env::TASK_CONTAINERS, value_name = "JSON")]
+    pub task_containers: Option<String>,
     /// Development: contact any DRS host when C4GH_ALLOWED_HOSTS is empty. Without it an
     /// empty allow list fails the run (fail closed).
     #[arg(long, env = env::ALLOW_ANY_HOST, value_parser = BoolishValueParser::new())]
@@ -239,6 +254,7 @@ pub struct ProbeArgs {
 
 /// Options of gate.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("wrapper_location").args(["exec_dir", "wrapper_dir"])))]
 pub struct GateArgs {
     /// The key directory the sidecar writes (mounted read-only).
     #[arg(
@@ -278,8 +294,12 @@ pub struct GateArgs {
     /// reason and refuses to run the command unless the verdict is "ready").
     #[arg(long, env = env::GATE_EXEC_DIR, value_name = "DIR")]
     pub exec_dir: Option<PathBuf>,
+    /// Pods whose task containers run behind c4gh-exec without a verdict: copy the wrapper into
+    /// DIR before waiting; the outcome is as without it (exit 1 on a failed input).
+    #[arg(long, env = env::GATE_WRAPPER_DIR, value_name = "DIR")]
+    pub wrapper_dir: Option<PathBuf>,
     /// The c4gh-exec binary to copy (default: next to this program).
-    #[arg(long, value_name = "FILE", requires = "exec_dir")]
+    #[arg(long, value_name = "FILE", requires = "wrapper_location")]
     pub exec_binary: Option<PathBuf>,
 }
 

@@ -7,12 +7,16 @@
 //!   the pod fails with a readable message instead of hanging). Either way it leaves a
 //!   termination message ([`c4gh_contract::termination`]): the headline (the reason on failure), then a
 //!   summary of `status.json`, which `kubectl c4gh status` reads through the API.
+//! - `gate --wrapper-dir DIR` (pods whose task containers have an explicit `command`): the
+//!   command wrapper `c4gh-exec` is copied into DIR ([`install_wrapper`]) before the wait, so
+//!   that the task containers' commands can run behind it (it tells the sidecar when they end);
+//!   then the same wait and outcome as without it. If the copy fails, the gate fails the pod.
 //! - `gate --exec-dir DIR` (TESK executor pods, whose TES user sees only the executor
-//!   container's log): the same wait, then the command wrapper `c4gh-exec` is copied into DIR
-//!   and the verdict written beside it ([`write_verdict`]: `ready`, or `failed` and the
-//!   reason), and the gate exits 0 either way. The executor's command runs behind the wrapper,
-//!   which runs it only on `ready` and otherwise prints the reason into the log TESK reports.
-//!   If the copy or the verdict cannot be written, the gate fails the pod as without DIR.
+//!   container's log): the wrapper is copied as with `--wrapper-dir`, and after the wait the
+//!   verdict is written beside it ([`write_verdict`]: `ready`, or `failed` and the reason), and
+//!   the gate exits 0 either way. The executor's command runs behind the wrapper, which runs it
+//!   only on `ready` and otherwise prints the reason into the log TESK reports. If the copy or
+//!   the verdict cannot be written, the gate fails the pod as without DIR.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -206,23 +210,35 @@ pub fn verdict_text(outcome: &Result<Status, GateFailure>) -> String {
     }
 }
 
-/// Copies the wrapper `binary` into `dir` (mode 0755), then writes `dir/verdict`; each file is
-/// written under a temporary name and renamed, so the wrapper never reads half a verdict.
+/// Names the file an I/O error is about.
+fn named(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Copies the wrapper `binary` into `dir` (mode 0755) under a temporary name and renames it,
+/// so a task container never runs half a wrapper.
 ///
 /// # Errors
 ///
 /// The I/O error, naming the file.
-pub fn write_verdict(dir: &Path, binary: &Path, verdict: &str) -> std::io::Result<()> {
+pub fn install_wrapper(dir: &Path, binary: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let named = |what: &str, path: &Path, e: std::io::Error| {
-        std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
-    };
     let wrapper = dir.join(EXEC_BINARY);
     let part = dir.join(format!(".{EXEC_BINARY}.part"));
     std::fs::copy(binary, &part).map_err(|e| named("copying the wrapper to", &part, e))?;
     std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| named("making executable", &part, e))?;
-    std::fs::rename(&part, &wrapper).map_err(|e| named("renaming", &part, e))?;
+    std::fs::rename(&part, &wrapper).map_err(|e| named("renaming", &part, e))
+}
+
+/// Writes `dir/verdict` (mode 0444) under a temporary name and renames it, so the wrapper
+/// never reads half a verdict.
+///
+/// # Errors
+///
+/// The I/O error, naming the file.
+pub fn write_verdict(dir: &Path, verdict: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let file = dir.join(VERDICT_FILE);
     let part = dir.join(format!(".{VERDICT_FILE}.part"));
     std::fs::write(&part, verdict).map_err(|e| named("writing", &part, e))?;
@@ -261,11 +277,24 @@ pub async fn gate_main(args: &GateArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         poll: Duration::from_millis(args.poll_ms.max(1)),
     };
+    // Before the wait, so that the copy overlaps the fetch.
+    if let Some(dir) = args.exec_dir.as_ref().or(args.wrapper_dir.as_ref()) {
+        let installed = exec_binary(args.exec_binary.as_deref())
+            .and_then(|binary| install_wrapper(dir, &binary));
+        if let Err(e) = installed {
+            let reason = format!(
+                "c4gh-gate cannot put the command wrapper into {} ({e}); the task does not run",
+                dir.display()
+            );
+            write_or_warn(&args.termination_log, &reason, None);
+            eprintln!("{reason}");
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!(key_dir = %config.key_dir.display(), "waiting for the sidecar's inputs");
     let outcome = gate(&config).await;
     if let Some(dir) = &args.exec_dir {
-        let written = exec_binary(args.exec_binary.as_deref())
-            .and_then(|binary| write_verdict(dir, &binary, &verdict_text(&outcome)));
+        let written = write_verdict(dir, &verdict_text(&outcome));
         match written {
             Ok(()) => {
                 let headline = match &outcome {
@@ -432,8 +461,9 @@ mod tests {
         let exec = tempfile::tempdir().unwrap();
         let binary = dir.path().join("fake-exec");
         std::fs::write(&binary, b"#!wrapper").unwrap();
-        write_verdict(exec.path(), &binary, &verdict_text(&failed)).unwrap();
-        write_verdict(exec.path(), &binary, &verdict_text(&ready)).unwrap();
+        install_wrapper(exec.path(), &binary).unwrap();
+        write_verdict(exec.path(), &verdict_text(&failed)).unwrap();
+        write_verdict(exec.path(), &verdict_text(&ready)).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let wrapper = exec.path().join(EXEC_BINARY);
         assert_eq!(std::fs::read(&wrapper).unwrap(), b"#!wrapper");
@@ -455,7 +485,7 @@ mod tests {
             [EXEC_BINARY, VERDICT_FILE],
             "no temporary files left"
         );
-        let err = write_verdict(exec.path(), &dir.path().join("absent"), "ready\n").unwrap_err();
+        let err = install_wrapper(exec.path(), &dir.path().join("absent")).unwrap_err();
         assert!(err.to_string().contains("copying the wrapper to"), "{err}");
     }
 

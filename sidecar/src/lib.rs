@@ -3,7 +3,8 @@
 //!
 //! Subcommands (see `c4gh-sidecar --help` and `docs/sidecar.md`):
 //! - `run`: pod mode — harden the process, generate the key, fetch every input, report readiness
-//!   in `status.json`, wait, and destroy the key on SIGTERM/SIGINT;
+//!   in `status.json`, wait, and destroy the key when the task's containers have ended (their
+//!   exit notices) or on SIGTERM/SIGINT, whichever comes first;
 //! - `gate`: the init container the task containers wait behind;
 //! - `probe`: a one-shot check that the key exists and the sidecar has left `Starting` (for
 //!   hand-written probes and pods injected by earlier operators; the operator injects none);
@@ -22,6 +23,7 @@
 pub mod atomic;
 pub mod cleanup;
 pub mod cli;
+pub mod exits;
 pub mod fetch;
 pub mod fetch_cli;
 pub mod gate;

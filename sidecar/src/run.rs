@@ -8,11 +8,14 @@
 //!    `Fetching`; a bad list or path fails that input / the whole run with the reason);
 //! 4. inputs are fetched with bounded concurrency; `Ready` when all are in place, else `Failed`,
 //!    and a summary (objects, bytes, seconds) is logged;
-//! 5. wait for SIGTERM/SIGINT — which may also arrive during 2–4: in-flight fetches are dropped
-//!    (cancellation-safe: every file is registered with [`Cleanup`] before it is created);
+//! 5. wait for the task's end ([`crate::exits`]: every task container runs behind `c4gh-exec`
+//!    and its exit notice says it ended for good) or SIGTERM/SIGINT, whichever comes first —
+//!    either may also arrive during 2–4: in-flight fetches are dropped (cancellation-safe: every
+//!    file is registered with [`Cleanup`] before it is created);
 //! 6. `ephemeral.sec` is overwritten and unlinked and the key zeroized (dropped) at once: the
 //!    outputs need no input key, so however long their encryption takes, the key does not
-//!    outlive the task;
+//!    outlive the task; after the task's end the sidecar then waits for SIGTERM/SIGINT (the
+//!    metrics stay served);
 //! 7. the declared outputs ([`crate::seal`]) are replaced by their Crypt4GH encryption (the
 //!    task's containers have exited: the kubelet signals a native sidecar after them); a
 //!    failure makes the exit code 1 with the reason in the termination log;
@@ -30,13 +33,14 @@ use tokio::task::JoinSet;
 
 use crate::cleanup::Cleanup;
 use crate::cli::RunArgs;
+use crate::exits::ExitWatch;
 use crate::fetch::{Feeder, FetchError, Fetcher};
 use crate::harden;
 use crate::inputs::{self, Input};
 use crate::key::{self, EphemeralKey, SECRET_KEY_FILE};
 use crate::roots::Roots;
 use crate::status::{FLUSH_INTERVAL, InputState, Phase, Status, StatusError, StatusWriter};
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{self, KeyLabels, Metrics};
 
 /// Why `run` could not even start (after these, the process exits non-zero and the kubelet
 /// restarts it).
@@ -91,6 +95,17 @@ pub struct Summary {
     /// Whether some declared output could not be encrypted at SIGTERM (the exit code is then 1
     /// and the termination log says why).
     pub outputs_failed: bool,
+    /// Whether the key was destroyed because the task ended, before any signal.
+    pub key_destroyed_at_task_end: bool,
+}
+
+/// What ended the wait for the task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// Every task container ended for good (their exit notices).
+    TaskEnded,
 }
 
 /// Runs pod mode until SIGTERM/SIGINT. `cleanup` outlives the call so that [`final_sweep`] can
@@ -169,17 +184,44 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
         }
         Ok::<(), RunError>(())
     };
-    let interrupted = tokio::select! {
-        result = work => { result?; false }
-        signal = shutdown.recv() => {
-            tracing::warn!(signal, "signal received during fetch; cancelling");
-            true
+    let mut exits = exit_watch(&args);
+    let task_end = async {
+        match exits.as_mut() {
+            Some(watch) => watch.ended().await,
+            None => std::future::pending().await,
         }
     };
-    if !interrupted {
-        let signal = shutdown.recv().await;
-        tracing::info!(signal, "signal received; destroying the key");
-    }
+    tokio::pin!(task_end);
+    let early = tokio::select! {
+        result = work => { result?; None }
+        signal = shutdown.recv() => {
+            tracing::warn!(signal, "signal received during fetch; cancelling");
+            Some(Stop::Signal)
+        }
+        statuses = &mut task_end => {
+            tracing::warn!(
+                exit_statuses = %statuses_text(&statuses),
+                "task containers ended during fetch; cancelling"
+            );
+            Some(Stop::TaskEnded)
+        }
+    };
+    let stop = match early {
+        Some(stop) => stop,
+        None => tokio::select! {
+            signal = shutdown.recv() => {
+                tracing::info!(signal, "signal received; destroying the key");
+                Stop::Signal
+            }
+            statuses = &mut task_end => {
+                tracing::info!(
+                    exit_statuses = %statuses_text(&statuses),
+                    "task containers ended; destroying the key"
+                );
+                Stop::TaskEnded
+            }
+        },
+    };
     feeders.abort_all();
     while feeders.join_next().await.is_some() {}
     summary.key_shredded = match key::shred(&key_file) {
@@ -190,7 +232,29 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
         }
     };
     drop(key);
-    tracing::info!(key_shredded = summary.key_shredded, "key destroyed");
+    let trigger = match stop {
+        Stop::Signal => "signal",
+        Stop::TaskEnded => "task_exit",
+    };
+    metrics
+        .key_destroyed
+        .get_or_create(&KeyLabels {
+            trigger: trigger.to_owned(),
+        })
+        .inc();
+    tracing::info!(
+        key_shredded = summary.key_shredded,
+        trigger,
+        "key destroyed"
+    );
+    if stop == Stop::TaskEnded {
+        summary.key_destroyed_at_task_end = true;
+        let signal = shutdown.recv().await;
+        tracing::info!(
+            signal,
+            "signal received; the key was destroyed when the task ended"
+        );
+    }
     if args.output.outputs.is_some() || args.output.outputs_file.is_some() {
         let output = args.output.clone();
         summary.outputs_failed = match tokio::task::spawn_blocking(move || {
@@ -215,6 +279,50 @@ pub async fn run(args: RunArgs, cleanup: Arc<Cleanup>) -> Result<Summary, RunErr
         "teardown complete"
     );
     Ok(summary)
+}
+
+/// The watch on the task containers' exit notices, or `None` (the key then waits for SIGTERM)
+/// with the reason logged.
+fn exit_watch(args: &RunArgs) -> Option<ExitWatch> {
+    let listed = args
+        .task_containers
+        .as_deref()
+        .map(c4gh_contract::exits::TaskContainer::parse_list);
+    let watch = match listed {
+        None => Err(format!(
+            "{} is not set (a pod injected by an earlier operator)",
+            c4gh_contract::env::TASK_CONTAINERS
+        )),
+        Some(Err(e)) => Err(format!(
+            "{} is not a task container list: {e}",
+            c4gh_contract::env::TASK_CONTAINERS
+        )),
+        Some(Ok(containers)) => ExitWatch::new(&args.exit_dir, containers),
+    };
+    match watch {
+        Ok(watch) => {
+            let names: Vec<&str> = watch.containers().iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(
+                dir = %args.exit_dir.display(),
+                containers = %names.join(","),
+                "watching the task containers' exit notices; the key is destroyed when the task ends"
+            );
+            Some(watch)
+        }
+        Err(reason) => {
+            tracing::info!(reason, "the key is destroyed at SIGTERM");
+            None
+        }
+    }
+}
+
+/// `name=status,…` for the log.
+fn statuses_text(statuses: &[(String, u8)]) -> String {
+    statuses
+        .iter()
+        .map(|(name, status)| format!("{name}={status}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Shreds a key file left by an earlier run and removes its public key and status file, so that

@@ -51,6 +51,13 @@ pub struct RetryLabels {
     pub reason: String,
 }
 
+/// Labels of the key destruction counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    /// What destroyed it: `task_exit` (the task containers' exit notices) or `signal`.
+    pub trigger: String,
+}
+
 /// The sidecar's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -67,6 +74,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Retries of transient failures, by reason.
     pub retries: Family<RetryLabels, Counter>,
+    /// Keys destroyed, by trigger.
+    pub key_destroyed: Family<KeyLabels, Counter>,
     retry_sum: AtomicU64,
 }
 
@@ -86,6 +95,7 @@ impl Metrics {
         let fetch_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
         let ready = Gauge::default();
         let retries = Family::<RetryLabels, Counter>::default();
+        let key_destroyed = Family::<KeyLabels, Counter>::default();
         registry.register(
             "objects",
             "Objects fetched, by mode and result",
@@ -108,6 +118,11 @@ impl Metrics {
             "Retries of transient failures, by reason",
             retries.clone(),
         );
+        registry.register(
+            "key_destroyed",
+            "Ephemeral keys destroyed, by trigger (task_exit: the task containers' exit notices; signal: SIGTERM/SIGINT)",
+            key_destroyed.clone(),
+        );
         Metrics {
             registry,
             objects,
@@ -116,6 +131,7 @@ impl Metrics {
             fetch_seconds,
             ready,
             retries,
+            key_destroyed,
             retry_sum: AtomicU64::new(0),
         }
     }

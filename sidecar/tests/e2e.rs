@@ -157,6 +157,9 @@ async fn each_mode_then_sigterm_destroys_key_and_plaintext() {
     let log = sidecar.log_text();
     assert!(log.contains("\"key_shredded\":true"), "{log}");
     assert!(log.contains("fetch summary"), "{log}");
+    // No task container list (C4GH_TASK_CONTAINERS): the key waits for the signal.
+    assert!(log.contains("the key is destroyed at SIGTERM"), "{log}");
+    assert!(log.contains(r#""trigger":"signal""#), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,4 +398,87 @@ async fn outputs_are_encrypted_at_sigterm() {
         message.starts_with("output list rejected, nothing encrypted"),
         "{message}"
     );
+}
+
+/// With every task container listed as wrapped, their exit notices destroy the key before any
+/// signal: not after a failed attempt under OnFailure (it is retried), at once after the
+/// successful one; the sidecar then keeps serving until SIGTERM, which it answers as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_notices_destroy_the_key_before_sigterm() {
+    let server = common::start_drs_server().await;
+    server.add("obj", &pattern(10_000, 7), &["*"]).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let inputs = format!(
+        r#"[{{"url":"{}","path":"{}/a.c4gh"}}]"#,
+        server.drs_uri("obj"),
+        work.path().join("data").display()
+    );
+    let exits = work.path().join("exit");
+    std::fs::create_dir_all(&exits).unwrap();
+    let mut env = env_for(&server, inputs, work.path());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.extra.extend([
+        (
+            "C4GH_METRICS_ADDR".to_owned(),
+            format!("127.0.0.1:{metrics_port}"),
+        ),
+        ("C4GH_EXIT_DIR".to_owned(), exits.display().to_string()),
+        (
+            "C4GH_TASK_CONTAINERS".to_owned(),
+            r#"[{"name":"task","restartPolicy":"OnFailure","wrapped":true}]"#.to_owned(),
+        ),
+    ]);
+    let mut sidecar = Sidecar::start(&env, work.path());
+    assert_eq!(sidecar.wait_settled().phase, Phase::Ready);
+    let key_file = env.key_dir.join("ephemeral.sec");
+    // As c4gh-exec writes a notice: a temporary name, then rename.
+    let notice = |status: u8| {
+        let part = exits.join(".task.part");
+        std::fs::write(&part, c4gh_contract::exits::notice(status)).unwrap();
+        std::fs::rename(&part, exits.join("task")).unwrap();
+    };
+    notice(1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        key_file.exists(),
+        "a failed attempt under OnFailure destroyed the key its retry needs"
+    );
+    let ended = std::time::Instant::now();
+    notice(0);
+    while key_file.exists() {
+        assert!(
+            ended.elapsed() < std::time::Duration::from_secs(2),
+            "the key outlived the task's end; log:\n{}",
+            sidecar.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    eprintln!("key gone {:?} after the notice", ended.elapsed());
+    assert!(
+        sidecar.child.try_wait().unwrap().is_none(),
+        "the sidecar must wait for SIGTERM"
+    );
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(
+        metrics.contains(r#"c4gh_sidecar_key_destroyed_total{trigger="task_exit"} 1"#),
+        "{metrics}"
+    );
+    let exit = sidecar.signal_and_wait(Signal::SIGTERM);
+    assert!(exit.success(), "exit {exit}; log:\n{}", sidecar.log_text());
+    let log = sidecar.log_text();
+    for needle in [
+        "watching the task containers' exit notices",
+        r#""exit_statuses":"task=0""#,
+        "task containers ended; destroying the key",
+        r#""trigger":"task_exit""#,
+        "signal received; the key was destroyed when the task ended",
+        "\"key_shredded\":true",
+    ] {
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+    assert_eq!(entries_under(&env.key_dir), Vec::<String>::new());
 }

@@ -3,7 +3,9 @@
 //! container running; with the sidecar and 1, 10 and 100 small inputs, and the same pod without
 //! the sidecar (not opted in). For every pod with the sidecar also the time from the task's exit
 //! (its own timestamp, written as its last act) to the key file's disappearance on the node's
-//! tmpfs (polled every 10 ms from the host).
+//! tmpfs (polled every 10 ms from the host). The task's command is explicit, so it runs behind
+//! `c4gh-exec`, whose exit notice ends the key; the SIGTERM the kubelet sends later shows in the
+//! breakdown.
 //!
 //! Each pod also yields a timeline ([`Breakdown`]): the task shell's own start and exit stamps,
 //! and the moments the sidecar's and the gate's log lines reached the container runtime (the
@@ -65,7 +67,7 @@ const fn mark(container: &'static str, needle: &'static str, label: &'static str
 }
 
 /// The steps read from the sidecar's and the gate's logs.
-const LOG_MARKS: [Mark; 11] = [
+const LOG_MARKS: [Mark; 12] = [
     mark(SIDECAR_CONTAINER, "", "sidecar: first log line"),
     mark(
         SIDECAR_CONTAINER,
@@ -104,13 +106,19 @@ const LOG_MARKS: [Mark; 11] = [
     mark(GATE_CONTAINER, "inputs ready", "gate: ready, exiting"),
     mark(
         SIDECAR_CONTAINER,
+        "task containers ended",
+        "sidecar: exit notice seen",
+    ),
+    mark(
+        SIDECAR_CONTAINER,
         "signal received",
         "sidecar: SIGTERM received",
     ),
     mark(SIDECAR_CONTAINER, "key destroyed", "sidecar: key destroyed"),
 ];
 /// The marks timed from the task's exit rather than from `create`.
-const AFTER_EXIT: [&str; 3] = [
+const AFTER_EXIT: [&str; 4] = [
+    "sidecar: exit notice seen",
     "sidecar: SIGTERM received",
     "sidecar: key destroyed",
     "key file gone (host)",

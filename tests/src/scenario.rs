@@ -237,8 +237,8 @@ async fn follow(
         if phase == "Succeeded" || phase == "Failed" {
             match (exited, gone_at) {
                 (Some(exited), Some(gone)) => narrate(&format!(
-                    "    the key file was gone {:.2} s after the task exited (the kubelet's \
-                     SIGTERM to the sidecar, which overwrote and unlinked it)",
+                    "    the key file was gone {:.2} s after the task exited (c4gh-exec's exit \
+                     notice told the sidecar, which overwrote and unlinked it)",
                     gone - exited
                 )),
                 _ => {

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
-
 use c4gh::keys::SecretKey;
 use drs::auth::{Auth, BearerToken};
 use drs::flavour::{ClientPublicKey, Crypt4ghDrs, SdaV2};
@@ -74,7 +73,10 @@ async fn header_for_k_decrypts_only_with_k_in_both_implementations() {
     // The reference implementation reads it with K's secret key file.
     let sk = dir.path().join("k.sec");
     std::fs::write(&sk, k.to_pem(None, None).unwrap().as_bytes()).unwrap();
-    assert_eq!(testkit::reference::decrypt(&dest, &sk).unwrap(), plaintext());
+    assert_eq!(
+        testkit::reference::decrypt(&dest, &sk).unwrap(),
+        plaintext()
+    );
 }
 
 #[tokio::test]

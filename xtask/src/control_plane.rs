@@ -72,9 +72,15 @@ pub fn demo() -> Result<(), Error> {
 
 /// `cargo xtask bench e2e`: pod admission latency through the real apiserver with and without
 /// the webhook (p50/p99 over 200 pods each), then pod start-up with and without the sidecar and
-/// key removal on the real node (30 pods per series, the images from `cargo xtask images`),
-/// with release builds.
+/// key removal on the real node (30 pods per series, with 1, 10 and 100 inputs; the images from
+/// `cargo xtask images`), with release builds. `C4GH_BENCH_E2E_PODS` (admission pods per
+/// series), `C4GH_BENCH_E2E_NODE_PODS` (node pods per series; 0 skips the node) and
+/// `C4GH_BENCH_E2E_INPUTS` (the input counts, comma-separated) change those numbers.
 pub fn bench_e2e() -> Result<(), Error> {
+    let knob = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let pods = knob("C4GH_BENCH_E2E_PODS", "200");
+    let node_pods = knob("C4GH_BENCH_E2E_NODE_PODS", "30");
+    let inputs = knob("C4GH_BENCH_E2E_INPUTS", "1,10,100");
     Cmd::new("cargo")
         .args(["build", "--release", "--quiet", "-p", "c4gh-operator"])
         .run()?;
@@ -89,8 +95,9 @@ pub fn bench_e2e() -> Result<(), Error> {
             "--bin",
             "c4gh-e2e-bench",
             "--",
-            "200",
-            "30",
+            pods.as_str(),
+            node_pods.as_str(),
+            inputs.as_str(),
         ])
         .run()
 }

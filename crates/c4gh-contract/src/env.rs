@@ -63,5 +63,15 @@ pub const GATE_POLL_MS: &str = "C4GH_GATE_POLL_MS";
 /// puts the command wrapper and its verdict and then exits 0 whatever the verdict, so the
 /// executor's own container runs and prints the reason (see crate `c4gh-exec`).
 pub const GATE_EXEC_DIR: &str = "C4GH_GATE_EXEC_DIR";
+/// Set on the gate of a pod whose task containers run behind `c4gh-exec` without a verdict
+/// (every pod but a TESK executor's): the directory ([`crate::pod::EXEC_DIR`]) where it puts the
+/// wrapper before it waits; it fails the pod on a failed input as without it.
+pub const GATE_WRAPPER_DIR: &str = "C4GH_GATE_WRAPPER_DIR";
+/// The sidecar: the directory of the task containers' exit notices
+/// ([`crate::pod::EXIT_DIR`], [`crate::exits`]).
+pub const EXIT_DIR: &str = "C4GH_EXIT_DIR";
+/// The sidecar: the pod's task containers, their restart policies and whether each runs behind
+/// `c4gh-exec --notice`, as JSON ([`crate::exits::TaskContainer`] objects).
+pub const TASK_CONTAINERS: &str = "C4GH_TASK_CONTAINERS";
 /// Where the gate writes its failure reason (default `/dev/termination-log`).
 pub const TERMINATION_LOG: &str = "C4GH_TERMINATION_LOG";

@@ -38,6 +38,14 @@
 //! Crypt4GH encryption before it destroys the key. TESK's outputs filer gets the same work done
 //! by the init container [`pod::SEAL_CONTAINER`] (`c4gh-sidecar seal`).
 //!
+//! # Exit notices
+//!
+//! A task container with an explicit `command` runs it behind the wrapper `c4gh-exec`
+//! (copied by the gate into [`pod::EXEC_DIR`]), which writes an exit notice into
+//! [`pod::EXIT_DIR`] when the command ends. The sidecar, told the task containers and their
+//! restart policies in [`env::TASK_CONTAINERS`], destroys the key as soon as every one has ended
+//! for good ([`exits`]), instead of waiting for the kubelet's SIGTERM.
+//!
 //! # The sidecar's environment
 //!
 //! [`mod@env`] names every variable: the validated input list ([`env::INPUTS`], the
@@ -55,6 +63,7 @@
 
 pub mod annotations;
 pub mod env;
+pub mod exits;
 pub mod inputs;
 pub mod outputs;
 pub mod pod;

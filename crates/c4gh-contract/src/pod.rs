@@ -73,6 +73,14 @@ pub const VERDICT_PATH: &str = "/c4gh/exec/verdict";
 pub const VERDICT_READY: &str = "ready";
 /// The first line of a verdict that refuses it.
 pub const VERDICT_FAILED: &str = "failed";
+/// Memory-backed emptyDir for the task containers' exit notices ([`crate::exits`]):
+/// read-write in the task containers that run behind `c4gh-exec --notice`, read-only in the
+/// sidecar.
+pub const EXIT_VOLUME: &str = "c4gh-exit";
+/// Where [`EXIT_VOLUME`] is mounted.
+pub const EXIT_DIR: &str = "/c4gh/exit";
+/// Size limit of [`EXIT_VOLUME`] (a notice is a few bytes per container).
+pub const EXIT_VOLUME_SIZE: &str = "64Ki";
 
 #[cfg(test)]
 mod tests {
@@ -83,7 +91,7 @@ mod tests {
         assert_eq!(SECRET_KEY_PATH, format!("{KEY_DIR}/{SECRET_KEY_FILE}"));
         assert_eq!(EXEC_PATH, format!("{EXEC_DIR}/{EXEC_BINARY}"));
         assert_eq!(VERDICT_PATH, format!("{EXEC_DIR}/{VERDICT_FILE}"));
-        for dir in [KEY_DIR, AUTH_DIR, PASSPORTS_DIR, CA_DIR, EXEC_DIR] {
+        for dir in [KEY_DIR, AUTH_DIR, PASSPORTS_DIR, CA_DIR, EXEC_DIR, EXIT_DIR] {
             assert!(dir.starts_with(&format!("{RESERVED_DIR}/")), "{dir}");
         }
         for volume in [
@@ -94,6 +102,7 @@ mod tests {
             PASSPORTS_VOLUME,
             CA_VOLUME,
             EXEC_VOLUME,
+            EXIT_VOLUME,
         ] {
             assert!(volume.starts_with(OWN_VOLUME_PREFIX), "{volume}");
         }
