@@ -28,7 +28,7 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, VolumeMount};
 use kube::api::{DynamicObject, ListParams};
 use kube::core::ApiResource;
 use kube::{Api, Client};
@@ -155,6 +155,23 @@ pub fn load(path: &str) -> anyhow::Result<Value> {
         meta.remove("namespace");
     }
     Ok(value)
+}
+
+/// The mount at `path` of the first container of `job`'s pod template: where the taskmaster
+/// put a directory of the task PVC.
+pub fn first_container_mount(job: &Job, path: &str) -> Option<VolumeMount> {
+    job.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .volume_mounts
+        .as_ref()?
+        .iter()
+        .find(|m| m.mount_path == path)
+        .cloned()
 }
 
 /// A capture: file path (relative to [`fixtures_dir`]) → normalised object.

@@ -240,21 +240,7 @@ async fn webhook_injects_denies_and_rotates_through_the_real_apiserver() -> anyh
         "c4gh.dev/tes-task": "task-2b3c4d5e"
     });
     let job: Job = serde_json::from_value(job)?;
-    let executor_mount = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .volume_mounts
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|m| m.mount_path == "/data/in")
-        .cloned()
+    let executor_mount = tesk_fixtures::first_container_mount(&job, "/data/in")
         .expect("the taskmaster mounted /data/in from the task PVC");
     jobs.create(&PostParams::default(), &job).await?;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -269,21 +269,7 @@ async fn tesk_task_config_maps_are_adapted_and_executor_pods_injected() -> anyho
         &adapted,
         adapted["executors"][0].clone(),
     ))?;
-    let in_mount = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .volume_mounts
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|m| m.mount_path == "/data/in")
-        .cloned()
+    let in_mount = tesk_fixtures::first_container_mount(&job, "/data/in")
         .expect("the taskmaster mounts the drs:// input's directory from the PVC");
     Api::<Job>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &job)
